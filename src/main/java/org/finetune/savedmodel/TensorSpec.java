@@ -1,0 +1,34 @@
+package org.finetune.savedmodel;
+
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * One input or output of a signature.
+ *
+ * @param key the signature's name for it (e.g. {@code token_ids})
+ * @param tensorName the graph tensor that carries it (e.g. {@code serving_default_token_ids:0})
+ * @param dtype the dtype in Python's spelling ({@code float32}, {@code int32}, ...)
+ * @param shape dimensions, -1 where unknown; empty for a scalar
+ * @param rankKnown false when even the rank is unknown
+ */
+public record TensorSpec(String key, String tensorName, String dtype, List<Long> shape, boolean rankKnown) {
+  public TensorSpec {
+    Objects.requireNonNull(key, "key");
+    Objects.requireNonNull(tensorName, "tensorName");
+    Objects.requireNonNull(dtype, "dtype");
+    shape = List.copyOf(shape);
+  }
+
+  /** The shape as Python prints a TensorSpec's: {@code (None, 32, 32, 3)}. */
+  public String shapeText() {
+    if (!rankKnown) {
+      return "<unknown>";
+    }
+    StringBuilder b = new StringBuilder("(");
+    for (int i = 0; i < shape.size(); i++) {
+      b.append(i > 0 ? ", " : "").append(shape.get(i) < 0 ? "None" : shape.get(i).toString());
+    }
+    return b.append(shape.size() == 1 ? ",)" : ")").toString();
+  }
+}
