@@ -363,13 +363,26 @@ class Tf1Variable:
         self.trainable = variable.trainable
 
 
+class VariableScope:
+    """A TF1 graph's top-level variable scope, described the way the Keras helpers describe a layer."""
+
+    def __init__(self, name, variables):
+        self.name = name
+        self.trainable_weights = [v for v in variables if v.trainable]
+        self.non_trainable_weights = [v for v in variables if not v.trainable]
+
+
 class Tf1Model:
-    """Describes a TF1 graph the way the Keras helpers describe a model, for expected.json."""
+    """Describes a TF1 graph the way the Keras helpers describe a model, for expected.json: its
+    "layers" are the top-level variable scopes, in the order their variables were created."""
 
     def __init__(self, variables):
-        self.layers = []
-        self.trainable_weights = [Tf1Variable(v) for v in variables if v.trainable]
-        self.non_trainable_weights = [Tf1Variable(v) for v in variables if not v.trainable]
+        scopes = {}
+        for v in variables:
+            scopes.setdefault(v.op.name.split("/")[0], []).append(Tf1Variable(v))
+        self.layers = [VariableScope(name, vs) for name, vs in scopes.items()]
+        self.trainable_weights = [v for vs in scopes.values() for v in vs if v.trainable]
+        self.non_trainable_weights = [v for vs in scopes.values() for v in vs if not v.trainable]
 
 
 def export_tf1_linear(out):

@@ -76,6 +76,49 @@ public final class CheckpointIndex {
     return index;
   }
 
+  /**
+   * Reads a scalar string tensor (such as {@code _CHECKPOINTABLE_OBJECT_GRAPH}) from the data
+   * shard, without the runtime. A bundle stores string tensors as their lengths (varints), a
+   * checksum of the lengths, then the bytes.
+   *
+   * @return empty when the checkpoint has no such key
+   */
+  public java.util.Optional<byte[]> readScalarString(Path prefix, String key) {
+    BundleEntryProto entry = entries.get(key);
+    if (entry == null) {
+      return java.util.Optional.empty();
+    }
+    Path data = dataFile(prefix, entry.getShardId());
+    byte[] raw = new byte[(int) entry.getSize()];
+    try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(data)) {
+      ByteBuffer buf = ByteBuffer.wrap(raw);
+      long pos = entry.getOffset();
+      while (buf.hasRemaining()) {
+        int n = ch.read(buf, pos);
+        if (n < 0) {
+          throw new InvalidModelException(data, data + " ends inside tensor '" + key + "'; it is truncated."
+              + " Re-copy or re-export the SavedModel.");
+        }
+        pos += n;
+      }
+    } catch (IOException e) {
+      throw new InvalidModelException(data, "cannot read " + data + ": " + e.getMessage(), e);
+    }
+    Cursor c = new Cursor(raw, 0);
+    long length = c.varint64();
+    int start = c.pos + 4; // skip the masked CRC32C of the lengths
+    if (start + length > raw.length) {
+      throw new InvalidModelException(data, "tensor '" + key + "' in " + data + " is damaged."
+          + " Re-copy or re-export the SavedModel.");
+    }
+    return java.util.Optional.of(java.util.Arrays.copyOfRange(raw, start, (int) (start + length)));
+  }
+
+  private Path dataFile(Path prefix, int shard) {
+    return prefix.resolveSibling(String.format("%s.data-%05d-of-%05d", prefix.getFileName(), shard,
+        header.getNumShards()));
+  }
+
   private void checkShards(Path prefix) {
     int shards = header.getNumShards();
     long[] needed = new long[Math.max(shards, 1)];
@@ -89,7 +132,7 @@ public final class CheckpointIndex {
       needed[entry.getShardId()] = Math.max(needed[entry.getShardId()], entry.getOffset() + entry.getSize());
     }
     for (int shard = 0; shard < shards; shard++) {
-      Path data = prefix.resolveSibling(String.format("%s.data-%05d-of-%05d", prefix.getFileName(), shard, shards));
+      Path data = dataFile(prefix, shard);
       long size;
       try {
         size = Files.size(data);

@@ -1,0 +1,217 @@
+package org.finetune.data;
+
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Objects;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.tensorflow.RawTensor;
+import org.tensorflow.Tensor;
+import org.tensorflow.ndarray.Shape;
+import org.tensorflow.ndarray.buffer.DataBuffers;
+import org.tensorflow.proto.DataType;
+import org.tensorflow.types.TBool;
+import org.tensorflow.types.TFloat32;
+import org.tensorflow.types.TFloat64;
+import org.tensorflow.types.TInt32;
+import org.tensorflow.types.TInt64;
+import org.tensorflow.types.TUint8;
+import org.tensorflow.types.family.TType;
+
+/**
+ * A dense array in NumPy's {@code .npy} format (versions 1 to 3, C order, little-endian): the way
+ * arrays travel between our Python scripts and Java. Holds the raw little-endian bytes.
+ *
+ * @param dtype NumPy's name: {@code float32}, {@code float64}, {@code int32}, {@code int64},
+ *     {@code uint8} or {@code bool}
+ * @param shape the dimensions
+ * @param data the elements, little-endian, C order
+ */
+public record NpyArray(String dtype, long[] shape, byte[] data) {
+  private static final byte[] MAGIC = {(byte) 0x93, 'N', 'U', 'M', 'P', 'Y'};
+  private static final Map<String, String> DESCR = Map.of(
+      "<f4", "float32", "<f8", "float64", "<i4", "int32", "<i8", "int64", "|u1", "uint8", "|b1", "bool");
+  private static final Pattern DESCR_FIELD = Pattern.compile("'descr'\\s*:\\s*'([^']*)'");
+  private static final Pattern ORDER_FIELD = Pattern.compile("'fortran_order'\\s*:\\s*(True|False)");
+  private static final Pattern SHAPE_FIELD = Pattern.compile("'shape'\\s*:\\s*\\(([^)]*)\\)");
+
+  public NpyArray {
+    Objects.requireNonNull(dtype, "dtype");
+    if (!DESCR.containsValue(dtype)) {
+      throw new IllegalArgumentException("unsupported dtype " + dtype + "; supported: " + DESCR.values());
+    }
+    shape = shape.clone();
+    data = data.clone();
+    long expected = elementCount(shape) * itemSize(dtype);
+    if (data.length != expected) {
+      throw new IllegalArgumentException(
+          "a " + dtype + " array of shape " + Arrays.toString(shape) + " needs " + expected + " bytes, got " + data.length);
+    }
+  }
+
+  @Override
+  public long[] shape() {
+    return shape.clone();
+  }
+
+  @Override
+  public byte[] data() {
+    return data.clone();
+  }
+
+  /** Reads a {@code .npy} file. */
+  public static NpyArray read(Path file) throws IOException {
+    byte[] bytes = Files.readAllBytes(file);
+    if (bytes.length < 10 || !Arrays.equals(Arrays.copyOf(bytes, 6), MAGIC)) {
+      throw new IOException(file + " is not a .npy file (no \\x93NUMPY magic)");
+    }
+    int major = bytes[6];
+    ByteBuffer b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
+    int headerLength = major == 1 ? Short.toUnsignedInt(b.getShort(8)) : b.getInt(8);
+    int headerStart = major == 1 ? 10 : 12;
+    if (headerStart + headerLength > bytes.length) {
+      throw new IOException(file + " is truncated inside its header");
+    }
+    String header = new String(bytes, headerStart, headerLength, StandardCharsets.ISO_8859_1);
+    String descr = group(DESCR_FIELD, header, file);
+    String dtype = DESCR.get(descr);
+    if (dtype == null) {
+      throw new IOException(file + " holds dtype " + descr + "; supported: " + DESCR.keySet());
+    }
+    if (group(ORDER_FIELD, header, file).equals("True")) {
+      throw new IOException(file + " is in Fortran order; save it with np.ascontiguousarray");
+    }
+    String dims = group(SHAPE_FIELD, header, file).trim();
+    long[] shape = dims.isEmpty() ? new long[0]
+        : Arrays.stream(dims.split(",")).map(String::trim).filter(s -> !s.isEmpty()).mapToLong(Long::parseLong).toArray();
+    int start = headerStart + headerLength;
+    long length = elementCount(shape) * itemSize(dtype);
+    if (start + length != bytes.length) {
+      throw new IOException(file + " should hold " + length + " data bytes for shape " + Arrays.toString(shape)
+          + ", holds " + (bytes.length - start));
+    }
+    return new NpyArray(dtype, shape, Arrays.copyOfRange(bytes, start, bytes.length));
+  }
+
+  /** Writes this array as a version 1.0 {@code .npy} file. */
+  public void write(Path file) throws IOException {
+    String descr = DESCR.entrySet().stream().filter(e -> e.getValue().equals(dtype)).findFirst().orElseThrow().getKey();
+    StringBuilder dims = new StringBuilder();
+    for (long d : shape) {
+      dims.append(d).append(", ");
+    }
+    String shapeText = shape.length == 1 ? dims.substring(0, dims.length() - 1) : dims.length() == 0 ? ""
+        : dims.substring(0, dims.length() - 2);
+    String header = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': (" + shapeText + "), }";
+    int pad = 64 - (10 + header.length() + 1) % 64;
+    header = header + " ".repeat(pad % 64) + "\n";
+    try (OutputStream out = Files.newOutputStream(file)) {
+      out.write(MAGIC);
+      out.write(new byte[] {1, 0, (byte) (header.length() & 0xff), (byte) (header.length() >> 8)});
+      out.write(header.getBytes(StandardCharsets.ISO_8859_1));
+      out.write(data);
+    }
+  }
+
+  /** A new tensor holding a copy of the elements. Caller closes. */
+  public Tensor toTensor() {
+    return Tensor.of(tensorType(dtype), Shape.of(shape), DataBuffers.of(data, true, false));
+  }
+
+  /** Copies a dense numeric tensor out of the runtime. */
+  public static NpyArray of(Tensor tensor) {
+    String dtype = npyType(tensor.dataType());
+    RawTensor raw = tensor.asRawTensor();
+    byte[] bytes = new byte[(int) raw.numBytes()];
+    raw.data().read(bytes);
+    return new NpyArray(dtype, tensor.shape().asArray(), bytes);
+  }
+
+  /** The elements widened to doubles, for comparisons. */
+  public double[] toDoubles() {
+    ByteBuffer b = ByteBuffer.wrap(data).order(ByteOrder.LITTLE_ENDIAN);
+    int n = (int) elementCount(shape);
+    double[] out = new double[n];
+    for (int i = 0; i < n; i++) {
+      switch (dtype) {
+        case "float32": out[i] = b.getFloat(); break;
+        case "float64": out[i] = b.getDouble(); break;
+        case "int32": out[i] = b.getInt(); break;
+        case "int64": out[i] = b.getLong(); break;
+        case "uint8": out[i] = Byte.toUnsignedInt(b.get()); break;
+        default: out[i] = b.get() != 0 ? 1 : 0;
+      }
+    }
+    return out;
+  }
+
+  /** The number of elements. */
+  public long size() {
+    return elementCount(shape);
+  }
+
+  public List<Long> shapeList() {
+    return Arrays.stream(shape).boxed().toList();
+  }
+
+  private static String group(Pattern p, String header, Path file) throws IOException {
+    Matcher m = p.matcher(header);
+    if (!m.find()) {
+      throw new IOException(file + " has a malformed .npy header: " + header.trim());
+    }
+    return m.group(1);
+  }
+
+  private static long elementCount(long[] shape) {
+    long n = 1;
+    for (long d : shape) {
+      if (d < 0) {
+        throw new IllegalArgumentException("negative dimension in " + Arrays.toString(shape));
+      }
+      n = Math.multiplyExact(n, d);
+    }
+    return n;
+  }
+
+  private static int itemSize(String dtype) {
+    switch (dtype) {
+      case "float64": case "int64": return 8;
+      case "uint8": case "bool": return 1;
+      default: return 4;
+    }
+  }
+
+  private static Class<? extends TType> tensorType(String dtype) {
+    switch (dtype) {
+      case "float32": return TFloat32.class;
+      case "float64": return TFloat64.class;
+      case "int32": return TInt32.class;
+      case "int64": return TInt64.class;
+      case "uint8": return TUint8.class;
+      default: return TBool.class;
+    }
+  }
+
+  private static String npyType(DataType type) {
+    switch (type) {
+      case DT_FLOAT: return "float32";
+      case DT_DOUBLE: return "float64";
+      case DT_INT32: return "int32";
+      case DT_INT64: return "int64";
+      case DT_UINT8: return "uint8";
+      case DT_BOOL: return "bool";
+      default:
+        throw new IllegalArgumentException("cannot copy a " + type.name().toLowerCase(Locale.ROOT)
+            + " tensor to a .npy array");
+    }
+  }
+}

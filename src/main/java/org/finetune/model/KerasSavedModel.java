@@ -1,0 +1,175 @@
+package org.finetune.model;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.TreeSet;
+import org.finetune.savedmodel.InvalidModelException;
+import org.finetune.savedmodel.ModelInfo;
+import org.finetune.savedmodel.SavedModelDirectory;
+import org.finetune.savedmodel.SavedModelInspector;
+import org.finetune.savedmodel.SignatureInfo;
+import org.finetune.savedmodel.TensorSpec;
+import org.finetune.savedmodel.DTypes;
+import org.tensorflow.Result;
+import org.tensorflow.SavedModelBundle;
+import org.tensorflow.Session;
+import org.tensorflow.Tensor;
+import org.tensorflow.exceptions.TensorFlowException;
+
+/**
+ * A Keras SavedModel opened in the TensorFlow runtime. Opening reads the directory as data first
+ * ({@link ModelInfo}: signatures, layers, variables, op audit) and only then loads it, so a
+ * damaged or mistaken directory is refused before any of its ops run.
+ *
+ * <p>Owns its {@link SavedModelBundle}; {@link #close()} releases it, and any use after that
+ * throws. Safe for concurrent {@link #predict} calls (the runtime session is thread-safe).
+ */
+public final class KerasSavedModel implements AutoCloseable {
+  private final ModelInfo info;
+  private final SavedModelBundle bundle;
+  private volatile boolean closed;
+
+  private KerasSavedModel(ModelInfo info, SavedModelBundle bundle) {
+    this.info = info;
+    this.bundle = bundle;
+  }
+
+  /** Opens the {@code serve} MetaGraph of {@code dir}. */
+  public static KerasSavedModel open(Path dir) {
+    return open(dir, SavedModelDirectory.SERVE, Optional.empty());
+  }
+
+  /**
+   * Opens {@code dir} with the MetaGraph tagged {@code tags}; {@code signature} chooses the
+   * signature that {@link #info()} analyses (default: serving_default).
+   *
+   * @throws InvalidModelException when the directory cannot be used; nothing was loaded then
+   */
+  public static KerasSavedModel open(Path dir, Set<String> tags, Optional<String> signature) {
+    SavedModelDirectory files = SavedModelDirectory.open(dir, tags);
+    ModelInfo info = SavedModelInspector.inspect(files, signature);
+    SavedModelBundle bundle;
+    try {
+      bundle = SavedModelBundle.loader(dir.toString()).withTags(tags.toArray(new String[0])).load();
+    } catch (TensorFlowException e) {
+      throw new InvalidModelException(dir, "TensorFlow could not load " + dir + ": " + firstLine(e.getMessage())
+          + ". Check that it was exported completely (saved_model.pb and variables/) with TensorFlow 2.18 or older.", e);
+    }
+    try {
+      CapturedVariables.restoreMissing(files, bundle.graph(), bundle.session());
+    } catch (RuntimeException e) {
+      bundle.close();
+      throw e;
+    }
+    return new KerasSavedModel(info, bundle);
+  }
+
+  /** What the model holds, read from its files. */
+  public ModelInfo info() {
+    return info;
+  }
+
+  public Map<String, SignatureInfo> signatures() {
+    return info.signatures();
+  }
+
+  /**
+   * Runs {@code signature} on {@code inputs} (keyed by the signature's input names). The returned
+   * tensors, keyed by output name, belong to the caller, who closes them; the inputs stay the
+   * caller's too.
+   *
+   * @throws IllegalArgumentException when the signature or an input name, dtype or shape does not fit
+   */
+  public Map<String, Tensor> predict(String signature, Map<String, ? extends Tensor> inputs) {
+    checkOpen();
+    SignatureInfo sig = info.signatures().get(signature);
+    if (sig == null) {
+      throw new IllegalArgumentException("no signature '" + signature + "'; the model has "
+          + String.join(", ", info.signatures().keySet()));
+    }
+    checkInputs(sig, inputs);
+    Session.Runner runner = bundle.session().runner();
+    for (TensorSpec in : sig.inputs()) {
+      runner.feed(in.tensorName(), inputs.get(in.key()));
+    }
+    for (TensorSpec out : sig.outputs()) {
+      runner.fetch(out.tensorName());
+    }
+    Result result = runner.run();
+    // The tensors go to the caller, who closes each; the Result itself holds nothing else.
+    Map<String, Tensor> outputs = new LinkedHashMap<>();
+    for (int i = 0; i < sig.outputs().size(); i++) {
+      outputs.put(sig.outputs().get(i).key(), result.get(i));
+    }
+    return outputs;
+  }
+
+  /** Runs the default signature ({@link ModelInfo#signature()}). Caller closes the results. */
+  public Map<String, Tensor> predict(Map<String, ? extends Tensor> inputs) {
+    return predict(info.signature(), inputs);
+  }
+
+  private static void checkInputs(SignatureInfo sig, Map<String, ? extends Tensor> inputs) {
+    Set<String> expected = new TreeSet<>();
+    sig.inputs().forEach(t -> expected.add(t.key()));
+    if (!expected.equals(new TreeSet<>(inputs.keySet()))) {
+      throw new IllegalArgumentException("signature '" + sig.name() + "' takes inputs " + expected + ", got "
+          + new TreeSet<>(inputs.keySet()));
+    }
+    List<String> problems = new ArrayList<>();
+    for (TensorSpec spec : sig.inputs()) {
+      Tensor t = inputs.get(spec.key());
+      String dtype = DTypes.name(t.dataType());
+      if (!dtype.equals(spec.dtype())) {
+        problems.add(spec.key() + " must be " + spec.dtype() + ", got " + dtype);
+        continue;
+      }
+      long[] dims = t.shape().asArray();
+      if (spec.rankKnown() && !fits(spec.shape(), dims)) {
+        problems.add(spec.key() + " must have shape " + spec.shapeText() + ", got " + t.shape());
+      }
+    }
+    if (!problems.isEmpty()) {
+      throw new IllegalArgumentException("inputs of '" + sig.name() + "' do not fit: " + String.join("; ", problems));
+    }
+  }
+
+  private static boolean fits(List<Long> spec, long[] dims) {
+    if (spec.size() != dims.length) {
+      return false;
+    }
+    for (int i = 0; i < dims.length; i++) {
+      if (spec.get(i) >= 0 && spec.get(i) != dims[i]) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private void checkOpen() {
+    if (closed) {
+      throw new IllegalStateException("this KerasSavedModel (" + info.dir() + ") is closed");
+    }
+  }
+
+  private static String firstLine(String message) {
+    if (message == null) {
+      return "no message";
+    }
+    int nl = message.indexOf('\n');
+    return nl < 0 ? message : message.substring(0, nl);
+  }
+
+  @Override
+  public void close() {
+    if (!closed) {
+      closed = true;
+      bundle.close();
+    }
+  }
+}
