@@ -23,7 +23,7 @@ public final class Cli {
   private final Map<String, Command> commands = new LinkedHashMap<>();
 
   public Cli() {
-    for (Command c : List.of(new InspectCommand())) {
+    for (Command c : List.of(new InspectCommand(), new PredictCommand(), new DemoCommand())) {
       commands.put(c.name(), c);
     }
   }
@@ -67,7 +67,7 @@ public final class Cli {
       return ExitCode.BAD_INPUT;
     }
     if (line.hasOption("help")) {
-      printHelp(command, out);
+      printHelp(command, options, out);
       return ExitCode.OK;
     }
     try {
@@ -105,11 +105,11 @@ public final class Cli {
     w.println("Exit codes: 0 ok, 1 failed, 2 bad input, 3 partly done.");
   }
 
-  private static void printHelp(Command command, PrintWriter out) {
+  private static void printHelp(Command command, Options options, PrintWriter out) {
     HelpFormatter help = HelpFormatter.builder().get();
     help.setWidth(100);
     help.printHelp(out, 100, "finetune " + command.name() + " " + command.synopsis(), command.summary(),
-        command.options(), 2, 2, "\n" + command.details(), false);
+        options, 2, 2, "\n" + command.details() + "\n", false);
   }
 
   static String version() {

@@ -1,0 +1,86 @@
+package org.finetune.cli;
+
+import java.io.PrintWriter;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import org.finetune.data.NpyArray;
+import org.finetune.model.KerasSavedModel;
+import org.tensorflow.Tensor;
+
+/** Runs a signature on arrays and renders what comes out; shared by predict and demo. */
+final class Predictions {
+  private Predictions() {}
+
+  /** Feeds {@code inputs}, returns every output copied out of the runtime. */
+  static Map<String, NpyArray> run(KerasSavedModel model, String signature, Map<String, NpyArray> inputs) {
+    Map<String, Tensor> tensors = new LinkedHashMap<>();
+    try {
+      inputs.forEach((k, v) -> tensors.put(k, v.toTensor()));
+      Map<String, Tensor> outputs;
+      try {
+        outputs = model.predict(signature, tensors);
+      } catch (IllegalArgumentException e) {
+        throw new UsageException(e.getMessage());
+      }
+      Map<String, NpyArray> arrays = new LinkedHashMap<>();
+      try {
+        outputs.forEach((k, v) -> arrays.put(k, NpyArray.of(v)));
+      } finally {
+        outputs.values().forEach(Tensor::close);
+      }
+      return arrays;
+    } finally {
+      tensors.values().forEach(Tensor::close);
+    }
+  }
+
+  /** One output: the top classes per row for a 2-D array, else its shape and value range. */
+  static void describe(String name, NpyArray array, int top, PrintWriter out) {
+    long[] shape = array.shape();
+    double[] v = array.toDoubles();
+    out.printf("%s: %s %s%n", name, array.dtype(), java.util.Arrays.toString(shape));
+    if (shape.length == 2 && shape[1] > 1 && v.length > 0) {
+      int cols = (int) shape[1];
+      for (int r = 0; r < shape[0]; r++) {
+        List<Integer> order = new ArrayList<>();
+        for (int c = 0; c < cols; c++) {
+          order.add(c);
+        }
+        final int row = r;
+        order.sort((a, b) -> Double.compare(v[row * cols + b], v[row * cols + a]));
+        StringBuilder b = new StringBuilder();
+        for (int i = 0; i < Math.min(top, cols); i++) {
+          int c = order.get(i);
+          b.append(i > 0 ? ", " : "").append("class ").append(c).append(' ')
+              .append(String.format(Locale.ROOT, "%.4f", v[r * cols + c]));
+        }
+        out.printf("  row %d: %s%n", r, b);
+      }
+    } else if (v.length > 0) {
+      double min = Double.POSITIVE_INFINITY;
+      double max = Double.NEGATIVE_INFINITY;
+      double sum = 0;
+      for (double d : v) {
+        min = Math.min(min, d);
+        max = Math.max(max, d);
+        sum += d;
+      }
+      out.printf("  min %s, max %s, mean %s%n", PredictCommand.fmt(min), PredictCommand.fmt(max),
+          PredictCommand.fmt(sum / v.length));
+    }
+  }
+
+  /** max |a - b| / max |a|: how we compare with Keras everywhere. */
+  static double relativeDifference(double[] expected, double[] actual) {
+    double maxDiff = 0;
+    double maxAbs = 0;
+    for (int i = 0; i < expected.length; i++) {
+      maxDiff = Math.max(maxDiff, Math.abs(expected[i] - actual[i]));
+      maxAbs = Math.max(maxAbs, Math.abs(expected[i]));
+    }
+    return maxAbs == 0 ? maxDiff : maxDiff / maxAbs;
+  }
+}
