@@ -32,10 +32,11 @@ vgg16_small also ``tf_saved_model`` (``tf.saved_model.save(model)``) and ``tf_ke
 
 Weights are random (seeded): nothing can be downloaded on our machines. On a machine
 that can download, ``--weights pretrained`` loads ImageNet weights for the full-size
-VGG16 and InceptionV3 and the ``gpt2_base_en`` preset for gpt2_base.
+VGG16 and InceptionV3 and the ``gpt2_base_en`` preset for gpt2_base (``--weights imagenet``
+is the same switch under the name Keras uses).
 
 Usage:
-  scripts/export_keras_models.py [--out savedmodels] [--models a,b,...] [--weights random|pretrained] [--force]
+  scripts/export_keras_models.py [--out savedmodels] [--models a,b,...] [--weights random|imagenet|pretrained] [--force]
 """
 import argparse
 import contextlib
@@ -422,10 +423,13 @@ def main(argv):
                         help="root folder for the fixtures (default: savedmodels/)")
     parser.add_argument("--models", default="all",
                         help="comma-separated models, or 'small', 'full', 'all' (default: all)")
-    parser.add_argument("--weights", choices=["random", "pretrained"], default="random",
-                        help="random (seeded; the default, no download) or pretrained (downloads; full-size only)")
+    parser.add_argument("--weights", choices=["random", "imagenet", "pretrained"], default="random",
+                        help="random (seeded; the default, no download) or imagenet/pretrained: ImageNet weights"
+                             " for the full-size image models, the gpt2_base_en preset for gpt2_base (downloads)")
     parser.add_argument("--force", action="store_true", help="rewrite fixtures that already exist")
     args = parser.parse_args(argv)
+    if args.weights == "imagenet":
+        args.weights = "pretrained"
 
     groups = {"small": SMALL, "full": FULL, "all": SMALL + FULL}
     names = [n for item in args.models.split(",") if item for n in groups.get(item, [item])]

@@ -59,6 +59,19 @@ class CommandLineTest {
     assertEquals("keras3_export", json.get("export_path").getAsString());
   }
 
+  static java.util.stream.Stream<Fixture> fixtures() {
+    return Fixture.all();
+  }
+
+  @ParameterizedTest
+  @org.junit.jupiter.params.provider.MethodSource("fixtures")
+  void inspectJsonTotalsEqualKerasForEveryFixture(Fixture fixture) {
+    CliRun run = CliRun.of("inspect", "--json", fixture.model().toString());
+    assertEquals(ExitCode.OK, run.exit(), run.err());
+    JsonObject json = JsonParser.parseString(run.out()).getAsJsonObject();
+    assertEquals(fixture.expected().get("totals"), json.get("totals"), fixture.id());
+  }
+
   @Test
   void inspectNamesTheLayerBehindAnOpWithoutGradient() {
     CliRun run = CliRun.of("inspect", Fixture.of("text_embedding/tf_keras").model().toString());
