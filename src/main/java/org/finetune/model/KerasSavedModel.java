@@ -8,6 +8,8 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
 import java.util.TreeSet;
+import org.finetune.graph.FunctionFlattener;
+import org.finetune.graph.OpDefs;
 import org.finetune.savedmodel.InvalidModelException;
 import org.finetune.savedmodel.ModelInfo;
 import org.finetune.savedmodel.SavedModelDirectory;
@@ -31,11 +33,14 @@ import org.tensorflow.exceptions.TensorFlowException;
  */
 public final class KerasSavedModel implements AutoCloseable {
   private final ModelInfo info;
+  private final SavedModelDirectory files;
   private final SavedModelBundle bundle;
+  private final Map<String, FlatSignature> flat = new java.util.HashMap<>();
   private volatile boolean closed;
 
-  private KerasSavedModel(ModelInfo info, SavedModelBundle bundle) {
+  private KerasSavedModel(ModelInfo info, SavedModelDirectory files, SavedModelBundle bundle) {
     this.info = info;
+    this.files = files;
     this.bundle = bundle;
   }
 
@@ -66,7 +71,7 @@ public final class KerasSavedModel implements AutoCloseable {
       bundle.close();
       throw e;
     }
-    return new KerasSavedModel(info, bundle);
+    return new KerasSavedModel(info, files, bundle);
   }
 
   /** What the model holds, read from its files. */
@@ -107,6 +112,64 @@ public final class KerasSavedModel implements AutoCloseable {
       outputs.put(sig.outputs().get(i).key(), result.get(i));
     }
     return outputs;
+  }
+
+  /**
+   * The signature inlined into one flat, differentiable graph beside the original, in this
+   * model's graph (built once per signature; later calls return the same).
+   */
+  public synchronized FlatSignature flatSignature(String signature) {
+    checkOpen();
+    FlatSignature existing = flat.get(signature);
+    if (existing != null) {
+      return existing;
+    }
+    SignatureInfo sig = info.signatures().get(signature);
+    if (sig == null) {
+      throw new IllegalArgumentException("no signature '" + signature + "'; the model has "
+          + String.join(", ", info.signatures().keySet()));
+    }
+    Map<String, String> inputs = new LinkedHashMap<>();
+    sig.inputs().forEach(t -> inputs.put(t.key(), t.tensorName()));
+    Map<String, String> outputs = new LinkedHashMap<>();
+    sig.outputs().forEach(t -> outputs.put(t.key(), t.tensorName()));
+    FunctionFlattener.FlatGraph graph = FunctionFlattener.flatten(files.metaGraph().getGraphDef(), inputs, outputs,
+        OpDefs.runtime());
+    String prefix = "finetune_flat_" + signature;
+    bundle.graph().importGraphDef(graph.graphDef(), prefix);
+    FlatSignature result = FlatSignature.imported(signature, prefix, graph);
+    flat.put(signature, result);
+    return result;
+  }
+
+  /**
+   * Runs named tensors of this model's graph: feeds by tensor name, fetches by tensor name.
+   * Returned tensors belong to the caller. For the training code and tests, which address the
+   * flat graph directly.
+   */
+  public Map<String, Tensor> run(Map<String, ? extends Tensor> feeds, java.util.List<String> fetches) {
+    checkOpen();
+    Session.Runner runner = bundle.session().runner();
+    feeds.forEach(runner::feed);
+    fetches.forEach(runner::fetch);
+    Result result = runner.run();
+    Map<String, Tensor> outputs = new LinkedHashMap<>();
+    for (int i = 0; i < fetches.size(); i++) {
+      outputs.put(fetches.get(i), result.get(i));
+    }
+    return outputs;
+  }
+
+  /** The runtime graph; for the training code in this library, which adds ops to it. */
+  public org.tensorflow.Graph graph() {
+    checkOpen();
+    return bundle.graph();
+  }
+
+  /** The runtime session; for the training code in this library. */
+  public Session session() {
+    checkOpen();
+    return bundle.session();
   }
 
   /** Runs the default signature ({@link ModelInfo#signature()}). Caller closes the results. */

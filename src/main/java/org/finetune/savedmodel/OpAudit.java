@@ -113,7 +113,7 @@ final class OpAudit {
   private Map<String, BitSet> body(String function, List<NodeDef> nodes, Map<String, BitSet> args,
       Map<String, BitSet> sources) {
     Map<String, BitSet> deps = new HashMap<>(args);
-    for (NodeDef node : topological(nodes)) {
+    for (NodeDef node : org.finetune.graph.Topology.sort(nodes)) {
       BitSet d = new BitSet();
       BitSet own = sources.get(node.getName());
       if (own != null) {
@@ -205,41 +205,6 @@ final class OpAudit {
     behind.stream().forEach(i -> layers.add(variables.get(i).layer()));
     gaps.putIfAbsent(function + "/" + node.getName(),
         new GradientGap(node.getOp(), function, node.getName(), new ArrayList<>(layers)));
-  }
-
-  /** Nodes in an order where every node comes after its inputs (Kahn's algorithm; cycles appended). */
-  static List<NodeDef> topological(List<NodeDef> nodes) {
-    Map<String, NodeDef> byName = new HashMap<>();
-    nodes.forEach(n -> byName.put(n.getName(), n));
-    Map<String, List<NodeDef>> consumers = new HashMap<>();
-    Map<String, Integer> pending = new HashMap<>();
-    for (NodeDef n : nodes) {
-      int count = 0;
-      for (String input : n.getInputList()) {
-        String src = SavedModelDirectory.nodeName(input);
-        if (byName.containsKey(src)) {
-          consumers.computeIfAbsent(src, k -> new ArrayList<>()).add(n);
-          count++;
-        }
-      }
-      pending.put(n.getName(), count);
-    }
-    ArrayDeque<NodeDef> ready = new ArrayDeque<>();
-    nodes.stream().filter(n -> pending.get(n.getName()) == 0).forEach(ready::add);
-    List<NodeDef> order = new ArrayList<>(nodes.size());
-    java.util.Set<String> done = new java.util.HashSet<>();
-    while (!ready.isEmpty()) {
-      NodeDef n = ready.poll();
-      order.add(n);
-      done.add(n.getName());
-      for (NodeDef c : consumers.getOrDefault(n.getName(), List.of())) {
-        if (pending.merge(c.getName(), -1, Integer::sum) == 0) {
-          ready.add(c);
-        }
-      }
-    }
-    nodes.stream().filter(n -> !done.contains(n.getName())).forEach(order::add);
-    return order;
   }
 
   private static Set<String> ancestors(List<NodeDef> nodes, SignatureInfo signature) {

@@ -41,7 +41,7 @@ final class VariableResolver {
     List<NodeDef> calls = signatureCalls(nodes, signature);
     SavedObjectGraph objects = meta.getObjectGraphDef();
     if (objects.getNodesCount() == 0) {
-      return resolveTf1(meta, calls);
+      return resolveTf1(meta, calls, readBy(nodes, signature));
     }
     List<VariableInfo> variables = new ArrayList<>();
     Map<Integer, Integer> indexByObject = new HashMap<>();
@@ -88,7 +88,22 @@ final class VariableResolver {
   }
 
   /** TF1: variables are graph nodes; trainable ones are listed in the trainable_variables collection. */
-  private static Resolved resolveTf1(MetaGraphDef meta, List<NodeDef> calls) {
+  /** Names of the top-level nodes the signature's outputs depend on. */
+  private static Set<String> readBy(Map<String, NodeDef> nodes, SignatureInfo signature) {
+    Set<String> seen = new HashSet<>();
+    java.util.ArrayDeque<String> todo = new java.util.ArrayDeque<>();
+    signature.outputs().forEach(o -> todo.add(SavedModelDirectory.nodeName(o.tensorName())));
+    while (!todo.isEmpty()) {
+      String name = todo.poll();
+      NodeDef n = nodes.get(name);
+      if (n != null && seen.add(name)) {
+        n.getInputList().forEach(i -> todo.add(SavedModelDirectory.nodeName(i)));
+      }
+    }
+    return seen;
+  }
+
+  private static Resolved resolveTf1(MetaGraphDef meta, List<NodeDef> calls, Set<String> read) {
     Set<String> trainable = new HashSet<>();
     CollectionDef collection = meta.getCollectionDefMap().get("trainable_variables");
     if (collection != null) {
@@ -111,11 +126,14 @@ final class VariableResolver {
       }
       AttrValue dtype = node.getAttrMap().get("dtype");
       AttrValue shape = node.getAttrMap().get("shape");
-      indexByHandle.put(node.getName(), variables.size());
+      boolean isRead = read.contains(node.getName());
+      if (isRead) {
+        indexByHandle.put(node.getName(), variables.size());
+      }
       variables.add(new VariableInfo(node.getName(), layerOf(node.getName()),
           shape == null ? List.of() : dims(shape.getShape()),
           DTypes.name(dtype == null ? DataType.DT_INVALID : dtype.getType()),
-          trainable.contains(node.getName()), node.getName(), false));
+          trainable.contains(node.getName()), isRead ? node.getName() : "", false));
     }
     return new Resolved(variables, indexByHandle, calls);
   }

@@ -1,0 +1,40 @@
+package org.finetune.model;
+
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Objects;
+import org.finetune.graph.FunctionFlattener;
+
+/**
+ * A signature flattened into the loaded model's own graph (see {@link FunctionFlattener}): every
+ * name here is a tensor of that graph, under the import prefix.
+ *
+ * @param signature the signature's name
+ * @param prefix the import prefix of the flat nodes
+ * @param inputs signature input key to the flat placeholder tensor
+ * @param outputs signature output key to the flat tensor computing it
+ * @param reads variable handle node (of the original graph, as in {@code VariableInfo.handle}) to
+ *     the flat tensor that reads it; gradients are taken with respect to these
+ * @param nodeCount how many nodes the flat graph added
+ */
+public record FlatSignature(String signature, String prefix, Map<String, String> inputs, Map<String, String> outputs,
+    Map<String, String> reads, int nodeCount) {
+  public FlatSignature {
+    Objects.requireNonNull(signature, "signature");
+    Objects.requireNonNull(prefix, "prefix");
+    inputs = Collections.unmodifiableMap(new LinkedHashMap<>(inputs));
+    outputs = Collections.unmodifiableMap(new LinkedHashMap<>(outputs));
+    reads = Collections.unmodifiableMap(new LinkedHashMap<>(reads));
+  }
+
+  static FlatSignature imported(String signature, String prefix, FunctionFlattener.FlatGraph flat) {
+    Map<String, String> inputs = new LinkedHashMap<>();
+    flat.inputs().forEach((k, t) -> inputs.put(k, prefix + "/" + t));
+    Map<String, String> outputs = new LinkedHashMap<>();
+    flat.outputs().forEach((k, t) -> outputs.put(k, prefix + "/" + t));
+    Map<String, String> reads = new LinkedHashMap<>();
+    flat.variables().forEach((handle, v) -> reads.put(handle, prefix + "/" + v.read()));
+    return new FlatSignature(signature, prefix, inputs, outputs, reads, flat.graphDef().getNodeCount());
+  }
+}
