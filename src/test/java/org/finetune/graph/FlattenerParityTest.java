@@ -24,7 +24,7 @@ class FlattenerParityTest {
   static final double TOLERANCE = 1e-6;
 
   static Stream<Fixture> fixtures() {
-    return Fixture.all();
+    return Stream.concat(Fixture.all(), Fixture.graphs());
   }
 
   @ParameterizedTest

@@ -34,8 +34,19 @@ public record Fixture(String id, Path root) {
     return Path.of(System.getProperty("finetune.root", ".")).toAbsolutePath().normalize();
   }
 
+  /** The flattener's graph fixtures ({@code scripts/export_graph_fixtures.py}, committed in graphs/). */
+  public static final List<String> GRAPHS = List.of(
+      "nested_calls", "list_outputs", "control_deps", "custom_gradient", "cond", "multi_output");
+
+  public static Stream<Fixture> graphs() {
+    return GRAPHS.stream().map(name -> at(projectRoot().resolve("graphs").resolve(name), "graphs/" + name));
+  }
+
   public static Fixture of(String id) {
-    Path root = projectRoot().resolve("savedmodels").resolve(id);
+    return at(projectRoot().resolve("savedmodels").resolve(id), id);
+  }
+
+  private static Fixture at(Path root, String id) {
     if (!Files.isRegularFile(root.resolve("expected.json"))) {
       throw new IllegalStateException("fixture " + root + " is missing: run scripts/test, which generates it"
           + " (or scripts/export_keras_models.py with the venv's python)");
