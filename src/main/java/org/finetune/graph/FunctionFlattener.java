@@ -296,8 +296,9 @@ public final class FunctionFlattener {
       List<String> all = new ArrayList<>();
       OpDef opDef = opDefs.find(def.getOp()).orElse(null);
       if (opDef != null) {
+        Map<String, AttrValue> attrs = OpDefs.withDefaults(opDef, def.getAttrMap());
         for (OpDef.ArgDef arg : opDef.getOutputArgList()) {
-          int n = OpDefs.argTypes(arg, def.getAttrMap()).size();
+          int n = OpDefs.argTypes(arg, attrs).size();
           List<String> tensors = new ArrayList<>();
           for (int i = 0; i < n; i++) {
             tensors.add(flatName + ":" + all.size());

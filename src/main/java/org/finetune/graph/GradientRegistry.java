@@ -58,10 +58,18 @@ public final class GradientRegistry {
     return local;
   }
 
+  /** True when the runtime's C++ registry has a gradient for {@code opType} (per our table). */
+  static boolean hasRuntimeGradient(String opType) {
+    return builtIn().kinds.get(opType) == Kind.GRADIENT;
+  }
+
   /** How {@code opType} stands; ops named after a function of the graph's library count as structural. */
   public Kind kind(String opType) {
     if (STRUCTURAL.contains(opType)) {
       return Kind.STRUCTURAL;
+    }
+    if (CustomGradients.opTypes().contains(opType)) {
+      return Kind.GRADIENT;
     }
     return kinds.getOrDefault(opType, Kind.MISSING);
   }

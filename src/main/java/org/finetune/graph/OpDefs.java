@@ -61,8 +61,9 @@ public final class OpDefs {
       return List.of();
     }
     List<DataType> out = new ArrayList<>();
+    Map<String, AttrValue> attrs = withDefaults(def, node.getAttrMap());
     for (OpDef.ArgDef arg : def.getOutputArgList()) {
-      out.addAll(argTypes(arg, node.getAttrMap()));
+      out.addAll(argTypes(arg, attrs));
     }
     return out;
   }
@@ -74,10 +75,25 @@ public final class OpDefs {
       return Map.of();
     }
     Map<String, Integer> sizes = new HashMap<>();
+    Map<String, AttrValue> attrs = withDefaults(def, node.getAttrMap());
     for (OpDef.ArgDef arg : def.getOutputArgList()) {
-      sizes.put(arg.getName(), argTypes(arg, node.getAttrMap()).size());
+      sizes.put(arg.getName(), argTypes(arg, attrs).size());
     }
     return sizes;
+  }
+
+  /**
+   * The node's attributes with the op's defaults filled in: graphs and function bodies omit
+   * attributes that have their default value (MaxPool's {@code T} is float unless stated).
+   */
+  public static Map<String, AttrValue> withDefaults(OpDef def, Map<String, AttrValue> attrs) {
+    Map<String, AttrValue> out = new HashMap<>(attrs);
+    for (OpDef.AttrDef a : def.getAttrList()) {
+      if (!out.containsKey(a.getName()) && a.hasDefaultValue()) {
+        out.put(a.getName(), a.getDefaultValue());
+      }
+    }
+    return out;
   }
 
   static List<DataType> argTypes(OpDef.ArgDef arg, Map<String, AttrValue> attrs) {

@@ -17,15 +17,27 @@ import org.finetune.graph.FunctionFlattener;
  * @param reads variable handle node (of the original graph, as in {@code VariableInfo.handle}) to
  *     the flat tensor that reads it; gradients are taken with respect to these
  * @param nodeCount how many nodes the flat graph added
+ * @param graphDef the flat graph as imported, node names without the prefix
  */
 public record FlatSignature(String signature, String prefix, Map<String, String> inputs, Map<String, String> outputs,
-    Map<String, String> reads, int nodeCount) {
+    Map<String, String> reads, int nodeCount, org.tensorflow.proto.GraphDef graphDef) {
   public FlatSignature {
     Objects.requireNonNull(signature, "signature");
     Objects.requireNonNull(prefix, "prefix");
     inputs = Collections.unmodifiableMap(new LinkedHashMap<>(inputs));
     outputs = Collections.unmodifiableMap(new LinkedHashMap<>(outputs));
     reads = Collections.unmodifiableMap(new LinkedHashMap<>(reads));
+    Objects.requireNonNull(graphDef, "graphDef");
+  }
+
+  /** A tensor name of the imported graph without the import prefix (as in {@link #graphDef()}). */
+  public String local(String tensor) {
+    return tensor.startsWith(prefix + "/") ? tensor.substring(prefix.length() + 1) : tensor;
+  }
+
+  /** A tensor or node name of {@link #graphDef()} as imported. */
+  public String imported(String local) {
+    return prefix + "/" + local;
   }
 
   static FlatSignature imported(String signature, String prefix, FunctionFlattener.FlatGraph flat) {
@@ -35,6 +47,7 @@ public record FlatSignature(String signature, String prefix, Map<String, String>
     flat.outputs().forEach((k, t) -> outputs.put(k, prefix + "/" + t));
     Map<String, String> reads = new LinkedHashMap<>();
     flat.variables().forEach((handle, v) -> reads.put(handle, prefix + "/" + v.read()));
-    return new FlatSignature(signature, prefix, inputs, outputs, reads, flat.graphDef().getNodeCount());
+    return new FlatSignature(signature, prefix, inputs, outputs, reads, flat.graphDef().getNodeCount(),
+        flat.graphDef());
   }
 }

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""The numerical oracle for finetune's training: Keras trains a SavedModel the way Java should.
+
+Reads a plan (JSON), loads the SavedModel with ``tf.saved_model.load``, and for each case runs
+the serving signature (the model's call in inference mode: ``training=False``) under
+``tf.GradientTape``, takes Keras's loss and applies Keras's optimizer to the chosen variables,
+recording the loss of every step and the variables after the requested steps.
+
+Plan::
+
+  {"model": "<SavedModel dir>", "signature": "serving_default", "output": "output_0",
+   "inputs": {"<input>": "<file.npy>"}, "targets": "<file.npy>" | null,
+   "loss": "sparse_categorical_crossentropy" | "categorical_crossentropy" | "binary_crossentropy"
+           | "mean_squared_error" | "causal_lm",
+   "cases": [{"name": "sgd_all", "steps": 5, "record": [1, 5],
+              "optimizer": {"name": "sgd", "learning_rate": 0.01, "momentum": 0.9, "nesterov": false}
+                         | {"name": "adam", "learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
+                         | {"name": "adamw", ..., "weight_decay": 0.004},
+              "trainable": ["<variable name>", ...],
+              "global_clipnorm": null}]}
+
+Writes, under ``--out``: ``<case>/result.json`` ({"losses": [...], "variables": {"<step>": {"<name>":
+"<file>"}}}) and the ``.npy`` files it names. The causal-LM loss takes its targets from the
+``token_ids`` input shifted by one, weighted by ``padding_mask``, averaged over unmasked positions,
+exactly as finetune defines it.
+
+Usage: scripts/reference_train.py --plan plan.json --out DIR
+"""
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import keras  # noqa: E402
+
+
+def clean(name):
+    return name[:-2] if name.endswith(":0") else name
+
+
+def loss_fn(kind, targets, inputs):
+    def compute(output):
+        if kind == "sparse_categorical_crossentropy":
+            return tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(targets, output))
+        if kind == "categorical_crossentropy":
+            return tf.reduce_mean(keras.losses.categorical_crossentropy(targets, output))
+        if kind == "binary_crossentropy":
+            return tf.reduce_mean(keras.losses.binary_crossentropy(targets, output))
+        if kind == "mean_squared_error":
+            return tf.reduce_mean(keras.losses.mean_squared_error(targets, output))
+        if kind == "causal_lm":
+            ids = tf.cast(inputs["token_ids"], tf.int32)
+            weights = tf.cast(inputs["padding_mask"][:, 1:], tf.float32)
+            ce = keras.losses.sparse_categorical_crossentropy(ids[:, 1:], output[:, :-1, :], from_logits=True)
+            return tf.reduce_sum(ce * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+        raise SystemExit(f"unknown loss {kind}")
+    return compute
+
+
+def make_optimizer(spec, variables):
+    name = spec["name"]
+    kw = dict(learning_rate=spec["learning_rate"])
+    if spec.get("global_clipnorm"):
+        kw["global_clipnorm"] = spec["global_clipnorm"]
+    if name == "sgd":
+        return keras.optimizers.SGD(momentum=spec.get("momentum", 0.0), nesterov=spec.get("nesterov", False), **kw)
+    if name == "adam":
+        return keras.optimizers.Adam(beta_1=spec.get("beta_1", 0.9), beta_2=spec.get("beta_2", 0.999),
+                                     epsilon=spec.get("epsilon", 1e-7), **kw)
+    if name == "adamw":
+        opt = keras.optimizers.AdamW(weight_decay=spec.get("weight_decay", 0.004), beta_1=spec.get("beta_1", 0.9),
+                                     beta_2=spec.get("beta_2", 0.999), epsilon=spec.get("epsilon", 1e-7), **kw)
+        if spec.get("exclude_biases_and_norms", True):
+            opt.exclude_from_weight_decay(var_list=[v for v in variables if len(v.shape) <= 1])
+        return opt
+    raise SystemExit(f"unknown optimizer {name}")
+
+
+def run_case(plan, case, out):
+    loaded = tf.saved_model.load(plan["model"])
+    fn = loaded.signatures[plan.get("signature", "serving_default")]
+    inputs = {k: tf.constant(np.load(v)) for k, v in plan["inputs"].items()}
+    targets = tf.constant(np.load(plan["targets"])) if plan.get("targets") else None
+    by_name = {}
+    for v in fn.variables:
+        by_name.setdefault(clean(v.name), v)
+    missing = [n for n in case["trainable"] if n not in by_name]
+    if missing:
+        raise SystemExit(f"variables not in the model: {missing}; it has {sorted(by_name)[:20]}...")
+    variables = [by_name[n] for n in case["trainable"]]
+    optimizer = make_optimizer(case["optimizer"], variables)
+    compute = loss_fn(plan["loss"], targets, inputs)
+    output_key = plan.get("output")
+    losses, recorded = [], {}
+    os.makedirs(os.path.join(out, case["name"]), exist_ok=True)
+    optimizer.build(variables)
+
+    @tf.function
+    def train_step():
+        with tf.GradientTape() as tape:
+            outputs = fn(**inputs)
+            output = outputs[output_key] if output_key else next(iter(outputs.values()))
+            loss = compute(output)
+        grads = tape.gradient(loss, variables)
+        none = [n for n, g in zip(case["trainable"], grads) if g is None]
+        if none:
+            raise ValueError(f"no gradient for {none}")
+        optimizer.apply_gradients(zip(grads, variables))
+        return loss
+
+    for step in range(1, case["steps"] + 1):
+        losses.append(float(train_step()))
+        if step in case.get("record", [case["steps"]]):
+            files = {}
+            for i, (n, v) in enumerate(zip(case["trainable"], variables)):
+                rel = f"step_{step}/{i}.npy"
+                os.makedirs(os.path.join(out, case["name"], f"step_{step}"), exist_ok=True)
+                np.save(os.path.join(out, case["name"], rel), v.numpy())
+                files[n] = rel
+            recorded[str(step)] = files
+    with open(os.path.join(out, case["name"], "result.json"), "w") as f:
+        json.dump({"losses": losses, "variables": recorded}, f, indent=1)
+    print(f"{case['name']}: losses {['%.6f' % x for x in losses]}", flush=True)
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--plan", required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    with open(args.plan) as f:
+        plan = json.load(f)
+    keras.utils.set_random_seed(1234)
+    for case in plan["cases"]:
+        run_case(plan, case, args.out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,115 @@
+package org.finetune.graph;
+
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.regex.Pattern;
+import org.tensorflow.proto.GraphDef;
+import org.tensorflow.proto.NodeDef;
+
+/**
+ * Finds a Keras layer's ops in a flat graph by their name scope, and what comes after them.
+ *
+ * <p>Keras opens a name scope per layer call. In a traced function TensorFlow makes scope names
+ * unique with a numeric suffix ({@code mixed9} becomes {@code mixed9_1}, a layer named
+ * {@code mixed9_1} becomes {@code mixed9_1_2}), so a path segment belongs to layer {@code L} when
+ * it is {@code L_<n>}; only where no segment has that form is {@code L} itself taken (tf_keras
+ * graphs keep plain names).
+ */
+public final class LayerScopes {
+  private LayerScopes() {}
+
+  /** Nodes of {@code graph} inside the name scope of layer {@code layer}. */
+  public static Set<String> nodesOf(GraphDef graph, String layer) {
+    Pattern suffixed = Pattern.compile(Pattern.quote(layer) + "_\\d+");
+    Set<String> out = new HashSet<>();
+    for (NodeDef n : graph.getNodeList()) {
+      for (String seg : n.getName().split("/")) {
+        if (suffixed.matcher(seg).matches()) {
+          out.add(n.getName());
+          break;
+        }
+      }
+    }
+    if (!out.isEmpty()) {
+      return out;
+    }
+    for (NodeDef n : graph.getNodeList()) {
+      for (String seg : n.getName().split("/")) {
+        if (seg.equals(layer)) {
+          out.add(n.getName());
+          break;
+        }
+      }
+    }
+    return out;
+  }
+
+  /**
+   * The layers (values of {@code readLayers}, keyed by read node name) whose weights enter the
+   * forward pass after layer {@code layer}'s output; empty when no scope has that layer's name.
+   *
+   * <p>A weight "enters" where a computation on it alone (BatchNormalization folds beta, mean and
+   * variance into a scale and an offset first) meets the activations, i.e. the ops that depend on
+   * the graph's inputs ({@code inputs}, node names).
+   */
+  public static Optional<Set<String>> layersUsedAfter(GraphDef graph, String layer, Map<String, String> readLayers,
+      Set<String> inputs) {
+    Set<String> start = nodesOf(graph, layer);
+    if (start.isEmpty()) {
+      return Optional.empty();
+    }
+    Map<String, List<String>> consumers = new HashMap<>();
+    for (NodeDef n : graph.getNodeList()) {
+      for (String input : n.getInputList()) {
+        if (!input.startsWith("^")) {
+          consumers.computeIfAbsent(FunctionFlattener.nodeOf(input), k -> new ArrayList<>()).add(n.getName());
+        }
+      }
+    }
+    Set<String> after = new HashSet<>(start);
+    ArrayDeque<String> todo = new ArrayDeque<>(start);
+    while (!todo.isEmpty()) {
+      for (String c : consumers.getOrDefault(todo.poll(), List.of())) {
+        if (after.add(c)) {
+          todo.add(c);
+        }
+      }
+    }
+    Set<String> activations = new HashSet<>(inputs);
+    ArrayDeque<String> forward = new ArrayDeque<>(inputs);
+    while (!forward.isEmpty()) {
+      for (String c : consumers.getOrDefault(forward.poll(), List.of())) {
+        if (activations.add(c)) {
+          forward.add(c);
+        }
+      }
+    }
+    Set<String> layers = new HashSet<>();
+    readLayers.forEach((read, owner) -> {
+      Set<String> seen = new HashSet<>();
+      ArrayDeque<String> walk = new ArrayDeque<>(List.of(read));
+      while (!walk.isEmpty()) {
+        for (String c : consumers.getOrDefault(walk.poll(), List.of())) {
+          if (!seen.add(c)) {
+            continue;
+          }
+          if (activations.contains(c)) {
+            if (after.contains(c)) {
+              layers.add(owner);
+              return;
+            }
+          } else {
+            walk.add(c);
+          }
+        }
+      }
+    });
+    return Optional.of(layers);
+  }
+}

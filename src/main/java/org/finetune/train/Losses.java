@@ -1,0 +1,206 @@
+package org.finetune.train;
+
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Optional;
+import org.finetune.model.FlatSignature;
+import org.tensorflow.Graph;
+import org.tensorflow.Operand;
+import org.tensorflow.ndarray.index.Indices;
+import org.tensorflow.op.Ops;
+import org.tensorflow.op.core.Placeholder;
+import org.tensorflow.op.core.ReduceMax;
+import org.tensorflow.op.core.ReduceSum;
+import org.tensorflow.proto.NodeDef;
+import org.tensorflow.types.TFloat32;
+import org.tensorflow.types.TInt32;
+import org.tensorflow.types.family.TNumber;
+
+/**
+ * Builds a loss, and the metrics that go with it, on a flattened signature's output, with Keras's
+ * definitions ({@code keras.losses}, reduction "sum over batch size"). Classification losses use
+ * the logits beneath a final Softmax (or Sigmoid) when the graph has one: the same value, but
+ * stable where probabilities saturate; otherwise they follow Keras on probabilities (normalised
+ * and clipped to [1e-7, 1 - 1e-7]).
+ */
+final class Losses {
+  static final float EPSILON = 1e-7f;
+
+  /**
+   * The loss graph.
+   *
+   * @param loss scalar float32 to minimise
+   * @param targets the placeholder for labels (empty for the causal-LM loss, whose targets are
+   *     the inputs)
+   * @param metrics metric name to scalar tensor (accuracy, perplexity, ...)
+   * @param fromLogits whether the logits beneath the output were found and used
+   */
+  record LossGraph(Operand<TFloat32> loss, Optional<String> targets, Map<String, Operand<TFloat32>> metrics,
+      boolean fromLogits) {}
+
+  private Losses() {}
+
+  @SuppressWarnings("unchecked")
+  static LossGraph build(Graph graph, Ops tf, FlatSignature flat, String outputKey, LossSpec spec) {
+    org.finetune.graph.CustomGradients.ensureRegistered();
+    String output = flat.outputs().get(outputKey);
+    if (output == null) {
+      throw new IllegalArgumentException("signature " + flat.signature() + " has no output '" + outputKey
+          + "'; it has " + flat.outputs().keySet());
+    }
+    Map<String, NodeDef> nodes = new HashMap<>();
+    flat.graphDef().getNodeList().forEach(n -> nodes.put(n.getName(), n));
+    Operand<TFloat32> y = (Operand<TFloat32>) graph.output(output);
+    Map<String, Operand<TFloat32>> metrics = new LinkedHashMap<>();
+    switch (spec) {
+      case SPARSE_CATEGORICAL_CROSSENTROPY: {
+        Placeholder<TInt32> labels = tf.withName("targets").placeholder(TInt32.class);
+        Optional<String> logits = beneath(nodes, flat, output, "Softmax");
+        // Keras (TensorFlow backend): logits as they are, or log of the clipped probabilities,
+        // into the fused sparse softmax cross-entropy.
+        Operand<TFloat32> z = logits.isPresent() ? (Operand<TFloat32>) graph.output(logits.get())
+            : tf.math.log(clipped(tf, y));
+        metrics.put("accuracy", accuracy(tf, y, labels));
+        return new LossGraph(tf.withName("loss").math.mean(sparseCrossEntropy(tf, z, labels), allAxes(tf, labels)),
+            Optional.of(name(labels)), metrics, logits.isPresent());
+      }
+      case CATEGORICAL_CROSSENTROPY: {
+        Placeholder<TFloat32> labels = tf.withName("targets").placeholder(TFloat32.class);
+        Optional<String> logits = beneath(nodes, flat, output, "Softmax");
+        Operand<TFloat32> ce;
+        if (logits.isPresent()) {
+          ce = tf.nn.softmaxCrossEntropyWithLogits((Operand<TFloat32>) graph.output(logits.get()), labels).loss();
+        } else {
+          ce = tf.math.neg(tf.reduceSum(tf.math.mul(labels, tf.math.log(clipped(tf, normalised(tf, y)))),
+              tf.constant(-1)));
+        }
+        metrics.put("accuracy", accuracy(tf, y, tf.math.argMax(labels, tf.constant(-1), TInt32.class)));
+        return new LossGraph(tf.withName("loss").math.mean(ce, allAxes(tf, ce)), Optional.of(name(labels)), metrics,
+            logits.isPresent());
+      }
+      case BINARY_CROSSENTROPY: {
+        Placeholder<TFloat32> labels = tf.withName("targets").placeholder(TFloat32.class);
+        Optional<String> logits = beneath(nodes, flat, output, "Sigmoid");
+        Operand<TFloat32> bce;
+        if (logits.isPresent()) {
+          // tf.nn.sigmoid_cross_entropy_with_logits: relu(z) - z * t + log1p(exp(-|z|))
+          Operand<TFloat32> z = (Operand<TFloat32>) graph.output(logits.get());
+          Operand<TFloat32> zero = tf.zerosLike(z);
+          Operand<org.tensorflow.types.TBool> positive = tf.math.greaterEqual(z, zero);
+          Operand<TFloat32> relu = tf.select(positive, z, zero);
+          Operand<TFloat32> negAbs = tf.select(positive, tf.math.neg(z), z);
+          bce = tf.math.add(tf.math.sub(relu, tf.math.mul(z, labels)), tf.math.log1p(tf.math.exp(negAbs)));
+        } else {
+          Operand<TFloat32> p = clipped(tf, y);
+          bce = tf.math.neg(tf.math.add(tf.math.mul(labels, tf.math.log(p)),
+              tf.math.mul(tf.math.sub(tf.constant(1f), labels), tf.math.log(tf.math.sub(tf.constant(1f), p)))));
+        }
+        Operand<TFloat32> perSample = tf.math.mean(bce, tf.constant(-1));
+        Operand<TFloat32> predicted = tf.dtypes.cast(tf.math.greater(y, tf.constant(0.5f)), TFloat32.class);
+        metrics.put("accuracy", tf.math.mean(tf.dtypes.cast(tf.math.equal(predicted, labels), TFloat32.class),
+            allAxes(tf, labels)));
+        return new LossGraph(tf.withName("loss").math.mean(perSample, allAxes(tf, perSample)),
+            Optional.of(name(labels)), metrics, logits.isPresent());
+      }
+      case MSE: {
+        Placeholder<TFloat32> labels = tf.withName("targets").placeholder(TFloat32.class);
+        Operand<TFloat32> sq = tf.math.square(tf.math.sub(y, labels));
+        return new LossGraph(tf.withName("loss").math.mean(sq, allAxes(tf, sq)), Optional.of(name(labels)), metrics,
+            false);
+      }
+      case CAUSAL_LM: {
+        String ids = flat.inputs().get("token_ids");
+        String mask = flat.inputs().get("padding_mask");
+        if (ids == null || mask == null) {
+          throw new IllegalArgumentException("the causal-LM loss needs inputs token_ids and padding_mask; signature "
+              + flat.signature() + " has " + flat.inputs().keySet());
+        }
+        Operand<TNumber> tokens = (Operand<TNumber>) graph.output(ids);
+        Operand<TNumber> padding = (Operand<TNumber>) graph.output(mask);
+        Operand<TInt32> targets = tf.dtypes.cast(tf.stridedSlice(tokens, Indices.all(), Indices.sliceFrom(1)),
+            TInt32.class);
+        Operand<TFloat32> weights = tf.dtypes.cast(tf.stridedSlice(padding, Indices.all(), Indices.sliceFrom(1)),
+            TFloat32.class);
+        Operand<TFloat32> z = tf.stridedSlice(y, Indices.all(), Indices.sliceTo(-1), Indices.all());
+        Operand<TFloat32> ce = sparseCrossEntropy(tf, z, targets);
+        Operand<TFloat32> total = tf.math.maximum(tf.reduceSum(weights, allAxes(tf, weights)), tf.constant(1f));
+        Operand<TFloat32> loss = tf.withName("loss").math.div(
+            tf.reduceSum(tf.math.mul(ce, weights), allAxes(tf, ce)), total);
+        metrics.put("perplexity", tf.math.exp(loss));
+        Operand<TFloat32> hits = tf.dtypes.cast(tf.math.equal(tf.math.argMax(z, tf.constant(-1), TInt32.class), targets),
+            TFloat32.class);
+        metrics.put("accuracy", tf.math.div(tf.reduceSum(tf.math.mul(hits, weights), allAxes(tf, hits)), total));
+        return new LossGraph(loss, Optional.empty(), metrics, true);
+      }
+      default:
+        throw new IllegalArgumentException("unsupported loss " + spec);
+    }
+  }
+
+  /** The input of the op of type {@code op} that computes {@code output}, looking through Identity nodes. */
+  static Optional<String> beneath(Map<String, NodeDef> nodes, FlatSignature flat, String output, String op) {
+    NodeDef node = nodes.get(nodeOf(flat.local(output)));
+    while (node != null && node.getOp().equals("Identity") && node.getInputCount() > 0) {
+      node = nodes.get(nodeOf(node.getInput(0)));
+    }
+    if (node == null || !node.getOp().equals(op)) {
+      return Optional.empty();
+    }
+    String input = node.getInput(0);
+    return Optional.of(flat.imported(input.contains(":") ? input : input + ":0"));
+  }
+
+  /**
+   * Per-position cross-entropy of integer labels with the logits' last axis, by the fused op Keras
+   * uses (its gradient is registered in {@code CustomGradients}); any leading shape.
+   */
+  static Operand<TFloat32> sparseCrossEntropy(Ops tf, Operand<TFloat32> z, Operand<TInt32> labels) {
+    Operand<TInt32> classes = tf.stridedSlice(tf.shape(z), Indices.at(-1));
+    Operand<TFloat32> flatLogits = tf.reshape(z, tf.stack(java.util.List.of(tf.constant(-1), classes)));
+    Operand<TInt32> flatLabels = tf.reshape(labels, tf.constant(new int[] {-1}));
+    Operand<TFloat32> ce = tf.nn.sparseSoftmaxCrossEntropyWithLogits(flatLogits, flatLabels).loss();
+    return tf.reshape(ce, tf.shape(labels));
+  }
+
+  /** log(sum(exp(z))) over the last axis, shifted by the (constant) maximum for stability. */
+  static Operand<TFloat32> logSumExp(Ops tf, Operand<TFloat32> z) {
+    Operand<TFloat32> m = tf.stopGradient(tf.reduceMax(z, tf.constant(-1), ReduceMax.keepDims(true)));
+    Operand<TFloat32> sum = tf.reduceSum(tf.math.exp(tf.math.sub(z, m)), tf.constant(-1));
+    return tf.math.add(tf.math.log(sum), tf.squeeze(m, org.tensorflow.op.core.Squeeze.axis(java.util.List.of(-1L))));
+  }
+
+  /** z[..., label] for integer labels. */
+  static Operand<TFloat32> pick(Ops tf, Operand<TFloat32> z, Operand<TInt32> labels) {
+    Operand<TInt32> depth = tf.stridedSlice(tf.shape(z), Indices.at(-1));
+    Operand<TFloat32> hot = tf.oneHot(labels, depth, tf.constant(1f), tf.constant(0f));
+    return tf.reduceSum(tf.math.mul(hot, z), tf.constant(-1));
+  }
+
+  private static Operand<TFloat32> normalised(Ops tf, Operand<TFloat32> p) {
+    return tf.math.div(p, tf.reduceSum(p, tf.constant(-1), ReduceSum.keepDims(true)));
+  }
+
+  private static Operand<TFloat32> clipped(Ops tf, Operand<TFloat32> p) {
+    return tf.clipByValue(p, tf.constant(EPSILON), tf.constant(1f - EPSILON));
+  }
+
+  private static Operand<TFloat32> accuracy(Ops tf, Operand<TFloat32> y, Operand<TInt32> labels) {
+    Operand<TInt32> predicted = tf.math.argMax(y, tf.constant(-1), TInt32.class);
+    Operand<TFloat32> hits = tf.dtypes.cast(tf.math.equal(predicted, labels), TFloat32.class);
+    return tf.math.mean(hits, allAxes(tf, hits));
+  }
+
+  static Operand<TInt32> allAxes(Ops tf, Operand<?> x) {
+    return tf.range(tf.constant(0), tf.rank(x), tf.constant(1));
+  }
+
+  private static String name(Placeholder<?> p) {
+    return p.op().name() + ":0";
+  }
+
+  private static String nodeOf(String tensor) {
+    int colon = tensor.indexOf(':');
+    return colon < 0 ? tensor : tensor.substring(0, colon);
+  }
+}

@@ -1,0 +1,67 @@
+package org.finetune.train;
+
+import java.util.Arrays;
+import java.util.regex.Pattern;
+import java.util.regex.PatternSyntaxException;
+
+/**
+ * The text form of selectors, shared by flags and plan files:
+ * <pre>
+ *   all                       every layer
+ *   layers:a,b,c              exactly these layers
+ *   glob:block5_*             a glob over layer names
+ *   regex:transformer_layer_(10|11)
+ *   range:3..7                forward-order positions, 0-based, both included
+ *   upto:block3_pool          from the first layer up to and including this one
+ *   last:4                    the last 4 layers with weights
+ *   block:block5              a named block (see Selector.Block)
+ *   NAME                      shorthand for block:NAME
+ * </pre>
+ */
+final class SelectorSyntax {
+  private SelectorSyntax() {}
+
+  static Selector parse(String text) {
+    String t = text.trim();
+    if (t.isEmpty()) {
+      throw new IllegalArgumentException("empty layer selector; see the selector syntax (e.g. block:block5, last:2)");
+    }
+    if (t.equals("all")) {
+      return new Selector.All();
+    }
+    int colon = t.indexOf(':');
+    if (colon < 0) {
+      return new Selector.Block(t);
+    }
+    String kind = t.substring(0, colon);
+    String arg = t.substring(colon + 1);
+    try {
+      switch (kind) {
+        case "layers":
+          return new Selector.Layers(Arrays.stream(arg.split(",")).map(String::trim).filter(s -> !s.isEmpty()).toList());
+        case "glob":
+          return new Selector.Glob(arg);
+        case "regex":
+          return new Selector.Regex(Pattern.compile(arg));
+        case "range": {
+          String[] ends = arg.split("\\.\\.");
+          if (ends.length != 2) {
+            throw new IllegalArgumentException("range needs FROM..TO, got '" + arg + "'");
+          }
+          return new Selector.IndexRange(Integer.parseInt(ends[0].trim()), Integer.parseInt(ends[1].trim()));
+        }
+        case "upto":
+          return new Selector.UpTo(arg);
+        case "last":
+          return new Selector.LastN(Integer.parseInt(arg.trim()));
+        case "block":
+          return new Selector.Block(arg);
+        default:
+          throw new IllegalArgumentException("unknown selector kind '" + kind
+              + "'; use all, layers:, glob:, regex:, range:, upto:, last: or block:");
+      }
+    } catch (NumberFormatException | PatternSyntaxException e) {
+      throw new IllegalArgumentException("bad layer selector '" + text + "': " + e.getMessage(), e);
+    }
+  }
+}

@@ -1,0 +1,153 @@
+package org.finetune.train;
+
+import java.util.ArrayList;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.Set;
+import java.util.function.Function;
+import java.util.regex.Pattern;
+import org.finetune.savedmodel.LayerInfo;
+import org.finetune.savedmodel.ModelInfo;
+import org.finetune.savedmodel.VariableInfo;
+
+/**
+ * The variables one training stage updates: the trainable variables (per the object graph) of the
+ * selected layers, in forward order. Everything else, including BatchNormalization's moving
+ * statistics and other non-trainable variables, never changes.
+ *
+ * @param variables variable names ({@link VariableInfo#name()}) in forward order
+ * @param layers the selected layers that contribute variables, in forward order
+ */
+public record TrainableSet(List<String> variables, List<String> layers) {
+  public TrainableSet {
+    variables = List.copyOf(variables);
+    layers = List.copyOf(layers);
+  }
+
+  public boolean contains(String variable) {
+    return variables.contains(variable);
+  }
+
+  /**
+   * Resolves selectors (their union) against the model's layers.
+   *
+   * @param layersAbove for {@link Selector.Block} names that are not layer-name prefixes: the
+   *     layers whose weights are used after that layer's output, or empty when no layer is so named
+   * @throws IllegalArgumentException when a selector names a layer that does not exist (the
+   *     message lists them) or the union selects no trainable variable
+   */
+  public static TrainableSet resolve(ModelInfo model, List<Selector> selectors,
+      Function<String, Optional<Set<String>>> layersAbove) {
+    List<LayerInfo> layers = model.layers();
+    Set<String> chosen = new LinkedHashSet<>();
+    for (Selector s : selectors) {
+      chosen.addAll(select(layers, s, layersAbove));
+    }
+    List<String> vars = new ArrayList<>();
+    List<String> used = new ArrayList<>();
+    for (LayerInfo layer : layers) {
+      if (!chosen.contains(layer.name())) {
+        continue;
+      }
+      boolean any = false;
+      for (VariableInfo v : layer.variables()) {
+        if (v.trainable() && v.weight()) {
+          vars.add(v.name());
+          any = true;
+        }
+      }
+      if (any) {
+        used.add(layer.name());
+      }
+    }
+    if (vars.isEmpty()) {
+      throw new IllegalArgumentException("the selection " + selectors + " holds no trainable variable; layers with"
+          + " trainable weights: " + names(layers.stream().filter(LayerInfo::trainable).toList()));
+    }
+    return new TrainableSet(vars, used);
+  }
+
+  private static List<String> select(List<LayerInfo> layers, Selector s,
+      Function<String, Optional<Set<String>>> layersAbove) {
+    List<String> all = names(layers);
+    if (s instanceof Selector.All) {
+      return all;
+    } else if (s instanceof Selector.Layers l) {
+      for (String name : l.names()) {
+        requireLayer(all, name);
+      }
+      return l.names();
+    } else if (s instanceof Selector.Glob g) {
+      Pattern p = Pattern.compile(globToRegex(g.pattern()));
+      return matching(all, p, "glob:" + g.pattern());
+    } else if (s instanceof Selector.Regex r) {
+      return matching(all, r.pattern(), "regex:" + r.pattern().pattern());
+    } else if (s instanceof Selector.IndexRange r) {
+      if (r.to() >= all.size()) {
+        throw new IllegalArgumentException("range:" + r.from() + ".." + r.to() + " goes past the last layer; the model"
+            + " has " + all.size() + " layers with weights (0.." + (all.size() - 1) + ")");
+      }
+      return all.subList(r.from(), r.to() + 1);
+    } else if (s instanceof Selector.UpTo u) {
+      int i = requireLayer(all, u.layer());
+      return all.subList(0, i + 1);
+    } else if (s instanceof Selector.LastN n) {
+      return all.subList(Math.max(0, all.size() - n.n()), all.size());
+    } else if (s instanceof Selector.Block b) {
+      List<String> prefixed = all.stream().filter(n -> n.equals(b.name()) || n.startsWith(b.name() + "_")).toList();
+      if (!prefixed.isEmpty()) {
+        return prefixed;
+      }
+      Optional<Set<String>> above = layersAbove.apply(b.name());
+      if (above.isPresent()) {
+        return all.stream().filter(above.get()::contains).toList();
+      }
+      throw new IllegalArgumentException("no layer or block named '" + b.name() + "'; layers with weights: "
+          + abbreviate(all));
+    }
+    throw new IllegalArgumentException("unsupported selector " + s);
+  }
+
+  private static int requireLayer(List<String> all, String name) {
+    int i = all.indexOf(name);
+    if (i < 0) {
+      throw new IllegalArgumentException("no layer named '" + name + "' with weights; they are: " + abbreviate(all));
+    }
+    return i;
+  }
+
+  private static List<String> matching(List<String> all, Pattern p, String what) {
+    List<String> out = all.stream().filter(n -> p.matcher(n).matches()).toList();
+    if (out.isEmpty()) {
+      throw new IllegalArgumentException(what + " matches no layer; layers with weights: " + abbreviate(all));
+    }
+    return out;
+  }
+
+  static String globToRegex(String glob) {
+    StringBuilder b = new StringBuilder();
+    for (char c : glob.toCharArray()) {
+      switch (c) {
+        case '*': b.append(".*"); break;
+        case '?': b.append('.'); break;
+        default: b.append(Pattern.quote(String.valueOf(c)));
+      }
+    }
+    return b.toString();
+  }
+
+  private static List<String> names(List<LayerInfo> layers) {
+    return layers.stream().map(LayerInfo::name).toList();
+  }
+
+  private static String abbreviate(List<String> names) {
+    if (names.size() <= 12) {
+      return String.join(", ", names);
+    }
+    return String.join(", ", names.subList(0, 6)) + ", ..., " + String.join(", ", names.subList(names.size() - 4, names.size()))
+        + " (" + names.size() + ")";
+  }
+
+}

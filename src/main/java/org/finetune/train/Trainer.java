@@ -1,0 +1,385 @@
+package org.finetune.train;
+
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import org.finetune.data.NpyArray;
+import org.finetune.graph.GradientPaths;
+import org.finetune.graph.GradientRegistry;
+import org.finetune.graph.LayerScopes;
+import org.finetune.graph.OpDefs;
+import org.finetune.model.FlatSignature;
+import org.finetune.model.KerasSavedModel;
+import org.finetune.savedmodel.SignatureInfo;
+import org.finetune.savedmodel.VariableInfo;
+import org.tensorflow.Graph;
+import org.tensorflow.Operand;
+import org.tensorflow.Output;
+import org.tensorflow.Result;
+import org.tensorflow.Session;
+import org.tensorflow.Tensor;
+import org.tensorflow.ndarray.Shape;
+import org.tensorflow.op.Op;
+import org.tensorflow.op.Ops;
+import org.tensorflow.op.core.Placeholder;
+import org.tensorflow.types.TFloat32;
+import org.tensorflow.types.TInt64;
+
+/**
+ * Trains a loaded Keras SavedModel in the TensorFlow runtime. The signature is flattened into the
+ * model's graph once; the loss, and for each stage its gradients and updates, are built once (a
+ * stage when first used), so graph size grows with the number of stages, never with the number of
+ * steps. Weights stay in the runtime: a step moves the batch in and a few scalars out.
+ *
+ * <p>Trains in inference mode, as Keras advises for fine-tuning: BatchNormalization uses its
+ * moving statistics (which never change) and dropout is off.
+ *
+ * <p>Does not own the model it was given; {@link #close()} only ends this trainer's use of it.
+ * Not thread-safe.
+ */
+public final class Trainer implements AutoCloseable {
+  private static final String SCOPE = "finetune_train";
+
+  private final KerasSavedModel model;
+  private final TrainingPlan plan;
+  private final FlatSignature flat;
+  private final Graph graph;
+  private final Session session;
+  private final Ops tf;
+  private final Losses.LossGraph lossGraph;
+  private final String learningRate;
+  private final Optimizer optimizer;
+  private final Map<String, VariableInfo> variables = new LinkedHashMap<>();
+  private final Map<String, String> pretrained = new HashMap<>();
+  private final List<Compiled> compiled = new ArrayList<>();
+  private final List<String> warnings = new ArrayList<>();
+  private int stage;
+  private boolean closed;
+
+  /** A stage as built in the graph. */
+  private record Compiled(TrainableSet set, List<String> trained, String loss, String trainOp) {}
+
+  public Trainer(KerasSavedModel model, TrainingPlan plan) {
+    this.model = model;
+    this.plan = plan;
+    this.flat = model.flatSignature(plan.signature());
+    this.graph = model.graph();
+    this.session = model.session();
+    this.tf = Ops.create(graph).withSubScope(SCOPE + "_" + Integer.toHexString(System.identityHashCode(this)));
+    SignatureInfo sig = model.info().signatures().get(plan.signature());
+    String output = plan.output().orElseGet(() -> {
+      if (sig.outputs().size() != 1) {
+        throw new IllegalArgumentException("signature " + sig.name() + " has outputs " + flat.outputs().keySet()
+            + "; name the one to train with the plan's output");
+      }
+      return sig.outputs().get(0).key();
+    });
+    this.lossGraph = Losses.build(graph, tf, flat, output, plan.loss());
+    Placeholder<TFloat32> lr = tf.withName("learning_rate").placeholder(TFloat32.class,
+        Placeholder.shape(Shape.scalar()));
+    this.learningRate = lr.op().name() + ":0";
+    this.optimizer = new Optimizer(plan.optimizer(), graph, session, "optimizer");
+    for (VariableInfo v : model.info().variables()) {
+      variables.put(v.name(), v);
+    }
+    for (int i = 0; i < plan.stages().size(); i++) {
+      compiled.add(null);
+    }
+  }
+
+  /** The plan this trainer follows. */
+  public TrainingPlan plan() {
+    return plan;
+  }
+
+  public int stageCount() {
+    return plan.stages().size();
+  }
+
+  /** The current stage (0-based). */
+  public int stage() {
+    return stage;
+  }
+
+  /** Switches to stage {@code index}, building its updates the first time. Optimizer state carries over. */
+  public void useStage(int index) {
+    checkOpen();
+    if (index < 0 || index >= stageCount()) {
+      throw new IllegalArgumentException("stage " + index + " does not exist; the plan has " + stageCount());
+    }
+    stage = index;
+    compiledStage(index);
+  }
+
+  /** The variables stage {@code index} trains (resolving it builds it). */
+  public TrainableSet trainableSet(int index) {
+    return compiledStage(index).set();
+  }
+
+  /** Names of the variables stage {@code index} really updates (the reachable part of its set). */
+  public List<String> trainedVariables(int index) {
+    return compiledStage(index).trained();
+  }
+
+  /** Warnings raised while building stages (e.g. trainable variables the loss cannot reach). */
+  public List<String> warnings() {
+    return List.copyOf(warnings);
+  }
+
+  /** One optimizer step of the current stage on {@code batch}; the loss and metrics are those before the update. */
+  public StepResult step(Batch batch) {
+    checkOpen();
+    Compiled c = compiledStage(stage);
+    long step = iterations();
+    double rate = plan.schedule().at(step);
+    return run(batch, c, rate, true, step);
+  }
+
+  /** Loss and metrics of the current stage's objective on {@code batch}, changing nothing. */
+  public StepResult evaluate(Batch batch) {
+    checkOpen();
+    return run(batch, compiledStage(stage), plan.schedule().at(iterations()), false, iterations());
+  }
+
+  /** The optimizer's step count (Keras's {@code optimizer.iterations}). */
+  public long iterations() {
+    checkOpen();
+    try (Result r = session.runner().fetch(optimizer.iterationsRead()).run()) {
+      return ((TInt64) r.get(0)).getObject();
+    }
+  }
+
+  /** Current values of the named variables, copied out of the runtime. */
+  public Map<String, NpyArray> values(Collection<String> names) {
+    checkOpen();
+    List<String> fetches = new ArrayList<>();
+    for (String name : names) {
+      VariableInfo v = variables.get(name);
+      if (v == null || v.handle().isEmpty()) {
+        throw new IllegalArgumentException("no variable '" + name + "' read by signature " + plan.signature());
+      }
+      fetches.add(flat.reads().get(v.handle()));
+    }
+    Map<String, NpyArray> out = new LinkedHashMap<>();
+    Session.Runner runner = session.runner();
+    fetches.forEach(runner::fetch);
+    try (Result r = runner.run()) {
+      int i = 0;
+      for (String name : names) {
+        out.put(name, NpyArray.of(r.get(i++)));
+      }
+    }
+    return out;
+  }
+
+  /** Nodes in the model's graph now (to check that it stays bounded). */
+  public long graphNodeCount() {
+    long n = 0;
+    for (java.util.Iterator<?> it = graph.operations(); it.hasNext(); it.next()) {
+      n++;
+    }
+    return n;
+  }
+
+  private StepResult run(Batch batch, Compiled c, double rate, boolean train, long step) {
+    List<Tensor> owned = new ArrayList<>();
+    try {
+      Session.Runner runner = session.runner();
+      for (Map.Entry<String, String> in : flat.inputs().entrySet()) {
+        NpyArray a = batch.inputs().get(in.getKey());
+        if (a == null) {
+          throw new IllegalArgumentException("the batch lacks input '" + in.getKey() + "'; signature "
+              + plan.signature() + " takes " + flat.inputs().keySet());
+        }
+        Tensor t = a.toTensor();
+        owned.add(t);
+        runner.feed(in.getValue(), t);
+      }
+      if (lossGraph.targets().isPresent()) {
+        NpyArray targets = batch.targets().orElseThrow(() -> new IllegalArgumentException(
+            "the " + plan.loss().kerasName() + " loss needs targets; the batch has none"));
+        Tensor t = targetTensor(targets);
+        owned.add(t);
+        runner.feed(lossGraph.targets().get(), t);
+      }
+      Tensor lr = TFloat32.scalarOf((float) rate);
+      owned.add(lr);
+      runner.feed(learningRate, lr);
+      runner.fetch(c.loss());
+      List<String> names = new ArrayList<>(lossGraph.metrics().keySet());
+      for (String m : names) {
+        runner.fetch(lossGraph.metrics().get(m));
+      }
+      if (train) {
+        runner.addTarget(c.trainOp());
+      }
+      try (Result r = runner.run()) {
+        double loss = ((TFloat32) r.get(0)).getFloat();
+        Map<String, Double> metrics = new LinkedHashMap<>();
+        for (int i = 0; i < names.size(); i++) {
+          metrics.put(names.get(i), (double) ((TFloat32) r.get(i + 1)).getFloat());
+        }
+        return new StepResult(step, stage, loss, metrics, rate);
+      }
+    } finally {
+      owned.forEach(Tensor::close);
+    }
+  }
+
+  private Tensor targetTensor(NpyArray targets) {
+    // Integer labels for the sparse loss, floats for the others, whatever the file's dtype.
+    String want = plan.loss() == LossSpec.SPARSE_CATEGORICAL_CROSSENTROPY ? "int32" : "float32";
+    if (targets.dtype().equals(want)) {
+      return targets.toTensor();
+    }
+    double[] v = targets.toDoubles();
+    java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(v.length * 4).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+    for (double d : v) {
+      if (want.equals("int32")) {
+        b.putInt((int) d);
+      } else {
+        b.putFloat((float) d);
+      }
+    }
+    return new NpyArray(want, targets.shape(), b.array()).toTensor();
+  }
+
+  private Compiled compiledStage(int index) {
+    Compiled c = compiled.get(index);
+    if (c == null) {
+      c = build(index);
+      compiled.set(index, c);
+    }
+    return c;
+  }
+
+  @SuppressWarnings("unchecked")
+  private Compiled build(int index) {
+    Stage s = plan.stages().get(index);
+    Map<String, String> readLayers = new HashMap<>();
+    for (VariableInfo v : variables.values()) {
+      if (!v.handle().isEmpty() && flat.reads().containsKey(v.handle())) {
+        readLayers.put(nodeOf(flat.local(flat.reads().get(v.handle()))), v.layer());
+      }
+    }
+    Set<String> inputNodes = new java.util.HashSet<>();
+    flat.inputs().values().forEach(t -> inputNodes.add(nodeOf(flat.local(t))));
+    java.util.function.Function<String, java.util.Optional<Set<String>>> above =
+        name -> LayerScopes.layersUsedAfter(flat.graphDef(), name, readLayers, inputNodes);
+    TrainableSet set = TrainableSet.resolve(model.info(), s.selectors(), above);
+    Map<String, Double> factors = new HashMap<>();
+    for (Stage.Group g : s.groups()) {
+      TrainableSet part = TrainableSet.resolve(model.info(), List.of(g.selector()), above);
+      part.variables().forEach(v -> factors.putIfAbsent(v, g.rateFactor()));
+    }
+    List<String> localReads = new ArrayList<>();
+    for (String name : set.variables()) {
+      localReads.add(flat.local(flat.reads().get(variables.get(name).handle())));
+    }
+    Set<String> reachable = GradientPaths.reachable(flat.graphDef(), flat.outputs().values().stream()
+        .map(flat::local).toList(), localReads, OpDefs.runtime(), GradientRegistry.builtIn());
+    List<String> trained = new ArrayList<>();
+    List<String> unreachable = new ArrayList<>();
+    for (int i = 0; i < set.variables().size(); i++) {
+      (reachable.contains(localReads.get(i)) ? trained : unreachable).add(set.variables().get(i));
+    }
+    if (!unreachable.isEmpty()) {
+      warnings.add("stage " + index + ": left out " + unreachable.size() + " trainable variable(s) the loss cannot"
+          + " reach through ops with gradients: " + String.join(", ", unreachable));
+    }
+    if (trained.isEmpty()) {
+      throw new IllegalArgumentException("stage " + index + " selects no variable the loss can reach; "
+          + String.join(", ", set.variables()) + " sit behind ops without gradients");
+    }
+    Ops scope = tf.withSubScope("stage_" + index);
+    Operand<TFloat32> loss = lossGraph.loss();
+    if (plan.l2sp() > 0) {
+      loss = scope.math.add(loss, l2sp(scope, trained));
+    }
+    Output<?>[] reads = new Output<?>[trained.size()];
+    for (int i = 0; i < trained.size(); i++) {
+      reads[i] = graph.output(flat.reads().get(variables.get(trained.get(i)).handle()));
+    }
+    Output<?>[] grads = graph.addGradients(scope.scope().makeOpName("gradients"), new Output<?>[] {loss.asOutput()},
+        reads, null);
+    List<Operand<TFloat32>> gradients = new ArrayList<>();
+    for (Output<?> g : grads) {
+      gradients.add((Operand<TFloat32>) g);
+    }
+    if (plan.clipGlobalNorm().isPresent()) {
+      gradients = clipByGlobalNorm(scope, gradients, plan.clipGlobalNorm().getAsDouble());
+    }
+    List<Optimizer.Target> targets = new ArrayList<>();
+    for (String name : trained) {
+      VariableInfo v = variables.get(name);
+      long[] dims = v.shape().stream().mapToLong(Long::longValue).toArray();
+      targets.add(new Optimizer.Target(name, flat.imported(v.handle()), flat.reads().get(v.handle()), Shape.of(dims),
+          factors.getOrDefault(name, 1.0), !(excludedFromDecay(v))));
+    }
+    Op train = optimizer.applyOp(scope, targets, gradients,
+        (Operand<TFloat32>) graph.output(learningRate));
+    return new Compiled(set, trained, loss.asOutput().op().name() + ":" + loss.asOutput().index(),
+        train.op().name());
+  }
+
+  /** Keras's AdamW exclusion used by our default: rank-0/1 variables (biases, norm scales/offsets). */
+  private boolean excludedFromDecay(VariableInfo v) {
+    return plan.optimizer() instanceof OptimizerSpec.AdamW w && w.excludeBiasesAndNorms() && v.shape().size() <= 1;
+  }
+
+  @SuppressWarnings("unchecked")
+  private Operand<TFloat32> l2sp(Ops scope, List<String> trained) {
+    Operand<TFloat32> total = scope.constant(0f);
+    for (String name : trained) {
+      String read = flat.reads().get(variables.get(name).handle());
+      String snapshot = pretrained.computeIfAbsent(name, n -> snapshotOf(read));
+      Operand<TFloat32> diff = scope.math.sub((Operand<TFloat32>) graph.output(read),
+          (Operand<TFloat32>) graph.output(snapshot));
+      total = scope.math.add(total, scope.reduceSum(scope.math.square(diff), Losses.allAxes(scope, diff)));
+    }
+    return scope.math.mul(scope.constant((float) (plan.l2sp() / 2)), total);
+  }
+
+  /** A constant copy of a variable's current value: the pretrained weights L2-SP pulls towards. */
+  private String snapshotOf(String read) {
+    try (Result r = session.runner().fetch(read).run()) {
+      TFloat32 value = (TFloat32) r.get(0);
+      return tf.withName("pretrained").constantOf(value).asOutput().op().name() + ":0";
+    }
+  }
+
+  private static List<Operand<TFloat32>> clipByGlobalNorm(Ops tf, List<Operand<TFloat32>> grads, double clip) {
+    Operand<TFloat32> sum = tf.constant(0f);
+    for (Operand<TFloat32> g : grads) {
+      sum = tf.math.add(sum, tf.reduceSum(tf.math.square(g), Losses.allAxes(tf, g)));
+    }
+    Operand<TFloat32> norm = tf.math.sqrt(sum);
+    Operand<TFloat32> c = tf.constant((float) clip);
+    Operand<TFloat32> scale = tf.math.div(c, tf.math.maximum(norm, c));
+    List<Operand<TFloat32>> out = new ArrayList<>();
+    for (Operand<TFloat32> g : grads) {
+      out.add(tf.math.mul(g, scale));
+    }
+    return out;
+  }
+
+  private static String nodeOf(String tensor) {
+    int colon = tensor.indexOf(':');
+    return colon < 0 ? tensor : tensor.substring(0, colon);
+  }
+
+  private void checkOpen() {
+    if (closed) {
+      throw new IllegalStateException("this Trainer is closed");
+    }
+  }
+
+  @Override
+  public void close() {
+    closed = true;
+  }
+}

@@ -1,0 +1,111 @@
+package org.finetune.train;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.OptionalDouble;
+import org.finetune.savedmodel.SavedModelInspector;
+
+/**
+ * Everything that decides how a model trains: the signature and output it trains through, the
+ * loss, the optimizer, the stages (which layers train, at which learning-rate factors), the
+ * learning-rate schedule, gradient clipping and the L2-SP penalty. Immutable; build with
+ * {@link #builder()}.
+ *
+ * @param l2sp weight of the L2-SP penalty {@code l2sp / 2 * sum ||w - w_pretrained||^2} over the
+ *     variables a stage trains (0: off); it keeps fine-tuned weights near the pretrained ones
+ */
+public record TrainingPlan(String signature, Optional<String> output, LossSpec loss, OptimizerSpec optimizer,
+    List<Stage> stages, LearningRateSchedule schedule, OptionalDouble clipGlobalNorm, double l2sp) {
+  public TrainingPlan {
+    Objects.requireNonNull(signature, "signature");
+    Objects.requireNonNull(output, "output");
+    Objects.requireNonNull(loss, "loss");
+    Objects.requireNonNull(optimizer, "optimizer");
+    Objects.requireNonNull(schedule, "schedule");
+    Objects.requireNonNull(clipGlobalNorm, "clipGlobalNorm");
+    if (stages.isEmpty()) {
+      throw new IllegalArgumentException("a plan needs at least one stage");
+    }
+    stages = List.copyOf(stages);
+    if (clipGlobalNorm.isPresent() && !(clipGlobalNorm.getAsDouble() > 0)) {
+      throw new IllegalArgumentException("the global clipping norm must be positive, got " + clipGlobalNorm.getAsDouble());
+    }
+    if (!(l2sp >= 0) || Double.isInfinite(l2sp)) {
+      throw new IllegalArgumentException("the L2-SP weight must be >= 0, got " + l2sp);
+    }
+  }
+
+  public static Builder builder() {
+    return new Builder();
+  }
+
+  /** Builds a {@link TrainingPlan}; defaults: serving_default, its only output, Adam, all layers, constant rate. */
+  public static final class Builder {
+    private String signature = SavedModelInspector.DEFAULT_SIGNATURE;
+    private Optional<String> output = Optional.empty();
+    private LossSpec loss = LossSpec.SPARSE_CATEGORICAL_CROSSENTROPY;
+    private OptimizerSpec optimizer = OptimizerSpec.Adam.defaults();
+    private final List<Stage> stages = new ArrayList<>();
+    private LearningRateSchedule schedule;
+    private OptionalDouble clip = OptionalDouble.empty();
+    private double l2sp;
+
+    private Builder() {}
+
+    public Builder signature(String name) {
+      this.signature = name;
+      return this;
+    }
+
+    public Builder output(String key) {
+      this.output = Optional.of(key);
+      return this;
+    }
+
+    public Builder loss(LossSpec spec) {
+      this.loss = spec;
+      return this;
+    }
+
+    public Builder optimizer(OptimizerSpec spec) {
+      this.optimizer = spec;
+      return this;
+    }
+
+    /** Adds a stage; a plan without stages trains every layer. */
+    public Builder stage(Stage stage) {
+      this.stages.add(stage);
+      return this;
+    }
+
+    public Builder stages(List<Stage> list) {
+      this.stages.addAll(list);
+      return this;
+    }
+
+    /** The base learning-rate schedule (default: the optimizer's learning rate, constant). */
+    public Builder schedule(LearningRateSchedule s) {
+      this.schedule = s;
+      return this;
+    }
+
+    public Builder clipGlobalNorm(double norm) {
+      this.clip = OptionalDouble.of(norm);
+      return this;
+    }
+
+    public Builder l2sp(double weight) {
+      this.l2sp = weight;
+      return this;
+    }
+
+    public TrainingPlan build() {
+      List<Stage> s = stages.isEmpty() ? List.of(Stage.of(new Selector.All())) : stages;
+      LearningRateSchedule lr = schedule != null ? schedule
+          : new LearningRateSchedule.Constant(optimizer.learningRate());
+      return new TrainingPlan(signature, output, loss, optimizer, s, lr, clip, l2sp);
+    }
+  }
+}
