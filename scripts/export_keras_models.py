@@ -6,6 +6,8 @@ Every fixture is a real Keras model exported by real Keras, with fixed seeds:
   <root>/<model>/<export path>/model/          the SavedModel
   <root>/<model>/<export path>/expected.json   what Keras says about it
   <root>/<model>/<export path>/sample/*.npy    a seeded input and Keras's output for it
+  <root>/<model>/keras/model.keras             the Keras 3 model itself (native format), so that
+                                              the training oracle can call it as Keras does
 
 <root> is savedmodels/ for the small image models, which are committed (a Keras 3 export
 stores every variable twice, so even the small GPT-2 is too large to commit), and
@@ -299,9 +301,19 @@ def keras3_export(model, input_signature=None):
 # ---------------------------------------------------------------- the models
 
 
+def save_keras(model, out, name):
+    """The Keras model in Keras's own format, beside its exports (atomically)."""
+    target = os.path.join(out, name, "keras", "model.keras")
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    tmp = target + ".tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, target)
+
+
 def export_vgg16_small(out):
     keras.utils.set_random_seed(SEED)
     model = build_vgg16_small()
+    save_keras(model, out, "vgg16_small")
     x = image_sample(model)
     y = model(x, training=False).numpy()
     base = os.path.join(out, "vgg16_small")
@@ -322,6 +334,7 @@ def export_vgg16_small(out):
 def export_image_model(out, name, build):
     keras.utils.set_random_seed(SEED)
     model = build()
+    save_keras(model, out, name)
     x = image_sample(model)
     y = model(x, training=False).numpy()
     write_fixture(os.path.join(out, name, "keras3_export"), "keras3_export", keras3_export(model), model, y, x, name)
@@ -330,6 +343,7 @@ def export_image_model(out, name, build):
 def export_gpt2(out, name, config, weights):
     keras.utils.set_random_seed(SEED)
     model = build_gpt2(config, weights)
+    save_keras(model, out, name)
     feeds = token_sample(length=8)
     y = model(feeds, training=False)
     y = np.asarray(keras.ops.convert_to_numpy(y))
@@ -449,9 +463,11 @@ def main(argv):
     }
     for name in names:
         out = root if name in COMMITTED else os.path.join(root, "generated")
-        done = os.path.join(out, name)
-        if os.path.isdir(done) and not args.force:
-            print(f"kept {os.path.join(out, name)} (exists; --force rewrites it)", flush=True)
+        markers = [os.path.join(out, name, "keras", "model.keras"), os.path.join(out, name, "keras3_export", "expected.json")]
+        if name in ("text_embedding", "tf1_linear"):
+            markers = [os.path.join(out, name)]
+        if all(os.path.exists(m) for m in markers) and not args.force:
+            print(f"kept {os.path.join(out, name)} (complete; --force rewrites it)", flush=True)
             continue
         tasks[name](out)
 

@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """The numerical oracle for finetune's training: Keras trains a SavedModel the way Java should.
 
-Reads a plan (JSON), loads the SavedModel with ``tf.saved_model.load``, and for each case runs
-the serving signature (the model's call in inference mode: ``training=False``) under
-``tf.GradientTape``, takes Keras's loss and applies Keras's optimizer to the chosen variables,
-recording the loss of every step and the variables after the requested steps.
+Reads a plan (JSON) and for each case calls the Keras model in inference mode
+(``model(x, training=False)``) inside a ``tf.function`` under ``tf.GradientTape``, takes Keras's
+loss and applies Keras's optimizer to the chosen variables, recording the loss of every step and
+the variables after the requested steps. The model is the Keras model itself when the plan names
+one (``keras_model``: a ``.keras`` file, or a tf_keras SavedModel directory with
+``keras_flavor: tf_keras``); Keras then sees the Softmax and takes the loss from its logits, as
+``model.fit`` does. Otherwise the SavedModel's serving signature stands in for the call.
 
 Plan::
 
   {"model": "<SavedModel dir>", "signature": "serving_default", "output": "output_0",
+   "keras_model": "<model.keras or tf_keras SavedModel dir>" (optional), "keras_flavor": "keras3" | "tf_keras",
    "inputs": {"<input>": "<file.npy>"}, "targets": "<file.npy>" | null,
    "loss": "sparse_categorical_crossentropy" | "categorical_crossentropy" | "binary_crossentropy"
            | "mean_squared_error" | "causal_lm",
@@ -62,18 +66,18 @@ def loss_fn(kind, targets, inputs):
     return compute
 
 
-def make_optimizer(spec, variables):
+def make_optimizer(spec, variables, k=keras):
     name = spec["name"]
     kw = dict(learning_rate=spec["learning_rate"])
     if spec.get("global_clipnorm"):
         kw["global_clipnorm"] = spec["global_clipnorm"]
     if name == "sgd":
-        return keras.optimizers.SGD(momentum=spec.get("momentum", 0.0), nesterov=spec.get("nesterov", False), **kw)
+        return k.optimizers.SGD(momentum=spec.get("momentum", 0.0), nesterov=spec.get("nesterov", False), **kw)
     if name == "adam":
-        return keras.optimizers.Adam(beta_1=spec.get("beta_1", 0.9), beta_2=spec.get("beta_2", 0.999),
+        return k.optimizers.Adam(beta_1=spec.get("beta_1", 0.9), beta_2=spec.get("beta_2", 0.999),
                                      epsilon=spec.get("epsilon", 1e-7), **kw)
     if name == "adamw":
-        opt = keras.optimizers.AdamW(weight_decay=spec.get("weight_decay", 0.004), beta_1=spec.get("beta_1", 0.9),
+        opt = k.optimizers.AdamW(weight_decay=spec.get("weight_decay", 0.004), beta_1=spec.get("beta_1", 0.9),
                                      beta_2=spec.get("beta_2", 0.999), epsilon=spec.get("epsilon", 1e-7), **kw)
         if spec.get("exclude_biases_and_norms", True):
             opt.exclude_from_weight_decay(var_list=[v for v in variables if len(v.shape) <= 1])
@@ -81,21 +85,51 @@ def make_optimizer(spec, variables):
     raise SystemExit(f"unknown optimizer {name}")
 
 
-def run_case(plan, case, out):
+def load_model(plan):
+    """Returns (call(inputs) -> output tensor, {variable name: variable}, optimizer module)."""
+    output_key = plan.get("output")
+    if plan.get("keras_model"):
+        if plan.get("keras_flavor") == "tf_keras":
+            import tf_keras
+
+            model = tf_keras.models.load_model(plan["keras_model"], compile=False)
+            variables = {clean(v.name): v for v in model.weights}
+            module = tf_keras
+        else:
+            import keras_hub  # noqa: F401  (registers GPT-2's classes for loading)
+
+            model = keras.saving.load_model(plan["keras_model"], compile=False)
+            variables = {v.path: v for v in model.weights}
+            module = keras
+
+        def call(inputs):
+            x = inputs if len(inputs) > 1 else next(iter(inputs.values()))
+            return model(x, training=False)
+
+        return call, variables, module
     loaded = tf.saved_model.load(plan["model"])
     fn = loaded.signatures[plan.get("signature", "serving_default")]
+    variables = {}
+    for v in fn.variables:
+        variables.setdefault(clean(v.name), v)
+
+    def call(inputs):
+        outputs = fn(**inputs)
+        return outputs[output_key] if output_key else next(iter(outputs.values()))
+
+    return call, variables, keras
+
+
+def run_case(plan, case, out):
+    call, by_name, module = load_model(plan)
     inputs = {k: tf.constant(np.load(v)) for k, v in plan["inputs"].items()}
     targets = tf.constant(np.load(plan["targets"])) if plan.get("targets") else None
-    by_name = {}
-    for v in fn.variables:
-        by_name.setdefault(clean(v.name), v)
     missing = [n for n in case["trainable"] if n not in by_name]
     if missing:
         raise SystemExit(f"variables not in the model: {missing}; it has {sorted(by_name)[:20]}...")
     variables = [by_name[n] for n in case["trainable"]]
-    optimizer = make_optimizer(case["optimizer"], variables)
+    optimizer = make_optimizer(case["optimizer"], variables, module)
     compute = loss_fn(plan["loss"], targets, inputs)
-    output_key = plan.get("output")
     losses, recorded = [], {}
     os.makedirs(os.path.join(out, case["name"]), exist_ok=True)
     optimizer.build(variables)
@@ -103,9 +137,7 @@ def run_case(plan, case, out):
     @tf.function
     def train_step():
         with tf.GradientTape() as tape:
-            outputs = fn(**inputs)
-            output = outputs[output_key] if output_key else next(iter(outputs.values()))
-            loss = compute(output)
+            loss = compute(call(inputs))
         grads = tape.gradient(loss, variables)
         none = [n for n, g in zip(case["trainable"], grads) if g is None]
         if none:

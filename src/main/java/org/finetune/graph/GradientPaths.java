@@ -13,8 +13,9 @@ import org.tensorflow.proto.NodeDef;
 
 /**
  * Which tensors a gradient can flow back to from some outputs of a flat graph: walking inputs
- * backwards, it stops at ops registered as having no gradient (Shape, StopGradient, ...) and at
- * tensors that are not floating point. {@code Graph.addGradients} fails for an unreachable
+ * backwards, it stops at ops registered as having no gradient (Shape, StopGradient, ...), at ops
+ * the runtime has no gradient for (IdentityN of a custom gradient, ...) and at tensors that are
+ * not floating point. {@code Graph.addGradients} fails for an unreachable
  * variable, so callers leave those out (with a warning).
  */
 public final class GradientPaths {
@@ -34,7 +35,9 @@ public final class GradientPaths {
       if (node == null || !seen.add(name)) {
         continue;
       }
-      if (registry.kind(node.getOp()) == GradientRegistry.Kind.NO_GRADIENT) {
+      GradientRegistry.Kind kind = registry.kind(node.getOp());
+      if (kind == GradientRegistry.Kind.NO_GRADIENT || (kind == GradientRegistry.Kind.MISSING
+          && !node.getOp().isEmpty() && opDefs.find(node.getOp()).isPresent())) {
         continue;
       }
       for (String input : node.getInputList()) {

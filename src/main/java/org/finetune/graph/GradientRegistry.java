@@ -33,7 +33,9 @@ public final class GradientRegistry {
   private static final Set<String> STRUCTURAL = Set.of(
       "PartitionedCall", "StatefulPartitionedCall", "ReadVariableOp", "VarHandleOp", "Placeholder",
       "PlaceholderWithDefault", "_Arg", "_Retval", "NoOp", "Const", "VariableV2", "Variable", "AssignVariableOp",
-      "DisableCopyOnRead", "VarIsInitializedOp");
+      "DisableCopyOnRead", "VarIsInitializedOp",
+      // The flattener rewrites a gather from a variable into GatherV2 on the variable's read.
+      "ResourceGather");
 
   private static volatile GradientRegistry builtIn;
 

@@ -64,9 +64,7 @@ final class Optimizer {
    */
   @SuppressWarnings("unchecked")
   Op applyOp(Ops scope, List<Target> targets, List<Operand<TFloat32>> gradients, Operand<TFloat32> learningRate) {
-    for (Target t : targets) {
-      ensureSlots(t);
-    }
+    ensureSlots(targets);
     Operand<TInt64> step = scope.readVariableOp(iterations, TInt64.class);
     Operand<TFloat32> localStep = scope.dtypes.cast(scope.math.add(step, scope.constant(1L)), TFloat32.class);
     List<Op> updates = new ArrayList<>();
@@ -77,6 +75,10 @@ final class Optimizer {
       Operand<TFloat32> lr = t.rateFactor() == 1.0 ? learningRate
           : scope.math.mul(learningRate, scope.constant((float) t.rateFactor()));
       List<Operand<? extends TType>> s = slots.get(t.name());
+      if (isReference(t)) {
+        updates.add(referenceUpdate(scope, (Operand<TFloat32>) handle, s, lr, grad, localStep, t));
+        continue;
+      }
       if (spec instanceof OptimizerSpec.Sgd sgd) {
         if (sgd.momentum() == 0) {
           updates.add(scope.train.resourceApplyGradientDescent(handle, lr, grad));
@@ -91,8 +93,9 @@ final class Optimizer {
         if (t.decay() && w.weightDecay() > 0) {
           // Keras applies the decoupled decay before the Adam step: w -= w * decay * lr.
           Operand<TFloat32> w0 = (Operand<TFloat32>) graph.output(t.read());
+          // Keras: variable.assign(variable - variable * wd * lr)
           Op decay = scope.assignSubVariableOp(handle,
-              scope.math.mul(w0, scope.math.mul(lr, scope.constant((float) w.weightDecay()))));
+              scope.math.mul(scope.math.mul(w0, scope.constant((float) w.weightDecay())), lr));
           ordered = scope.withControlDependencies(List.of(decay));
         }
         updates.add(adam(ordered, handle, s, lr, grad, localStep, w.beta1(), w.beta2(), w.epsilon()));
@@ -102,30 +105,124 @@ final class Optimizer {
     return scope.withControlDependencies(List.of(increment)).withName("train_step").noOp();
   }
 
-  private Op adam(Ops scope, Operand<? extends TType> handle, List<Operand<? extends TType>> s, Operand<TFloat32> lr,
-      Operand<TFloat32> grad, Operand<TFloat32> localStep, double beta1, double beta2, double epsilon) {
-    Operand<TFloat32> b1 = scope.constant((float) beta1);
-    Operand<TFloat32> b2 = scope.constant((float) beta2);
-    return scope.train.resourceApplyAdam(handle, s.get(0), s.get(1), scope.math.pow(b1, localStep),
-        scope.math.pow(b2, localStep), lr, b1, b2, scope.constant((float) epsilon), grad);
+  /**
+   * TF1 reference variables ({@code VariableV2}) take the reference ops. Momentum there is
+   * TensorFlow's form ({@code accum = m * accum + g; w -= lr * accum}), equal to Keras's while the
+   * learning rate is constant.
+   */
+  @SuppressWarnings("unchecked")
+  private Op referenceUpdate(Ops scope, Operand<TFloat32> var, List<Operand<? extends TType>> s, Operand<TFloat32> lr,
+      Operand<TFloat32> grad, Operand<TFloat32> localStep, Target t) {
+    if (spec instanceof OptimizerSpec.Sgd sgd) {
+      if (sgd.momentum() == 0) {
+        return scope.train.applyGradientDescent(var, lr, grad);
+      }
+      return scope.train.applyMomentum(var, (Operand<TFloat32>) s.get(0), lr, grad,
+          scope.constant((float) sgd.momentum()), org.tensorflow.op.train.ApplyMomentum.useNesterov(sgd.nesterov()));
+    }
+    double b1;
+    double b2;
+    double eps;
+    Ops ordered = scope;
+    if (spec instanceof OptimizerSpec.AdamW w) {
+      b1 = w.beta1();
+      b2 = w.beta2();
+      eps = w.epsilon();
+      if (t.decay() && w.weightDecay() > 0) {
+        Operand<TFloat32> w0 = (Operand<TFloat32>) graph.output(t.read());
+        ordered = scope.withControlDependencies(List.of(scope.assignSub(var,
+            scope.math.mul(w0, scope.math.mul(lr, scope.constant((float) w.weightDecay()))))));
+      }
+    } else {
+      OptimizerSpec.Adam a = (OptimizerSpec.Adam) spec;
+      b1 = a.beta1();
+      b2 = a.beta2();
+      eps = a.epsilon();
+    }
+    Operand<TFloat32> beta1 = ordered.constant((float) b1);
+    Operand<TFloat32> beta2 = ordered.constant((float) b2);
+    return ordered.train.applyAdam(var, (Operand<TFloat32>) s.get(0), (Operand<TFloat32>) s.get(1),
+        ordered.math.pow(beta1, localStep), ordered.math.pow(beta2, localStep), lr, beta1, beta2,
+        ordered.constant((float) eps), grad);
   }
 
-  private void ensureSlots(Target t) {
-    if (slots.containsKey(t.name())) {
-      return;
-    }
+  private boolean isReference(Target t) {
+    return graph.operation(nodeOf(t.handle())).type().equals("VariableV2");
+  }
+
+  /**
+   * Keras 3's Adam step, op for op (not TensorFlow's fused ResourceApplyAdam, whose float32
+   * arithmetic differs: it forms {@code 1 - beta_2} from the float32 {@code beta_2}, Keras from the
+   * Python float, a 1.3e-5 relative difference in {@code v}):
+   * <pre>
+   *   alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
+   *   m += (g - m) * (1 - beta_1);  v += (g^2 - v) * (1 - beta_2)
+   *   w -= m * alpha / (sqrt(v) + epsilon)
+   * </pre>
+   */
+  @SuppressWarnings("unchecked")
+  private Op adam(Ops scope, Operand<? extends TType> handle, List<Operand<? extends TType>> s, Operand<TFloat32> lr,
+      Operand<TFloat32> grad, Operand<TFloat32> localStep, double beta1, double beta2, double epsilon) {
+    Operand<TFloat32> one = scope.constant(1f);
+    Operand<TFloat32> beta1Power = scope.math.pow(scope.constant((float) beta1), localStep);
+    Operand<TFloat32> beta2Power = scope.math.pow(scope.constant((float) beta2), localStep);
+    Operand<TFloat32> alpha = scope.math.div(scope.math.mul(lr, scope.math.sqrt(scope.math.sub(one, beta2Power))),
+        scope.math.sub(one, beta1Power));
+    Operand<? extends TType> m = s.get(0);
+    Operand<? extends TType> v = s.get(1);
+    Operand<TFloat32> mOld = scope.readVariableOp(m, TFloat32.class);
+    Operand<TFloat32> vOld = scope.readVariableOp(v, TFloat32.class);
+    Op mUpdate = scope.assignAddVariableOp(m, scope.math.mul(scope.math.sub(grad, mOld),
+        scope.constant((float) (1 - beta1))));
+    Op vUpdate = scope.assignAddVariableOp(v, scope.math.mul(scope.math.sub(scope.math.square(grad), vOld),
+        scope.constant((float) (1 - beta2))));
+    Ops after = scope.withControlDependencies(List.of(mUpdate, vUpdate));
+    Operand<TFloat32> mNew = after.readVariableOp(m, TFloat32.class);
+    Operand<TFloat32> vNew = after.readVariableOp(v, TFloat32.class);
+    return after.assignSubVariableOp(handle, after.math.div(after.math.mul(mNew, alpha),
+        after.math.add(after.math.sqrt(vNew), after.constant((float) epsilon))));
+  }
+
+  /**
+   * Creates the slots of the targets that have none yet and zeroes them in one run: every
+   * distinct run of a session builds an executor, so one per variable would cost minutes on
+   * InceptionV3.
+   */
+  private void ensureSlots(List<Target> targets) {
     int count = spec instanceof OptimizerSpec.Sgd sgd ? (sgd.momentum() == 0 ? 0 : 1) : 2;
-    List<Operand<? extends TType>> list = new ArrayList<>();
     Session.Runner init = session.runner();
-    for (int i = 0; i < count; i++) {
-      VarHandleOp slot = newVariable(TFloat32.class, t.shape(), "slot_" + i);
-      init.addTarget(tf.assignVariableOp(slot, tf.zeros(tf.constant(t.shape()), TFloat32.class)));
-      list.add(slot);
+    boolean any = false;
+    for (Target t : targets) {
+      if (slots.containsKey(t.name())) {
+        continue;
+      }
+      List<Operand<? extends TType>> list = new ArrayList<>();
+      for (int i = 0; i < count; i++) {
+        if (isReference(t)) {
+          org.tensorflow.op.core.Variable<TFloat32> slot = tf.withName("ref_slot_" + (created++))
+              .variable(t.shape(), TFloat32.class);
+          init.addTarget(tf.assign(slot, zeros(t.shape())));
+          list.add(slot);
+        } else {
+          VarHandleOp slot = newVariable(TFloat32.class, t.shape(), "slot_" + i);
+          init.addTarget(tf.assignVariableOp(slot, zeros(t.shape())));
+          list.add(slot);
+        }
+        any = true;
+      }
+      slots.put(t.name(), list);
     }
-    if (count > 0) {
+    if (any) {
       init.run();
     }
-    slots.put(t.name(), list);
+  }
+
+  /**
+   * Zeros of a shape, as Fill. (TF Java's {@code Ops.zeros} takes ~50 ms per call in a graph of
+   * 17,000 nodes, minutes for a model's worth of slots; Fill takes microseconds.)
+   */
+  private Operand<TFloat32> zeros(Shape shape) {
+    return tf.fill(tf.constant(shape), tf.constant(0f));
   }
 
   /** A fresh resource variable whose shared name no other variable in the process uses. */

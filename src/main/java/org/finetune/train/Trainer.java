@@ -333,10 +333,11 @@ public final class Trainer implements AutoCloseable {
 
   @SuppressWarnings("unchecked")
   private Operand<TFloat32> l2sp(Ops scope, List<String> trained) {
+    snapshot(trained.stream().filter(n -> !pretrained.containsKey(n)).toList());
     Operand<TFloat32> total = scope.constant(0f);
     for (String name : trained) {
       String read = flat.reads().get(variables.get(name).handle());
-      String snapshot = pretrained.computeIfAbsent(name, n -> snapshotOf(read));
+      String snapshot = pretrained.get(name);
       Operand<TFloat32> diff = scope.math.sub((Operand<TFloat32>) graph.output(read),
           (Operand<TFloat32>) graph.output(snapshot));
       total = scope.math.add(total, scope.reduceSum(scope.math.square(diff), Losses.allAxes(scope, diff)));
@@ -344,11 +345,18 @@ public final class Trainer implements AutoCloseable {
     return scope.math.mul(scope.constant((float) (plan.l2sp() / 2)), total);
   }
 
-  /** A constant copy of a variable's current value: the pretrained weights L2-SP pulls towards. */
-  private String snapshotOf(String read) {
-    try (Result r = session.runner().fetch(read).run()) {
-      TFloat32 value = (TFloat32) r.get(0);
-      return tf.withName("pretrained").constantOf(value).asOutput().op().name() + ":0";
+  /** Constant copies of variables' current values (one run): the pretrained weights L2-SP pulls towards. */
+  private void snapshot(List<String> names) {
+    if (names.isEmpty()) {
+      return;
+    }
+    Session.Runner runner = session.runner();
+    names.forEach(n -> runner.fetch(flat.reads().get(variables.get(n).handle())));
+    try (Result r = runner.run()) {
+      for (int i = 0; i < names.size(); i++) {
+        TFloat32 value = (TFloat32) r.get(i);
+        pretrained.put(names.get(i), tf.withName("pretrained").constantOf(value).asOutput().op().name() + ":0");
+      }
     }
   }
 

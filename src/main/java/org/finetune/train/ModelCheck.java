@@ -1,0 +1,207 @@
+package org.finetune.train;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+import org.finetune.data.NpyArray;
+import org.finetune.model.FlatSignature;
+import org.finetune.model.KerasSavedModel;
+import org.finetune.savedmodel.GradientGap;
+import org.finetune.savedmodel.LayerInfo;
+import org.finetune.savedmodel.SignatureInfo;
+import org.finetune.savedmodel.TensorSpec;
+import org.tensorflow.Tensor;
+
+/**
+ * Can this SavedModel be fine-tuned here? Flattens a signature and checks it computes what the
+ * original does on random inputs of the signature's shapes, finds which layers gradients reach,
+ * and runs one training step on random data with a loss suited to the output.
+ */
+public final class ModelCheck {
+  /**
+   * What the check found.
+   *
+   * @param flatDifference max |flat - original| / max |original| over the outputs
+   * @param trainableLayers layers whose trainable weights gradients reach
+   * @param untrainableLayers layer to the reason it cannot be trained
+   * @param loss the loss the step used
+   * @param lossBefore the loss on the random batch before the step
+   * @param lossAfter the loss on the same batch after it
+   */
+  public record Report(double flatDifference, List<String> trainableLayers, Map<String, String> untrainableLayers,
+      LossSpec loss, double lossBefore, double lossAfter, List<String> warnings) {
+    public Report {
+      trainableLayers = List.copyOf(trainableLayers);
+      untrainableLayers = java.util.Collections.unmodifiableMap(new LinkedHashMap<>(untrainableLayers));
+      warnings = List.copyOf(warnings);
+    }
+  }
+
+  private ModelCheck() {}
+
+  public static Report run(KerasSavedModel model, String signature, long seed) {
+    SignatureInfo sig = model.info().signatures().get(signature);
+    Random random = new Random(seed);
+    Map<String, NpyArray> inputs = new LinkedHashMap<>();
+    for (TensorSpec spec : sig.inputs()) {
+      inputs.put(spec.key(), randomArray(spec, random));
+    }
+    double flatDiff = flatDifference(model, signature, inputs);
+
+    Map<String, String> untrainable = new LinkedHashMap<>();
+    for (GradientGap gap : model.info().gradientGaps()) {
+      for (String layer : gap.layers()) {
+        untrainable.putIfAbsent(layer, "behind " + gap.op() + " (" + gap.node() + "), which has no gradient");
+      }
+    }
+    TensorSpec output = sig.outputs().get(0);
+    LossSpec loss = lossFor(model, signature, output, sig);
+    NpyArray targets = loss == LossSpec.CAUSAL_LM ? null : targetsFor(model, signature, inputs, output, loss, random);
+    Batch batch = targets == null ? Batch.unlabelled(inputs) : Batch.of(inputs, targets);
+    TrainingPlan plan = TrainingPlan.builder().signature(signature).output(output.key()).loss(loss)
+        .optimizer(new OptimizerSpec.Sgd(0.01, 0, false)).build();
+    try (Trainer trainer = new Trainer(model, plan)) {
+      List<String> trained = trainer.trainedVariables(0);
+      Set<String> trainedLayers = new LinkedHashSet<>();
+      for (LayerInfo layer : model.info().layers()) {
+        if (layer.variables().stream().anyMatch(v -> trained.contains(v.name()))) {
+          trainedLayers.add(layer.name());
+        } else if (layer.trainable()) {
+          untrainable.putIfAbsent(layer.name(), "the loss does not reach its weights through ops with gradients");
+        }
+      }
+      untrainable.keySet().removeAll(trainedLayers);
+      double before = trainer.evaluate(batch).loss();
+      trainer.step(batch);
+      double after = trainer.evaluate(batch).loss();
+      return new Report(flatDiff, new ArrayList<>(trainedLayers), untrainable, loss, before, after, trainer.warnings());
+    }
+  }
+
+  private static double flatDifference(KerasSavedModel model, String signature, Map<String, NpyArray> inputs) {
+    FlatSignature flat = model.flatSignature(signature);
+    Map<String, Tensor> original = new LinkedHashMap<>();
+    Map<String, Tensor> flatFeeds = new LinkedHashMap<>();
+    Map<String, Tensor> a = Map.of();
+    Map<String, Tensor> b = Map.of();
+    try {
+      inputs.forEach((k, v) -> {
+        original.put(k, v.toTensor());
+        flatFeeds.put(flat.inputs().get(k), v.toTensor());
+      });
+      a = model.predict(signature, original);
+      b = model.run(flatFeeds, new ArrayList<>(flat.outputs().values()));
+      double worst = 0;
+      for (String key : flat.outputs().keySet()) {
+        double[] x = NpyArray.of(a.get(key)).toDoubles();
+        double[] y = NpyArray.of(b.get(flat.outputs().get(key))).toDoubles();
+        double maxDiff = 0;
+        double maxAbs = 0;
+        for (int i = 0; i < x.length; i++) {
+          maxDiff = Math.max(maxDiff, Math.abs(x[i] - y[i]));
+          maxAbs = Math.max(maxAbs, Math.abs(x[i]));
+        }
+        worst = Math.max(worst, maxAbs == 0 ? maxDiff : maxDiff / maxAbs);
+      }
+      return worst;
+    } finally {
+      original.values().forEach(Tensor::close);
+      flatFeeds.values().forEach(Tensor::close);
+      a.values().forEach(Tensor::close);
+      b.values().forEach(Tensor::close);
+    }
+  }
+
+  /** Softmax output: sparse cross-entropy; token logits with token inputs: causal LM; else MSE. */
+  private static LossSpec lossFor(KerasSavedModel model, String signature, TensorSpec output, SignatureInfo sig) {
+    boolean tokens = sig.inputs().stream().anyMatch(t -> t.key().equals("token_ids"))
+        && sig.inputs().stream().anyMatch(t -> t.key().equals("padding_mask"));
+    if (tokens && output.shape().size() == 3 && output.dtype().equals("float32")) {
+      return LossSpec.CAUSAL_LM;
+    }
+    FlatSignature flat = model.flatSignature(signature);
+    Map<String, org.tensorflow.proto.NodeDef> nodes = new java.util.HashMap<>();
+    flat.graphDef().getNodeList().forEach(n -> nodes.put(n.getName(), n));
+    if (output.shape().size() == 2 && Losses.beneath(nodes, flat, flat.outputs().get(output.key()), "Softmax").isPresent()) {
+      return LossSpec.SPARSE_CATEGORICAL_CROSSENTROPY;
+    }
+    return LossSpec.MSE;
+  }
+
+  private static NpyArray targetsFor(KerasSavedModel model, String signature, Map<String, NpyArray> inputs,
+      TensorSpec output, LossSpec loss, Random random) {
+    // The output's actual shape for this batch, from one prediction.
+    Map<String, Tensor> feeds = new LinkedHashMap<>();
+    Map<String, Tensor> out = Map.of();
+    long[] shape;
+    try {
+      inputs.forEach((k, v) -> feeds.put(k, v.toTensor()));
+      out = model.predict(signature, feeds);
+      shape = out.get(output.key()).shape().asArray();
+    } finally {
+      feeds.values().forEach(Tensor::close);
+      out.values().forEach(Tensor::close);
+    }
+    if (loss == LossSpec.SPARSE_CATEGORICAL_CROSSENTROPY) {
+      ByteBuffer b = ByteBuffer.allocate((int) shape[0] * 4).order(ByteOrder.LITTLE_ENDIAN);
+      for (int i = 0; i < shape[0]; i++) {
+        b.putInt(random.nextInt((int) shape[1]));
+      }
+      return new NpyArray("int32", new long[] {shape[0]}, b.array());
+    }
+    long n = 1;
+    for (long d : shape) {
+      n *= d;
+    }
+    ByteBuffer b = ByteBuffer.allocate((int) n * 4).order(ByteOrder.LITTLE_ENDIAN);
+    for (long i = 0; i < n; i++) {
+      b.putFloat((float) random.nextGaussian());
+    }
+    return new NpyArray("float32", shape, b.array());
+  }
+
+  /** Random values of a signature input: unknown dimensions become 2 (batch) or 8; masks are ones. */
+  static NpyArray randomArray(TensorSpec spec, Random random) {
+    long[] shape = new long[spec.shape().size()];
+    for (int i = 0; i < shape.length; i++) {
+      long d = spec.shape().get(i);
+      shape[i] = d >= 0 ? d : (i == 0 ? 2 : 8);
+    }
+    long n = 1;
+    for (long d : shape) {
+      n *= d;
+    }
+    boolean mask = spec.key().contains("mask");
+    switch (spec.dtype()) {
+      case "float32": {
+        ByteBuffer b = ByteBuffer.allocate((int) n * 4).order(ByteOrder.LITTLE_ENDIAN);
+        for (long i = 0; i < n; i++) {
+          b.putFloat((float) random.nextGaussian());
+        }
+        return new NpyArray("float32", shape, b.array());
+      }
+      case "int32": case "int64": {
+        int size = spec.dtype().equals("int32") ? 4 : 8;
+        ByteBuffer b = ByteBuffer.allocate((int) n * size).order(ByteOrder.LITTLE_ENDIAN);
+        for (long i = 0; i < n; i++) {
+          int v = mask ? 1 : random.nextInt(100);
+          if (size == 4) {
+            b.putInt(v);
+          } else {
+            b.putLong(v);
+          }
+        }
+        return new NpyArray(spec.dtype(), shape, b.array());
+      }
+      default:
+        throw new IllegalArgumentException("finetune check cannot make random " + spec.dtype() + " input '"
+            + spec.key() + "'");
+    }
+  }
+}
