@@ -87,7 +87,7 @@ final class DemoCommand implements Command {
       for (Map.Entry<String, NpyArray> e : outputs.entrySet()) {
         Predictions.describe(e.getKey(), e.getValue(), 3, out);
         NpyArray keras = read(fixture.resolve(sample.getAsJsonObject("outputs").get(e.getKey()).getAsString()));
-        worst = Math.max(worst, Predictions.relativeDifference(keras.toDoubles(), e.getValue().toDoubles()));
+        worst = Math.max(worst, NpyArray.relativeDifference(keras.toDoubles(), e.getValue().toDoubles()));
       }
       out.printf("%nJava vs Keras (%s %s): max|diff|/max|keras| = %.3g over %d output(s), in %.1f ms%n",
           expected.getAsJsonObject("versions").get("keras").getAsString(),

@@ -73,14 +73,4 @@ final class Predictions {
     }
   }
 
-  /** max |a - b| / max |a|: how we compare with Keras everywhere. */
-  static double relativeDifference(double[] expected, double[] actual) {
-    double maxDiff = 0;
-    double maxAbs = 0;
-    for (int i = 0; i < expected.length; i++) {
-      maxDiff = Math.max(maxDiff, Math.abs(expected[i] - actual[i]));
-      maxAbs = Math.max(maxAbs, Math.abs(expected[i]));
-    }
-    return maxAbs == 0 ? maxDiff : maxDiff / maxAbs;
-  }
 }

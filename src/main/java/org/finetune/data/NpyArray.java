@@ -154,6 +154,24 @@ public record NpyArray(String dtype, long[] shape, byte[] data) {
     return out;
   }
 
+  /**
+   * How far {@code actual} is from {@code expected}: max |actual - expected| / max |expected| (the
+   * plain max difference when {@code expected} is all zeros). Our one measure of agreement with
+   * Keras everywhere.
+   */
+  public static double relativeDifference(double[] expected, double[] actual) {
+    if (expected.length != actual.length) {
+      throw new IllegalArgumentException("cannot compare " + expected.length + " values with " + actual.length);
+    }
+    double maxDiff = 0;
+    double maxAbs = 0;
+    for (int i = 0; i < expected.length; i++) {
+      maxDiff = Math.max(maxDiff, Math.abs(expected[i] - actual[i]));
+      maxAbs = Math.max(maxAbs, Math.abs(expected[i]));
+    }
+    return maxAbs == 0 ? maxDiff : maxDiff / maxAbs;
+  }
+
   /** The number of elements. */
   public long size() {
     return elementCount(shape);

@@ -99,15 +99,8 @@ public final class ModelCheck {
       b = model.run(flatFeeds, new ArrayList<>(flat.outputs().values()));
       double worst = 0;
       for (String key : flat.outputs().keySet()) {
-        double[] x = NpyArray.of(a.get(key)).toDoubles();
-        double[] y = NpyArray.of(b.get(flat.outputs().get(key))).toDoubles();
-        double maxDiff = 0;
-        double maxAbs = 0;
-        for (int i = 0; i < x.length; i++) {
-          maxDiff = Math.max(maxDiff, Math.abs(x[i] - y[i]));
-          maxAbs = Math.max(maxAbs, Math.abs(x[i]));
-        }
-        worst = Math.max(worst, maxAbs == 0 ? maxDiff : maxDiff / maxAbs);
+        worst = Math.max(worst, NpyArray.relativeDifference(NpyArray.of(a.get(key)).toDoubles(),
+            NpyArray.of(b.get(flat.outputs().get(key))).toDoubles()));
       }
       return worst;
     } finally {

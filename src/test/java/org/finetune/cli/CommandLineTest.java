@@ -99,7 +99,7 @@ class CommandLineTest {
     assertTrue(run.out().contains("output_0: float32 [2, 8, 50257]"), run.out());
     double[] keras = NpyArray.read(f.sampleFile("sample/output_output_0.npy")).toDoubles();
     double[] java = NpyArray.read(out.resolve("output_0.npy")).toDoubles();
-    assertTrue(Predictions.relativeDifference(keras, java) <= 1e-5);
+    assertTrue(NpyArray.relativeDifference(keras, java) <= 1e-5);
   }
 
   @Test

@@ -47,7 +47,7 @@ class FlattenerParityTest {
         Map<String, Tensor> actual = model.run(flatFeeds, fetches);
         try {
           for (String key : flat.outputs().keySet()) {
-            double diff = relative(NpyArray.of(expected.get(key)).toDoubles(),
+            double diff = NpyArray.relativeDifference(NpyArray.of(expected.get(key)).toDoubles(),
                 NpyArray.of(actual.get(flat.outputs().get(key))).toDoubles());
             System.out.printf("flat parity %-40s %-12s %.3g (%d flat nodes)%n", fixture, key, diff, flat.nodeCount());
             assertTrue(diff <= TOLERANCE, fixture + " " + key + ": " + diff);
@@ -71,14 +71,4 @@ class FlattenerParityTest {
     }
   }
 
-  static double relative(double[] expected, double[] actual) {
-    assertEquals(expected.length, actual.length);
-    double maxDiff = 0;
-    double maxAbs = 0;
-    for (int i = 0; i < expected.length; i++) {
-      maxDiff = Math.max(maxDiff, Math.abs(expected[i] - actual[i]));
-      maxAbs = Math.max(maxAbs, Math.abs(expected[i]));
-    }
-    return maxAbs == 0 ? maxDiff : maxDiff / maxAbs;
-  }
 }

@@ -47,7 +47,7 @@ class PredictParityTest {
           NpyArray keras = NpyArray.read(fixture.sampleFile(expectedOutputs.get(key).getAsString()));
           NpyArray java = NpyArray.of(outputs.get(key));
           assertArrayEquals(keras.shape(), java.shape(), key + " shape");
-          double diff = relativeDifference(keras.toDoubles(), java.toDoubles());
+          double diff = NpyArray.relativeDifference(keras.toDoubles(), java.toDoubles());
           System.out.printf("predict parity %-40s %-10s max|diff|/max|keras| = %.3g%n", fixture, key, diff);
           assertTrue(diff <= TOLERANCE, fixture + " " + key + ": relative difference " + diff + " > " + TOLERANCE);
         }
@@ -93,14 +93,4 @@ class PredictParityTest {
     }
   }
 
-  static double relativeDifference(double[] expected, double[] actual) {
-    assertEquals(expected.length, actual.length, "element count");
-    double maxDiff = 0;
-    double maxAbs = 0;
-    for (int i = 0; i < expected.length; i++) {
-      maxDiff = Math.max(maxDiff, Math.abs(expected[i] - actual[i]));
-      maxAbs = Math.max(maxAbs, Math.abs(expected[i]));
-    }
-    return maxAbs == 0 ? maxDiff : maxDiff / maxAbs;
-  }
 }

@@ -146,7 +146,7 @@ class KerasParityTest {
               assertTrue(maxAbsDiff(keras.toDoubles(), before.get(name).toDoubles()) <= bound, name);
               continue;
             }
-            double diff = relative(keras.toDoubles(), now.get(name).toDoubles());
+            double diff = NpyArray.relativeDifference(keras.toDoubles(), now.get(name).toDoubles());
             if (maxAbs(before.get(name).toDoubles()) == 0) {
               // A variable that starts at zero (bias, normalisation offset) is O(lr) after a few
               // steps, so its own size is no scale for rounding: Adam maps gradient differences of
@@ -298,14 +298,4 @@ class KerasParityTest {
     return m;
   }
 
-  static double relative(double[] expected, double[] actual) {
-    assertEquals(expected.length, actual.length);
-    double maxDiff = 0;
-    double maxAbs = 0;
-    for (int i = 0; i < expected.length; i++) {
-      maxDiff = Math.max(maxDiff, Math.abs(expected[i] - actual[i]));
-      maxAbs = Math.max(maxAbs, Math.abs(expected[i]));
-    }
-    return maxAbs == 0 ? maxDiff : maxDiff / maxAbs;
-  }
 }
