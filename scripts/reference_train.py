@@ -21,7 +21,10 @@ Plan::
                          | {"name": "adam", "learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
                          | {"name": "adamw", ..., "weight_decay": 0.004},
               "trainable": ["<variable name>", ...],
-              "global_clipnorm": null}]}
+              "l2sp": 0.0}]}
+
+(``global_clipnorm`` may be given inside an optimizer; ``l2sp`` adds
+``l2sp / 2 * sum ||w - w_start||^2`` over the trained variables to the loss, as finetune does.)
 
 Writes, under ``--out``: ``<case>/result.json`` ({"losses": [...], "variables": {"<step>": {"<name>":
 "<file>"}}}) and the ``.npy`` files it names. The causal-LM loss takes its targets from the
@@ -134,10 +137,16 @@ def run_case(plan, case, out):
     os.makedirs(os.path.join(out, case["name"]), exist_ok=True)
     optimizer.build(variables)
 
+    l2sp = case.get("l2sp", 0.0)
+    start = [tf.constant(v.numpy()) for v in variables]
+
     @tf.function
     def train_step():
         with tf.GradientTape() as tape:
             loss = compute(call(inputs))
+            if l2sp:
+                penalty = tf.add_n([tf.reduce_sum(tf.square(v - w0)) for v, w0 in zip(variables, start)])
+                loss = loss + l2sp / 2 * penalty
         grads = tape.gradient(loss, variables)
         none = [n for n, g in zip(case["trainable"], grads) if g is None]
         if none:

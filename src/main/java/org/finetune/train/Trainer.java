@@ -360,14 +360,16 @@ public final class Trainer implements AutoCloseable {
     }
   }
 
+  /** Keras's {@code global_clipnorm}: {@code g * clip * min(1 / norm, 1 / clip)}, norm over all gradients. */
   private static List<Operand<TFloat32>> clipByGlobalNorm(Ops tf, List<Operand<TFloat32>> grads, double clip) {
-    Operand<TFloat32> sum = tf.constant(0f);
+    List<Operand<TFloat32>> squares = new ArrayList<>();
     for (Operand<TFloat32> g : grads) {
-      sum = tf.math.add(sum, tf.reduceSum(tf.math.square(g), Losses.allAxes(tf, g)));
+      squares.add(tf.reduceSum(tf.math.square(g), Losses.allAxes(tf, g)));
     }
-    Operand<TFloat32> norm = tf.math.sqrt(sum);
+    Operand<TFloat32> norm = tf.math.sqrt(tf.reduceSum(tf.stack(squares), tf.constant(0)));
     Operand<TFloat32> c = tf.constant((float) clip);
-    Operand<TFloat32> scale = tf.math.div(c, tf.math.maximum(norm, c));
+    Operand<TFloat32> one = tf.constant(1f);
+    Operand<TFloat32> scale = tf.math.mul(c, tf.math.minimum(tf.math.div(one, norm), tf.math.div(one, c)));
     List<Operand<TFloat32>> out = new ArrayList<>();
     for (Operand<TFloat32> g : grads) {
       out.add(tf.math.mul(g, scale));

@@ -27,6 +27,11 @@ public final class Python {
 
   /** Runs {@code scripts/<script>} with {@code args}; returns stdout, fails with stderr on a non-zero exit. */
   public static String run(String script, String... args) {
+    return runWithInput(script, null, args);
+  }
+
+  /** Like {@link #run}, with {@code input} on the script's standard input; returns stdout only. */
+  public static String runWithInput(String script, String input, String... args) {
     List<String> command = new ArrayList<>();
     command.add(interpreter().toString());
     command.add(Fixture.projectRoot().resolve("scripts").resolve(script).toString());
@@ -34,17 +39,29 @@ public final class Python {
     try {
       Path log = Files.createTempFile("finetune-python", ".log");
       try {
-        ProcessBuilder pb = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(log.toFile());
+        Path errors = Files.createTempFile("finetune-python", ".err");
+        ProcessBuilder pb = new ProcessBuilder(command).redirectOutput(log.toFile()).redirectError(
+            input == null ? ProcessBuilder.Redirect.appendTo(log.toFile()) : ProcessBuilder.Redirect.to(errors.toFile()));
         pb.environment().put("TF_CPP_MIN_LOG_LEVEL", "2");
         pb.environment().put("CUDA_VISIBLE_DEVICES", "");
         Process p = pb.start();
+        if (input != null) {
+          try (java.io.OutputStream stdin = p.getOutputStream()) {
+            stdin.write(input.getBytes(StandardCharsets.UTF_8));
+          }
+        } else {
+          p.getOutputStream().close();
+        }
         if (!p.waitFor(30, TimeUnit.MINUTES)) {
           p.destroyForcibly();
           throw new IllegalStateException(String.join(" ", command) + " did not finish in 30 minutes");
         }
         String output = Files.readString(log, StandardCharsets.UTF_8);
+        String stderr = Files.readString(errors, StandardCharsets.UTF_8);
+        Files.deleteIfExists(errors);
         if (p.exitValue() != 0) {
-          throw new IllegalStateException(String.join(" ", command) + " failed (exit " + p.exitValue() + "):\n" + output);
+          throw new IllegalStateException(String.join(" ", command) + " failed (exit " + p.exitValue() + "):\n"
+              + output + stderr);
         }
         return output;
       } finally {

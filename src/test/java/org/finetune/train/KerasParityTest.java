@@ -65,7 +65,41 @@ class KerasParityTest {
         Arguments.of("generated/gpt2_base/keras3_export", "all"));
   }
 
-  record Case(String name, OptimizerSpec optimizer, JsonObject json) {}
+  /** One optimizer setting; {@code clip} and {@code l2sp} are 0 when off. */
+  record Case(String name, OptimizerSpec optimizer, JsonObject json, double clip, double l2sp) {
+    Case(String name, OptimizerSpec optimizer, JsonObject json) {
+      this(name, optimizer, json, 0, 0);
+    }
+  }
+
+  /** AdamW, global-norm clipping and L2-SP, on the small VGG16 trained throughout. */
+  static List<Case> extendedCases() {
+    JsonObject adamw = new JsonObject();
+    adamw.addProperty("name", "adamw");
+    adamw.addProperty("learning_rate", 0.001);
+    adamw.addProperty("weight_decay", 0.05);
+    adamw.addProperty("exclude_biases_and_norms", true);
+    JsonObject clipped = new JsonObject();
+    clipped.addProperty("name", "sgd");
+    clipped.addProperty("learning_rate", 0.01);
+    clipped.addProperty("momentum", 0.9);
+    clipped.addProperty("global_clipnorm", 0.05);
+    JsonObject l2sp = new JsonObject();
+    l2sp.addProperty("name", "sgd");
+    l2sp.addProperty("learning_rate", 0.05);
+    return List.of(
+        new Case("adamw", new OptimizerSpec.AdamW(0.001, 0.9, 0.999, 1e-7, 0.05, true), adamw),
+        new Case("sgd_clipped", new OptimizerSpec.Sgd(0.01, 0.9, false), clipped, 0.05, 0),
+        new Case("sgd_l2sp", new OptimizerSpec.Sgd(0.05, 0, false), l2sp, 0, 0.5));
+  }
+
+  static List<Case> cases(String fixtureId, String selector) {
+    List<Case> out = new java.util.ArrayList<>(cases());
+    if (fixtureId.equals("vgg16_small/keras3_export") && selector.equals("all")) {
+      out.addAll(extendedCases());
+    }
+    return out;
+  }
 
   static List<Case> cases() {
     JsonObject sgd = new JsonObject();
@@ -98,24 +132,24 @@ class KerasParityTest {
     // Which variables the stage trains, as our library resolves the selector.
     List<String> trainable;
     try (KerasSavedModel model = KerasSavedModel.open(fixture.model());
-        Trainer probe = new Trainer(model, plan(loss, cases().get(0).optimizer(), selector))) {
+        Trainer probe = new Trainer(model, plan(loss, cases().get(0), selector))) {
       trainable = probe.trainedVariables(0);
     }
 
     int steps = fixtureId.contains("small") ? STEPS : FULL_SIZE_STEPS;
     Path out = tmp.resolve("keras");
-    Python.run("reference_train.py", "--plan", writePlan(fixture, batch, loss, trainable, steps).toString(),
+    Python.run("reference_train.py", "--plan", writePlan(fixture, batch, loss, trainable, steps, selector).toString(),
         "--out", out.toString());
 
     // Variables whose gradient is zero in exact arithmetic (GPT-2's attention key bias: softmax
     // ignores a shift common to a row) get rounding noise as gradient in both implementations;
     // found from Keras's first SGD step, they are checked for staying put, not for equal noise.
     java.util.Set<String> zeroGradient = new java.util.TreeSet<>();
-    for (Case c : cases()) {
+    for (Case c : cases(fixtureId, selector)) {
       JsonObject result = JsonParser.parseString(Files.readString(out.resolve(c.name()).resolve("result.json")))
           .getAsJsonObject();
       try (KerasSavedModel model = KerasSavedModel.open(fixture.model());
-          Trainer trainer = new Trainer(model, plan(loss, c.optimizer(), selector))) {
+          Trainer trainer = new Trainer(model, plan(loss, c, selector))) {
         List<String> all = model.info().variables().stream().filter(v -> !v.handle().isEmpty())
             .map(VariableInfo::name).toList();
         Map<String, NpyArray> before = trainer.values(all);
@@ -135,7 +169,7 @@ class KerasParityTest {
           Map<String, NpyArray> now = trainer.values(trainable);
           for (String name : trainable) {
             NpyArray keras = NpyArray.read(out.resolve(c.name()).resolve(recorded.get(name).getAsString()));
-            if (c.optimizer() instanceof OptimizerSpec.Sgd sgd && step == 1
+            if (c.name().equals("sgd_momentum") && c.optimizer() instanceof OptimizerSpec.Sgd sgd && step == 1
                 && maxAbsDiff(keras.toDoubles(), before.get(name).toDoubles()) <= 1e-7 * sgd.learningRate()) {
               zeroGradient.add(name);
             }
@@ -184,8 +218,13 @@ class KerasParityTest {
     }
   }
 
-  static TrainingPlan plan(LossSpec loss, OptimizerSpec optimizer, String selector) {
-    return TrainingPlan.builder().loss(loss).optimizer(optimizer).stage(Stage.of(Selector.parse(selector))).build();
+  static TrainingPlan plan(LossSpec loss, Case c, String selector) {
+    TrainingPlan.Builder b = TrainingPlan.builder().loss(loss).optimizer(c.optimizer())
+        .stage(Stage.of(Selector.parse(selector))).l2sp(c.l2sp());
+    if (c.clip() > 0) {
+      b.clipGlobalNorm(c.clip());
+    }
+    return b.build();
   }
 
   private Batch batch(Fixture fixture, LossSpec loss) throws IOException {
@@ -228,8 +267,8 @@ class KerasParityTest {
     return new NpyArray(a.dtype(), a.shape(), out.array());
   }
 
-  private Path writePlan(Fixture fixture, Batch batch, LossSpec loss, List<String> trainable, int steps)
-      throws IOException {
+  private Path writePlan(Fixture fixture, Batch batch, LossSpec loss, List<String> trainable, int steps,
+      String selectorOf) throws IOException {
     JsonObject plan = new JsonObject();
     plan.addProperty("model", fixture.model().toString());
     // The Keras model itself where we have it: Keras then computes exactly as model.fit would.
@@ -258,7 +297,7 @@ class KerasParityTest {
     }
     plan.addProperty("loss", loss.kerasName());
     JsonArray cases = new JsonArray();
-    for (Case c : cases()) {
+    for (Case c : cases(fixture.id(), selectorOf)) {
       JsonObject o = new JsonObject();
       o.addProperty("name", c.name());
       o.addProperty("steps", steps);
@@ -270,6 +309,7 @@ class KerasParityTest {
       JsonArray vars = new JsonArray();
       trainable.forEach(vars::add);
       o.add("trainable", vars);
+      o.addProperty("l2sp", c.l2sp());
       cases.add(o);
     }
     plan.add("cases", cases);
