@@ -68,20 +68,6 @@ public final class OpDefs {
     return out;
   }
 
-  /** The number of flat tensors each output argument of {@code node} stands for, by argument name. */
-  public Map<String, Integer> outputArgSizes(NodeDef node) {
-    OpDef def = byName.get(node.getOp());
-    if (def == null) {
-      return Map.of();
-    }
-    Map<String, Integer> sizes = new HashMap<>();
-    Map<String, AttrValue> attrs = withDefaults(def, node.getAttrMap());
-    for (OpDef.ArgDef arg : def.getOutputArgList()) {
-      sizes.put(arg.getName(), argTypes(arg, attrs).size());
-    }
-    return sizes;
-  }
-
   /**
    * The node's attributes with the op's defaults filled in: graphs and function bodies omit
    * attributes that have their default value (MaxPool's {@code T} is float unless stated).

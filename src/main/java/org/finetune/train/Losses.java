@@ -10,7 +10,6 @@ import org.tensorflow.Operand;
 import org.tensorflow.ndarray.index.Indices;
 import org.tensorflow.op.Ops;
 import org.tensorflow.op.core.Placeholder;
-import org.tensorflow.op.core.ReduceMax;
 import org.tensorflow.op.core.ReduceSum;
 import org.tensorflow.proto.NodeDef;
 import org.tensorflow.types.TFloat32;
@@ -161,20 +160,6 @@ final class Losses {
     Operand<TInt32> flatLabels = tf.reshape(labels, tf.constant(new int[] {-1}));
     Operand<TFloat32> ce = tf.nn.sparseSoftmaxCrossEntropyWithLogits(flatLogits, flatLabels).loss();
     return tf.reshape(ce, tf.shape(labels));
-  }
-
-  /** log(sum(exp(z))) over the last axis, shifted by the (constant) maximum for stability. */
-  static Operand<TFloat32> logSumExp(Ops tf, Operand<TFloat32> z) {
-    Operand<TFloat32> m = tf.stopGradient(tf.reduceMax(z, tf.constant(-1), ReduceMax.keepDims(true)));
-    Operand<TFloat32> sum = tf.reduceSum(tf.math.exp(tf.math.sub(z, m)), tf.constant(-1));
-    return tf.math.add(tf.math.log(sum), tf.squeeze(m, org.tensorflow.op.core.Squeeze.axis(java.util.List.of(-1L))));
-  }
-
-  /** z[..., label] for integer labels. */
-  static Operand<TFloat32> pick(Ops tf, Operand<TFloat32> z, Operand<TInt32> labels) {
-    Operand<TInt32> depth = tf.stridedSlice(tf.shape(z), Indices.at(-1));
-    Operand<TFloat32> hot = tf.oneHot(labels, depth, tf.constant(1f), tf.constant(0f));
-    return tf.reduceSum(tf.math.mul(hot, z), tf.constant(-1));
   }
 
   private static Operand<TFloat32> normalised(Ops tf, Operand<TFloat32> p) {

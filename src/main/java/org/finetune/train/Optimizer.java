@@ -10,7 +10,6 @@ import org.tensorflow.Session;
 import org.tensorflow.ndarray.Shape;
 import org.tensorflow.op.Op;
 import org.tensorflow.op.Ops;
-import org.tensorflow.op.core.ReadVariableOp;
 import org.tensorflow.op.core.VarHandleOp;
 import org.tensorflow.op.train.ResourceApplyKerasMomentum;
 import org.tensorflow.types.TFloat32;
@@ -229,16 +228,6 @@ final class Optimizer {
   private <T extends TType> VarHandleOp newVariable(Class<T> type, Shape shape, String what) {
     String shared = "finetune_" + Integer.toHexString(System.identityHashCode(this)) + "_" + what + "_" + (created++);
     return tf.withName(what + "_" + created).varHandleOp(type, shape, VarHandleOp.sharedName(shared));
-  }
-
-  /** Slot values of one variable, for checkpoints and tests: tensor names to fetch. */
-  List<String> slotReads(String variable) {
-    List<String> out = new ArrayList<>();
-    for (Operand<? extends TType> slot : slots.getOrDefault(variable, List.of())) {
-      ReadVariableOp<TFloat32> r = tf.readVariableOp(slot, TFloat32.class);
-      out.add(r.op().name() + ":0");
-    }
-    return out;
   }
 
   static String nodeOf(String tensor) {
