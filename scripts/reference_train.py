@@ -23,15 +23,26 @@ Plan::
               "trainable": ["<variable name>", ...],
               "l2sp": 0.0}]}
 
+A plan may also put a new head on the model (what finetune's HeadSpec builds)::
+
+  "head": {"at": "<layer>" | null, "hidden": 0, "classes": 3, "activation": "softmax",
+           "mask_input": "padding_mask" | null, "initial": {"head_output/kernel": "<file.npy>", ...}}
+
+The features are the named layer's output (the model cut there) or the model's output; 4-D
+features are averaged over height and width (GlobalAveragePooling2D), 3-D ones over time
+(weighted by the mask input when given); then Keras Dense layers ``head_hidden`` (ReLU) and
+``head_output`` start from the given weights. Their variables are named ``head_*/kernel`` etc.
+
 (``global_clipnorm`` may be given inside an optimizer; ``l2sp`` adds
-``l2sp / 2 * sum ||w - w_start||^2`` over the trained variables to the loss, as finetune does.)
+``l2sp / 2 * sum ||w - w_start||^2`` over the trained variables, a new head's excepted, to the
+loss, as finetune does.)
 
 Writes, under ``--out``: ``<case>/result.json`` ({"losses": [...], "variables": {"<step>": {"<name>":
 "<file>"}}}) and the ``.npy`` files it names. The causal-LM loss takes its targets from the
 ``token_ids`` input shifted by one, weighted by ``padding_mask``, averaged over unmasked positions,
 exactly as finetune defines it.
 
-Usage: scripts/reference_train.py --plan plan.json --out DIR
+Usage: scripts/reference_train.py --plan plan.json --out DIR [--onednn on|off] [--cases a,b]
 """
 import argparse
 import json
@@ -39,6 +50,9 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# --onednn on|off must take effect before TensorFlow is imported.
+if "--onednn" in sys.argv[1:-1]:
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = {"on": "1", "off": "0"}.get(sys.argv[sys.argv.index("--onednn") + 1], "1")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import numpy as np  # noqa: E402
@@ -123,8 +137,74 @@ def load_model(plan):
     return call, variables, keras
 
 
+def cut_model(model, layer_name):
+    """A model from the inputs of the (possibly nested) functional model holding ``layer_name`` to its output."""
+    candidates = [model] + [m for m in model._flatten_layers() if isinstance(m, keras.Model) and m is not model]
+    for m in candidates:
+        try:
+            layer = m.get_layer(layer_name)
+        except ValueError:
+            continue
+        return keras.Model(m.input, layer.output)
+    raise SystemExit(f"no layer {layer_name} in the model")
+
+
+def with_head(plan, call, by_name, module):
+    """Puts the plan's head on the model: returns the new call and adds the head's variables to by_name."""
+    spec = plan["head"]
+    if spec.get("at"):
+        if not plan.get("keras_model") or plan.get("keras_flavor") == "tf_keras":
+            raise SystemExit("a head at a layer needs the Keras 3 model (keras_model)")
+        import keras_hub  # noqa: F401
+
+        base = keras.saving.load_model(plan["keras_model"], compile=False)
+        features = cut_model(base, spec["at"])
+        by_name = {v.path: v for v in base.weights}
+
+        def call(inputs):
+            x = inputs if len(inputs) > 1 else next(iter(inputs.values()))
+            return features(x, training=False)
+
+    dense = []
+    if spec.get("hidden"):
+        dense.append(module.layers.Dense(spec["hidden"], activation="relu", name="head_hidden"))
+    dense.append(module.layers.Dense(spec["classes"], activation=spec.get("activation", "softmax"),
+                                     name="head_output"))
+    mask_input = spec.get("mask_input")
+
+    def pooled(h, inputs):
+        if len(h.shape) == 4:
+            return tf.reduce_mean(h, axis=[1, 2])
+        if len(h.shape) == 3:
+            if mask_input:
+                m = tf.cast(inputs[mask_input], tf.float32)
+                total = tf.reduce_sum(h * tf.expand_dims(m, -1), axis=1)
+                return total / tf.maximum(tf.reduce_sum(m, axis=1, keepdims=True), 1.0)
+            return tf.reduce_mean(h, axis=1)
+        return h
+
+    def head_call(inputs):
+        x = pooled(call(inputs), inputs)
+        for layer in dense:
+            x = layer(x)
+        return x
+
+    width = None
+    for layer in dense:
+        initial = {w: np.load(spec["initial"][f"{layer.name}/{w}"]) for w in ("kernel", "bias")}
+        width = initial["kernel"].shape[0]
+        layer.build((None, width))
+        layer.kernel.assign(initial["kernel"])
+        layer.bias.assign(initial["bias"])
+        by_name[f"{layer.name}/kernel"] = layer.kernel
+        by_name[f"{layer.name}/bias"] = layer.bias
+    return head_call, by_name
+
+
 def run_case(plan, case, out):
     call, by_name, module = load_model(plan)
+    if plan.get("head"):
+        call, by_name = with_head(plan, call, by_name, module)
     inputs = {k: tf.constant(np.load(v)) for k, v in plan["inputs"].items()}
     targets = tf.constant(np.load(plan["targets"])) if plan.get("targets") else None
     missing = [n for n in case["trainable"] if n not in by_name]
@@ -138,14 +218,16 @@ def run_case(plan, case, out):
     optimizer.build(variables)
 
     l2sp = case.get("l2sp", 0.0)
-    start = [tf.constant(v.numpy()) for v in variables]
+    # L2-SP pulls pretrained weights back to where they started; a new head has none to keep.
+    anchored = [(v, tf.constant(v.numpy())) for n, v in zip(case["trainable"], variables)
+                if not (plan.get("head") and n.split("/")[0] in ("head_hidden", "head_output"))]
 
     @tf.function
     def train_step():
         with tf.GradientTape() as tape:
             loss = compute(call(inputs))
             if l2sp:
-                penalty = tf.add_n([tf.reduce_sum(tf.square(v - w0)) for v, w0 in zip(variables, start)])
+                penalty = tf.add_n([tf.reduce_sum(tf.square(v - w0)) for v, w0 in anchored])
                 loss = loss + l2sp / 2 * penalty
         grads = tape.gradient(loss, variables)
         none = [n for n, g in zip(case["trainable"], grads) if g is None]
@@ -173,12 +255,18 @@ def main(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plan", required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--onednn", choices=["on", "off"],
+                        help="TensorFlow's oneDNN CPU kernels (default: TensorFlow's default, on for x86 Linux);"
+                             " running both measures how far Keras's results move with the kernel library alone")
+    parser.add_argument("--cases", help="comma-separated case names to run (default: all)")
     args = parser.parse_args(argv)
     with open(args.plan) as f:
         plan = json.load(f)
     keras.utils.set_random_seed(1234)
+    wanted = set(args.cases.split(",")) if args.cases else None
     for case in plan["cases"]:
-        run_case(plan, case, args.out)
+        if wanted is None or case["name"] in wanted:
+            run_case(plan, case, args.out)
 
 
 if __name__ == "__main__":

@@ -112,4 +112,96 @@ public final class LayerScopes {
     });
     return Optional.of(layers);
   }
+
+  /**
+   * The tensor layer {@code layer} outputs: the floating-point tensor made inside its scope, fed
+   * by the graph's inputs, that ops outside the scope (or the graph's {@code outputs}) use; when
+   * several are, the one the others lead to.
+   *
+   * @param inputs the graph's input node names
+   * @param outputs the graph's output tensor names
+   * @throws IllegalArgumentException when no scope has the layer's name or it has no single output
+   */
+  public static String outputOf(GraphDef graph, String layer, Set<String> inputs, java.util.Collection<String> outputs,
+      OpDefs opDefs) {
+    Set<String> scope = nodesOf(graph, layer);
+    if (scope.isEmpty()) {
+      throw new IllegalArgumentException("no layer named '" + layer + "' in the signature's graph");
+    }
+    Map<String, NodeDef> nodes = new HashMap<>();
+    Map<String, List<String>> consumers = new HashMap<>();
+    for (NodeDef n : graph.getNodeList()) {
+      nodes.put(n.getName(), n);
+      for (String input : n.getInputList()) {
+        if (!input.startsWith("^")) {
+          consumers.computeIfAbsent(FunctionFlattener.nodeOf(input), k -> new ArrayList<>()).add(n.getName());
+        }
+      }
+    }
+    Set<String> activations = new HashSet<>(inputs);
+    ArrayDeque<String> forward = new ArrayDeque<>(inputs);
+    while (!forward.isEmpty()) {
+      for (String c : consumers.getOrDefault(forward.poll(), List.of())) {
+        if (activations.add(c)) {
+          forward.add(c);
+        }
+      }
+    }
+    Set<String> candidates = new java.util.LinkedHashSet<>();
+    java.util.function.Consumer<String> consider = ref -> {
+      String node = FunctionFlattener.nodeOf(ref);
+      String tensor = ref.contains(":") ? ref : ref + ":0";
+      if (scope.contains(node) && activations.contains(node) && floating(nodes.get(node), tensor, opDefs)) {
+        candidates.add(tensor);
+      }
+    };
+    for (NodeDef n : graph.getNodeList()) {
+      if (scope.contains(n.getName())) {
+        continue;
+      }
+      for (String input : n.getInputList()) {
+        if (!input.startsWith("^")) {
+          consider.accept(input);
+        }
+      }
+    }
+    outputs.forEach(consider);
+    // Keep the candidates no other candidate depends on.
+    List<String> last = new ArrayList<>();
+    for (String c : candidates) {
+      boolean feedsAnother = false;
+      Set<String> seen = new HashSet<>();
+      ArrayDeque<String> walk = new ArrayDeque<>(List.of(FunctionFlattener.nodeOf(c)));
+      while (!walk.isEmpty() && !feedsAnother) {
+        for (String next : consumers.getOrDefault(walk.poll(), List.of())) {
+          if (seen.add(next)) {
+            if (scope.contains(next) && candidates.stream().anyMatch(o -> FunctionFlattener.nodeOf(o).equals(next))) {
+              feedsAnother = true;
+              break;
+            }
+            walk.add(next);
+          }
+        }
+      }
+      if (!feedsAnother) {
+        last.add(c);
+      }
+    }
+    if (last.size() != 1) {
+      throw new IllegalArgumentException("layer '" + layer + "' has " + (last.isEmpty() ? "no output that later"
+          + " layers use" : "several outputs " + last) + "; put the head on another layer");
+    }
+    return last.get(0);
+  }
+
+  private static boolean floating(NodeDef node, String tensor, OpDefs opDefs) {
+    List<org.tensorflow.proto.DataType> types = opDefs.outputTypes(node);
+    int index = Integer.parseInt(tensor.substring(tensor.lastIndexOf(':') + 1));
+    if (index >= types.size()) {
+      return false;
+    }
+    org.tensorflow.proto.DataType t = types.get(index);
+    return t == org.tensorflow.proto.DataType.DT_FLOAT || t == org.tensorflow.proto.DataType.DT_HALF
+        || t == org.tensorflow.proto.DataType.DT_BFLOAT16 || t == org.tensorflow.proto.DataType.DT_DOUBLE;
+  }
 }

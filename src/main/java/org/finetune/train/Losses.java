@@ -1,17 +1,17 @@
 package org.finetune.train;
 
-import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Optional;
 import org.finetune.model.FlatSignature;
 import org.tensorflow.Graph;
+import org.tensorflow.GraphOperation;
+import org.tensorflow.Output;
 import org.tensorflow.Operand;
 import org.tensorflow.ndarray.index.Indices;
 import org.tensorflow.op.Ops;
 import org.tensorflow.op.core.Placeholder;
 import org.tensorflow.op.core.ReduceSum;
-import org.tensorflow.proto.NodeDef;
 import org.tensorflow.types.TFloat32;
 import org.tensorflow.types.TInt32;
 import org.tensorflow.types.family.TNumber;
@@ -40,25 +40,29 @@ final class Losses {
 
   private Losses() {}
 
-  @SuppressWarnings("unchecked")
+  /** The loss on signature output {@code outputKey}. */
   static LossGraph build(Graph graph, Ops tf, FlatSignature flat, String outputKey, LossSpec spec) {
-    org.finetune.graph.CustomGradients.ensureRegistered();
     String output = flat.outputs().get(outputKey);
     if (output == null) {
       throw new IllegalArgumentException("signature " + flat.signature() + " has no output '" + outputKey
           + "'; it has " + flat.outputs().keySet());
     }
-    Map<String, NodeDef> nodes = new HashMap<>();
-    flat.graphDef().getNodeList().forEach(n -> nodes.put(n.getName(), n));
-    Operand<TFloat32> y = (Operand<TFloat32>) graph.output(output);
+    return build(graph, tf, flat, graph.output(output), spec);
+  }
+
+  /** The loss on tensor {@code output} of the model's graph (a signature output or a new head's). */
+  @SuppressWarnings("unchecked")
+  static LossGraph build(Graph graph, Ops tf, FlatSignature flat, Output<?> output, LossSpec spec) {
+    org.finetune.graph.CustomGradients.ensureRegistered();
+    Operand<TFloat32> y = (Operand<TFloat32>) output;
     Map<String, Operand<TFloat32>> metrics = new LinkedHashMap<>();
     switch (spec) {
       case SPARSE_CATEGORICAL_CROSSENTROPY: {
         Placeholder<TInt32> labels = tf.withName("targets").placeholder(TInt32.class);
-        Optional<String> logits = beneath(nodes, flat, output, "Softmax");
+        Optional<Output<?>> logits = beneath(output, "Softmax");
         // Keras (TensorFlow backend): logits as they are, or log of the clipped probabilities,
         // into the fused sparse softmax cross-entropy.
-        Operand<TFloat32> z = logits.isPresent() ? (Operand<TFloat32>) graph.output(logits.get())
+        Operand<TFloat32> z = logits.isPresent() ? (Operand<TFloat32>) logits.get()
             : tf.math.log(clipped(tf, y));
         metrics.put("accuracy", accuracy(tf, y, labels));
         return new LossGraph(tf.withName("loss").math.mean(sparseCrossEntropy(tf, z, labels), allAxes(tf, labels)),
@@ -66,10 +70,10 @@ final class Losses {
       }
       case CATEGORICAL_CROSSENTROPY: {
         Placeholder<TFloat32> labels = tf.withName("targets").placeholder(TFloat32.class);
-        Optional<String> logits = beneath(nodes, flat, output, "Softmax");
+        Optional<Output<?>> logits = beneath(output, "Softmax");
         Operand<TFloat32> ce;
         if (logits.isPresent()) {
-          ce = tf.nn.softmaxCrossEntropyWithLogits((Operand<TFloat32>) graph.output(logits.get()), labels).loss();
+          ce = tf.nn.softmaxCrossEntropyWithLogits((Operand<TFloat32>) logits.get(), labels).loss();
         } else {
           ce = tf.math.neg(tf.reduceSum(tf.math.mul(labels, tf.math.log(clipped(tf, normalised(tf, y)))),
               tf.constant(-1)));
@@ -80,11 +84,11 @@ final class Losses {
       }
       case BINARY_CROSSENTROPY: {
         Placeholder<TFloat32> labels = tf.withName("targets").placeholder(TFloat32.class);
-        Optional<String> logits = beneath(nodes, flat, output, "Sigmoid");
+        Optional<Output<?>> logits = beneath(output, "Sigmoid");
         Operand<TFloat32> bce;
         if (logits.isPresent()) {
           // tf.nn.sigmoid_cross_entropy_with_logits: relu(z) - z * t + log1p(exp(-|z|))
-          Operand<TFloat32> z = (Operand<TFloat32>) graph.output(logits.get());
+          Operand<TFloat32> z = (Operand<TFloat32>) logits.get();
           Operand<TFloat32> zero = tf.zerosLike(z);
           Operand<org.tensorflow.types.TBool> positive = tf.math.greaterEqual(z, zero);
           Operand<TFloat32> relu = tf.select(positive, z, zero);
@@ -138,16 +142,15 @@ final class Losses {
   }
 
   /** The input of the op of type {@code op} that computes {@code output}, looking through Identity nodes. */
-  static Optional<String> beneath(Map<String, NodeDef> nodes, FlatSignature flat, String output, String op) {
-    NodeDef node = nodes.get(nodeOf(flat.local(output)));
-    while (node != null && node.getOp().equals("Identity") && node.getInputCount() > 0) {
-      node = nodes.get(nodeOf(node.getInput(0)));
+  static Optional<Output<?>> beneath(Output<?> output, String op) {
+    Output<?> t = output;
+    while (t.op().type().equals("Identity") && t.op() instanceof GraphOperation g && g.numInputs() > 0) {
+      t = g.input(0);
     }
-    if (node == null || !node.getOp().equals(op)) {
+    if (!t.op().type().equals(op) || !(t.op() instanceof GraphOperation g)) {
       return Optional.empty();
     }
-    String input = node.getInput(0);
-    return Optional.of(flat.imported(input.contains(":") ? input : input + ":0"));
+    return Optional.of(g.input(0));
   }
 
   /**
@@ -182,10 +185,5 @@ final class Losses {
 
   private static String name(Placeholder<?> p) {
     return p.op().name() + ":0";
-  }
-
-  private static String nodeOf(String tensor) {
-    int colon = tensor.indexOf(':');
-    return colon < 0 ? tensor : tensor.substring(0, colon);
   }
 }

@@ -119,9 +119,8 @@ public final class ModelCheck {
       return LossSpec.CAUSAL_LM;
     }
     FlatSignature flat = model.flatSignature(signature);
-    Map<String, org.tensorflow.proto.NodeDef> nodes = new java.util.HashMap<>();
-    flat.graphDef().getNodeList().forEach(n -> nodes.put(n.getName(), n));
-    if (output.shape().size() == 2 && Losses.beneath(nodes, flat, flat.outputs().get(output.key()), "Softmax").isPresent()) {
+    if (output.shape().size() == 2
+        && Losses.beneath(model.graph().output(flat.outputs().get(output.key())), "Softmax").isPresent()) {
       return LossSpec.SPARSE_CATEGORICAL_CROSSENTROPY;
     }
     return LossSpec.MSE;

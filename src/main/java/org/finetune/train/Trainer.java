@@ -6,6 +6,7 @@ import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Set;
 import org.finetune.data.NpyArray;
 import org.finetune.graph.GradientPaths;
@@ -14,6 +15,8 @@ import org.finetune.graph.LayerScopes;
 import org.finetune.graph.OpDefs;
 import org.finetune.model.FlatSignature;
 import org.finetune.model.KerasSavedModel;
+import org.finetune.savedmodel.LayerInfo;
+import org.finetune.savedmodel.ModelInfo;
 import org.finetune.savedmodel.SignatureInfo;
 import org.finetune.savedmodel.VariableInfo;
 import org.tensorflow.Graph;
@@ -53,15 +56,24 @@ public final class Trainer implements AutoCloseable {
   private final Losses.LossGraph lossGraph;
   private final String learningRate;
   private final Optimizer optimizer;
-  private final Map<String, VariableInfo> variables = new LinkedHashMap<>();
+  private final Map<String, Tracked> variables = new LinkedHashMap<>();
+  private final Optional<Head> head;
+  /** The model as stages select from it: layers cut away by a head left out, the head's layers added. */
+  private final ModelInfo selectable;
+  /** Flat-graph tensors (local names) the loss reaches the model through. */
+  private final List<String> sources;
   private final Map<String, String> pretrained = new HashMap<>();
   private final List<Compiled> compiled = new ArrayList<>();
   private final List<String> warnings = new ArrayList<>();
   private int stage;
   private boolean closed;
 
+  /** A variable the trainer can update: the handle node and the read tensor of the model's graph. */
+  private record Tracked(VariableInfo info, String handle, String read) {}
+
   /** A stage as built in the graph. */
-  private record Compiled(TrainableSet set, List<String> trained, String loss, String trainOp) {}
+  private record Compiled(TrainableSet set, List<String> trained, String loss, String trainOp,
+      List<String> gradients) {}
 
   public Trainer(KerasSavedModel model, TrainingPlan plan) {
     this.model = model;
@@ -71,24 +83,123 @@ public final class Trainer implements AutoCloseable {
     this.session = model.session();
     this.tf = Ops.create(graph).withSubScope(SCOPE + "_" + Integer.toHexString(System.identityHashCode(this)));
     SignatureInfo sig = model.info().signatures().get(plan.signature());
-    String output = plan.output().orElseGet(() -> {
-      if (sig.outputs().size() != 1) {
-        throw new IllegalArgumentException("signature " + sig.name() + " has outputs " + flat.outputs().keySet()
-            + "; name the one to train with the plan's output");
+    Output<?> lossOn;
+    if (plan.head().isPresent() && plan.head().get().at().isPresent()) {
+      HeadSpec spec = plan.head().get();
+      String features = flat.imported(LayerScopes.outputOf(flat.graphDef(), spec.at().get(), inputNodes(),
+          flat.outputs().values().stream().map(flat::local).toList(), OpDefs.runtime()));
+      this.head = Optional.of(buildHead(spec, features));
+      this.sources = List.of(flat.local(features));
+      lossOn = head.get().output();
+    } else {
+      String output = plan.output().orElseGet(() -> {
+        if (sig.outputs().size() != 1) {
+          throw new IllegalArgumentException("signature " + sig.name() + " has outputs " + flat.outputs().keySet()
+              + "; name the one to train with the plan's output");
+        }
+        return sig.outputs().get(0).key();
+      });
+      String tensor = flat.outputs().get(output);
+      if (tensor == null) {
+        throw new IllegalArgumentException("signature " + flat.signature() + " has no output '" + output
+            + "'; it has " + flat.outputs().keySet());
       }
-      return sig.outputs().get(0).key();
-    });
-    this.lossGraph = Losses.build(graph, tf, flat, output, plan.loss());
+      this.head = plan.head().map(spec -> buildHead(spec, tensor));
+      this.sources = List.of(flat.local(tensor));
+      lossOn = head.isPresent() ? head.get().output() : graph.output(tensor);
+    }
+    this.lossGraph = Losses.build(graph, tf, flat, lossOn, plan.loss());
     Placeholder<TFloat32> lr = tf.withName("learning_rate").placeholder(TFloat32.class,
         Placeholder.shape(Shape.scalar()));
     this.learningRate = lr.op().name() + ":0";
     this.optimizer = new Optimizer(plan.optimizer(), graph, session, "optimizer");
     for (VariableInfo v : model.info().variables()) {
-      variables.put(v.name(), v);
+      if (!v.handle().isEmpty() && flat.reads().containsKey(v.handle())) {
+        variables.put(v.name(), new Tracked(v, flat.imported(v.handle()), flat.reads().get(v.handle())));
+      }
     }
+    head.ifPresent(h -> h.variables().forEach(v -> variables.put(v.info().name(), new Tracked(v.info(), v.handle(),
+        v.read()))));
+    this.selectable = selectable();
     for (int i = 0; i < plan.stages().size(); i++) {
       compiled.add(null);
     }
+  }
+
+  private Head buildHead(HeadSpec spec, String features) {
+    for (LayerInfo layer : model.info().layers()) {
+      if (layer.name().equals(HeadSpec.HIDDEN) || layer.name().equals(HeadSpec.OUTPUT)) {
+        throw new IllegalArgumentException("the model already has a layer named " + layer.name()
+            + ", the name a new head's layer takes");
+      }
+    }
+    Optional<Output<?>> padding = Optional.ofNullable(flat.inputs().get("padding_mask")).map(graph::output);
+    return Head.build(graph, session, tf.withSubScope("head"), spec, graph.output(features), padding);
+  }
+
+  /** The model's layers that still feed the loss (all but those a head cut away), then the head's. */
+  private ModelInfo selectable() {
+    ModelInfo info = model.info();
+    Set<String> upstream = ancestors(flat.graphDef(), sources);
+    List<LayerInfo> layers = new ArrayList<>();
+    for (LayerInfo layer : info.layers()) {
+      boolean feeds = layer.variables().stream().anyMatch(v -> {
+        Tracked t = variables.get(v.name());
+        return t != null && upstream.contains(nodeOf(flat.local(t.read())));
+      });
+      if (feeds || plan.head().isEmpty()) {
+        layers.add(layer);
+      }
+    }
+    List<VariableInfo> all = new ArrayList<>(info.variables());
+    if (head.isPresent()) {
+      Map<String, List<VariableInfo>> byLayer = new LinkedHashMap<>();
+      for (Head.Variable v : head.get().variables()) {
+        byLayer.computeIfAbsent(v.info().layer(), k -> new ArrayList<>()).add(v.info());
+        all.add(v.info());
+      }
+      byLayer.forEach((name, vars) -> layers.add(new LayerInfo(name, vars)));
+    }
+    return new ModelInfo(info.dir(), info.exportPath(), info.tags(), info.signatures(), info.signature(), all, layers,
+        info.opCounts(), info.gradientGaps());
+  }
+
+  /** Nodes that {@code tensors} depend on (data inputs, transitively), themselves included. */
+  private static Set<String> ancestors(org.tensorflow.proto.GraphDef graphDef, List<String> tensors) {
+    Map<String, org.tensorflow.proto.NodeDef> nodes = new HashMap<>();
+    graphDef.getNodeList().forEach(n -> nodes.put(n.getName(), n));
+    Set<String> seen = new java.util.HashSet<>();
+    java.util.ArrayDeque<String> todo = new java.util.ArrayDeque<>();
+    tensors.forEach(t -> todo.add(nodeOf(t)));
+    while (!todo.isEmpty()) {
+      String name = todo.poll();
+      org.tensorflow.proto.NodeDef n = nodes.get(name);
+      if (n == null || !seen.add(name)) {
+        continue;
+      }
+      for (String input : n.getInputList()) {
+        if (!input.startsWith("^")) {
+          todo.add(nodeOf(input));
+        }
+      }
+    }
+    return seen;
+  }
+
+  private Set<String> inputNodes() {
+    Set<String> out = new java.util.HashSet<>();
+    flat.inputs().values().forEach(t -> out.add(nodeOf(flat.local(t))));
+    return out;
+  }
+
+  /** The model as stages select from it: the layers that feed the loss, with a new head's layers last. */
+  public ModelInfo selectableModel() {
+    return selectable;
+  }
+
+  /** The new head's output tensor and its variables' names, when the plan puts one on. */
+  public List<String> headVariables() {
+    return head.map(h -> h.variables().stream().map(v -> v.info().name()).toList()).orElse(List.of());
   }
 
   /** The plan this trainer follows. */
@@ -145,6 +256,30 @@ public final class Trainer implements AutoCloseable {
     return run(batch, compiledStage(stage), plan.schedule().at(iterations()), false, iterations());
   }
 
+  /**
+   * The gradients of the current stage's objective on {@code batch} (before clipping), by variable
+   * name, changing nothing; for checks and debugging, since it copies them out of the runtime.
+   */
+  public Map<String, NpyArray> gradients(Batch batch) {
+    checkOpen();
+    Compiled c = compiledStage(stage);
+    List<Tensor> owned = new ArrayList<>();
+    try {
+      Session.Runner runner = session.runner();
+      feed(runner, batch, owned, false);
+      c.gradients().forEach(runner::fetch);
+      Map<String, NpyArray> out = new LinkedHashMap<>();
+      try (Result r = runner.run()) {
+        for (int i = 0; i < c.trained().size(); i++) {
+          out.put(c.trained().get(i), NpyArray.of(r.get(i)));
+        }
+      }
+      return out;
+    } finally {
+      owned.forEach(Tensor::close);
+    }
+  }
+
   /** The optimizer's step count (Keras's {@code optimizer.iterations}). */
   public long iterations() {
     checkOpen();
@@ -156,13 +291,17 @@ public final class Trainer implements AutoCloseable {
   /** Current values of the named variables, copied out of the runtime. */
   public Map<String, NpyArray> values(Collection<String> names) {
     checkOpen();
+    if (names.isEmpty()) {
+      return Map.of();
+    }
     List<String> fetches = new ArrayList<>();
     for (String name : names) {
-      VariableInfo v = variables.get(name);
-      if (v == null || v.handle().isEmpty()) {
-        throw new IllegalArgumentException("no variable '" + name + "' read by signature " + plan.signature());
+      Tracked v = variables.get(name);
+      if (v == null) {
+        throw new IllegalArgumentException("no variable '" + name + "' read by signature " + plan.signature()
+            + (head.isPresent() ? " or the new head" : ""));
       }
-      fetches.add(flat.reads().get(v.handle()));
+      fetches.add(v.read());
     }
     Map<String, NpyArray> out = new LinkedHashMap<>();
     Session.Runner runner = session.runner();
@@ -189,23 +328,7 @@ public final class Trainer implements AutoCloseable {
     List<Tensor> owned = new ArrayList<>();
     try {
       Session.Runner runner = session.runner();
-      for (Map.Entry<String, String> in : flat.inputs().entrySet()) {
-        NpyArray a = batch.inputs().get(in.getKey());
-        if (a == null) {
-          throw new IllegalArgumentException("the batch lacks input '" + in.getKey() + "'; signature "
-              + plan.signature() + " takes " + flat.inputs().keySet());
-        }
-        Tensor t = a.toTensor();
-        owned.add(t);
-        runner.feed(in.getValue(), t);
-      }
-      if (lossGraph.targets().isPresent()) {
-        NpyArray targets = batch.targets().orElseThrow(() -> new IllegalArgumentException(
-            "the " + plan.loss().kerasName() + " loss needs targets; the batch has none"));
-        Tensor t = targetTensor(targets);
-        owned.add(t);
-        runner.feed(lossGraph.targets().get(), t);
-      }
+      feed(runner, batch, owned, train);
       Tensor lr = TFloat32.scalarOf((float) rate);
       owned.add(lr);
       runner.feed(learningRate, lr);
@@ -227,6 +350,32 @@ public final class Trainer implements AutoCloseable {
       }
     } finally {
       owned.forEach(Tensor::close);
+    }
+  }
+
+  /** Feeds the batch's inputs and targets (and, in training, the head's dropout rate). */
+  private void feed(Session.Runner runner, Batch batch, List<Tensor> owned, boolean train) {
+    for (Map.Entry<String, String> in : flat.inputs().entrySet()) {
+      NpyArray a = batch.inputs().get(in.getKey());
+      if (a == null) {
+        throw new IllegalArgumentException("the batch lacks input '" + in.getKey() + "'; signature "
+            + plan.signature() + " takes " + flat.inputs().keySet());
+      }
+      Tensor t = a.toTensor();
+      owned.add(t);
+      runner.feed(in.getValue(), t);
+    }
+    if (lossGraph.targets().isPresent()) {
+      NpyArray targets = batch.targets().orElseThrow(() -> new IllegalArgumentException(
+          "the " + plan.loss().kerasName() + " loss needs targets; the batch has none"));
+      Tensor t = targetTensor(targets);
+      owned.add(t);
+      runner.feed(lossGraph.targets().get(), t);
+    }
+    if (train && head.isPresent() && head.get().dropoutRate().isPresent()) {
+      Tensor dropout = TFloat32.scalarOf((float) head.get().spec().dropout());
+      owned.add(dropout);
+      runner.feed(head.get().dropoutRate().get(), dropout);
     }
   }
 
@@ -261,31 +410,34 @@ public final class Trainer implements AutoCloseable {
   private Compiled build(int index) {
     Stage s = plan.stages().get(index);
     Map<String, String> readLayers = new HashMap<>();
-    for (VariableInfo v : variables.values()) {
-      if (!v.handle().isEmpty() && flat.reads().containsKey(v.handle())) {
-        readLayers.put(nodeOf(flat.local(flat.reads().get(v.handle()))), v.layer());
+    for (Tracked v : variables.values()) {
+      if (v.read().startsWith(flat.prefix() + "/")) {
+        readLayers.put(nodeOf(flat.local(v.read())), v.info().layer());
       }
     }
-    Set<String> inputNodes = new java.util.HashSet<>();
-    flat.inputs().values().forEach(t -> inputNodes.add(nodeOf(flat.local(t))));
+    Set<String> inputNodes = inputNodes();
     java.util.function.Function<String, java.util.Optional<Set<String>>> above =
         name -> LayerScopes.layersUsedAfter(flat.graphDef(), name, readLayers, inputNodes);
-    TrainableSet set = TrainableSet.resolve(model.info(), s.selectors(), above);
+    TrainableSet set = TrainableSet.resolve(selectable, s.selectors(), above);
     Map<String, Double> factors = new HashMap<>();
     for (Stage.Group g : s.groups()) {
-      TrainableSet part = TrainableSet.resolve(model.info(), List.of(g.selector()), above);
+      TrainableSet part = TrainableSet.resolve(selectable, List.of(g.selector()), above);
       part.variables().forEach(v -> factors.putIfAbsent(v, g.rateFactor()));
     }
+    Set<String> headNames = new java.util.HashSet<>(headVariables());
     List<String> localReads = new ArrayList<>();
     for (String name : set.variables()) {
-      localReads.add(flat.local(flat.reads().get(variables.get(name).handle())));
+      if (!headNames.contains(name)) {
+        localReads.add(flat.local(variables.get(name).read()));
+      }
     }
-    Set<String> reachable = GradientPaths.reachable(flat.graphDef(), flat.outputs().values().stream()
-        .map(flat::local).toList(), localReads, OpDefs.runtime(), GradientRegistry.builtIn());
+    Set<String> reachable = GradientPaths.reachable(flat.graphDef(), sources, localReads, OpDefs.runtime(),
+        GradientRegistry.builtIn());
     List<String> trained = new ArrayList<>();
     List<String> unreachable = new ArrayList<>();
-    for (int i = 0; i < set.variables().size(); i++) {
-      (reachable.contains(localReads.get(i)) ? trained : unreachable).add(set.variables().get(i));
+    for (String name : set.variables()) {
+      boolean ok = headNames.contains(name) || reachable.contains(flat.local(variables.get(name).read()));
+      (ok ? trained : unreachable).add(name);
     }
     if (!unreachable.isEmpty()) {
       warnings.add("stage " + index + ": left out " + unreachable.size() + " trainable variable(s) the loss cannot"
@@ -297,33 +449,36 @@ public final class Trainer implements AutoCloseable {
     }
     Ops scope = tf.withSubScope("stage_" + index);
     Operand<TFloat32> loss = lossGraph.loss();
-    if (plan.l2sp() > 0) {
-      loss = scope.math.add(loss, l2sp(scope, trained));
+    List<String> pretrainedTrained = trained.stream().filter(n -> !headNames.contains(n)).toList();
+    if (plan.l2sp() > 0 && !pretrainedTrained.isEmpty()) {
+      loss = scope.math.add(loss, l2sp(scope, pretrainedTrained));
     }
     Output<?>[] reads = new Output<?>[trained.size()];
     for (int i = 0; i < trained.size(); i++) {
-      reads[i] = graph.output(flat.reads().get(variables.get(trained.get(i)).handle()));
+      reads[i] = graph.output(variables.get(trained.get(i)).read());
     }
     Output<?>[] grads = graph.addGradients(scope.scope().makeOpName("gradients"), new Output<?>[] {loss.asOutput()},
         reads, null);
     List<Operand<TFloat32>> gradients = new ArrayList<>();
+    List<String> gradientNames = new ArrayList<>();
     for (Output<?> g : grads) {
       gradients.add((Operand<TFloat32>) g);
+      gradientNames.add(g.op().name() + ":" + g.index());
     }
     if (plan.clipGlobalNorm().isPresent()) {
       gradients = clipByGlobalNorm(scope, gradients, plan.clipGlobalNorm().getAsDouble());
     }
     List<Optimizer.Target> targets = new ArrayList<>();
     for (String name : trained) {
-      VariableInfo v = variables.get(name);
-      long[] dims = v.shape().stream().mapToLong(Long::longValue).toArray();
-      targets.add(new Optimizer.Target(name, flat.imported(v.handle()), flat.reads().get(v.handle()), Shape.of(dims),
-          factors.getOrDefault(name, 1.0), !(excludedFromDecay(v))));
+      Tracked v = variables.get(name);
+      long[] dims = v.info().shape().stream().mapToLong(Long::longValue).toArray();
+      targets.add(new Optimizer.Target(name, v.handle(), v.read(), Shape.of(dims),
+          factors.getOrDefault(name, 1.0), !(excludedFromDecay(v.info()))));
     }
     Op train = optimizer.applyOp(scope, targets, gradients,
         (Operand<TFloat32>) graph.output(learningRate));
     return new Compiled(set, trained, loss.asOutput().op().name() + ":" + loss.asOutput().index(),
-        train.op().name());
+        train.op().name(), gradientNames);
   }
 
   /** Keras's AdamW exclusion used by our default: rank-0/1 variables (biases, norm scales/offsets). */
@@ -336,7 +491,7 @@ public final class Trainer implements AutoCloseable {
     snapshot(trained.stream().filter(n -> !pretrained.containsKey(n)).toList());
     Operand<TFloat32> total = scope.constant(0f);
     for (String name : trained) {
-      String read = flat.reads().get(variables.get(name).handle());
+      String read = variables.get(name).read();
       String snapshot = pretrained.get(name);
       Operand<TFloat32> diff = scope.math.sub((Operand<TFloat32>) graph.output(read),
           (Operand<TFloat32>) graph.output(snapshot));
@@ -351,7 +506,7 @@ public final class Trainer implements AutoCloseable {
       return;
     }
     Session.Runner runner = session.runner();
-    names.forEach(n -> runner.fetch(flat.reads().get(variables.get(n).handle())));
+    names.forEach(n -> runner.fetch(variables.get(n).read()));
     try (Result r = runner.run()) {
       for (int i = 0; i < names.size(); i++) {
         TFloat32 value = (TFloat32) r.get(i);

@@ -13,11 +13,13 @@ import org.finetune.savedmodel.SavedModelInspector;
  * learning-rate schedule, gradient clipping and the L2-SP penalty. Immutable; build with
  * {@link #builder()}.
  *
+ * @param head a new head on the model (empty: train the signature's own output)
  * @param l2sp weight of the L2-SP penalty {@code l2sp / 2 * sum ||w - w_pretrained||^2} over the
- *     variables a stage trains (0: off); it keeps fine-tuned weights near the pretrained ones
+ *     pretrained variables a stage trains (a new head's are not: they have no pretrained value; 0: off); it
  */
 public record TrainingPlan(String signature, Optional<String> output, LossSpec loss, OptimizerSpec optimizer,
-    List<Stage> stages, LearningRateSchedule schedule, OptionalDouble clipGlobalNorm, double l2sp) {
+    List<Stage> stages, LearningRateSchedule schedule, OptionalDouble clipGlobalNorm, double l2sp,
+    Optional<HeadSpec> head) {
   public TrainingPlan {
     Objects.requireNonNull(signature, "signature");
     Objects.requireNonNull(output, "output");
@@ -25,6 +27,11 @@ public record TrainingPlan(String signature, Optional<String> output, LossSpec l
     Objects.requireNonNull(optimizer, "optimizer");
     Objects.requireNonNull(schedule, "schedule");
     Objects.requireNonNull(clipGlobalNorm, "clipGlobalNorm");
+    Objects.requireNonNull(head, "head");
+    if (head.isPresent() && output.isPresent() && head.get().at().isPresent()) {
+      throw new IllegalArgumentException("a head on layer " + head.get().at().get() + " replaces the model's outputs;"
+          + " do not name output " + output.get() + " too");
+    }
     if (stages.isEmpty()) {
       throw new IllegalArgumentException("a plan needs at least one stage");
     }
@@ -51,6 +58,7 @@ public record TrainingPlan(String signature, Optional<String> output, LossSpec l
     private LearningRateSchedule schedule;
     private OptionalDouble clip = OptionalDouble.empty();
     private double l2sp;
+    private HeadSpec head;
 
     private Builder() {}
 
@@ -101,11 +109,17 @@ public record TrainingPlan(String signature, Optional<String> output, LossSpec l
       return this;
     }
 
+    /** Puts a new head on the model; the loss is then taken on the head's output. */
+    public Builder head(HeadSpec spec) {
+      this.head = spec;
+      return this;
+    }
+
     public TrainingPlan build() {
       List<Stage> s = stages.isEmpty() ? List.of(Stage.of(new Selector.All())) : stages;
       LearningRateSchedule lr = schedule != null ? schedule
           : new LearningRateSchedule.Constant(optimizer.learningRate());
-      return new TrainingPlan(signature, output, loss, optimizer, s, lr, clip, l2sp);
+      return new TrainingPlan(signature, output, loss, optimizer, s, lr, clip, l2sp, Optional.ofNullable(head));
     }
   }
 }

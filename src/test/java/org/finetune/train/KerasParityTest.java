@@ -37,15 +37,17 @@ import org.junit.jupiter.params.provider.MethodSource;
 class KerasParityTest {
   static final double TOLERANCE = 1e-5;
   /**
-   * Adam on GPT-2 only, and short of the 1e-5 we aim for (measured: 2.1e-5 on the small GPT-2,
-   * 1.1e-4 on GPT-2 124M after one step). GPT-2's gradients differ from Keras's by ~1e-7 relative
-   * (the SGD cases show it), since TensorFlow's C++ and Python gradients of some of its ops round
-   * differently; Adam divides each gradient element by its own magnitude, so elements with tiny
-   * gradients carry that difference into the step. VGG16's and InceptionV3's gradients match bit
-   * for bit or nearly, and so do their Adam steps. TODO(issue 3): find the op and give it a
-   * Java gradient that rounds as Python's does.
+   * Adam on GPT-2 cannot be held to 1e-5: Keras does not agree with itself that closely. Adam
+   * divides each gradient element by its own running magnitude, so elements whose gradient is
+   * near epsilon turn float rounding into visible steps, and GPT-2's gradients round differently
+   * with the kernel library: TensorFlow Python runs some of its matrix products with oneDNN, TF
+   * Java's runtime runs the same ops (same inputs) with Eigen (measured on BatchMatMulV2; no
+   * gradient function differs). So for Adam on GPT-2 the test also runs Keras with oneDNN off,
+   * measures how far Keras moves with the kernel library alone (the floor), and holds Java to
+   * twice that floor: Java's kernels are a third set, its distance to either Keras run is the
+   * sum of two such differences at most. SGD (no per-element normalisation) stays at 1e-5.
    */
-  static final double GPT2_ADAM_TOLERANCE = 2e-4;
+  static final double FLOOR_FACTOR = 2;
   static final int STEPS = 5;
   static final int FULL_SIZE_STEPS = 1;
 
@@ -54,15 +56,41 @@ class KerasParityTest {
 
   static Stream<Arguments> settings() {
     return Stream.of(
-        Arguments.of("vgg16_small/keras3_export", "all"),
-        Arguments.of("vgg16_small/keras3_export", "block:block5"),
-        Arguments.of("vgg16_small/tf_keras", "block:block5"),
-        Arguments.of("inception_v3_small/keras3_export", "all"),
-        Arguments.of("inception_v3_small/keras3_export", "block:mixed9"),
-        Arguments.of("generated/gpt2_small/keras3_export", "all"),
-        Arguments.of("generated/gpt2_small/keras3_export", "block:transformer_layer_1"),
-        Arguments.of("generated/vgg16/keras3_export", "all"),
-        Arguments.of("generated/gpt2_base/keras3_export", "all"));
+        Arguments.of("vgg16_small/keras3_export", "all", ""),
+        Arguments.of("vgg16_small/keras3_export", "block:block5", ""),
+        Arguments.of("vgg16_small/tf_keras", "block:block5", ""),
+        Arguments.of("vgg16_small/keras3_export", "head", "at=block5_pool,hidden=16,classes=3"),
+        Arguments.of("vgg16_small/keras3_export", "all", "at=block5_pool,hidden=16,classes=3"),
+        Arguments.of("inception_v3_small/keras3_export", "all", ""),
+        Arguments.of("inception_v3_small/keras3_export", "block:mixed9", ""),
+        Arguments.of("inception_v3_small/keras3_export", "head", "classes=4"),
+        Arguments.of("generated/gpt2_small/keras3_export", "all", ""),
+        Arguments.of("generated/gpt2_small/keras3_export", "block:transformer_layer_1", ""),
+        Arguments.of("generated/gpt2_small/keras3_export", "head", "at=layer_norm,hidden=8,classes=2"),
+        Arguments.of("generated/vgg16/keras3_export", "all", ""),
+        Arguments.of("generated/vgg16/keras3_export", "head", "at=block5_pool,classes=3"),
+        Arguments.of("generated/gpt2_base/keras3_export", "all", ""),
+        Arguments.of("generated/gpt2_base/keras3_export", "head", "at=layer_norm,classes=2"));
+  }
+
+  /** A head written as {@code at=LAYER,hidden=N,classes=N} (all optional but classes); empty: none. */
+  static java.util.Optional<HeadSpec> head(String text) {
+    if (text.isEmpty()) {
+      return java.util.Optional.empty();
+    }
+    Map<String, String> kv = new LinkedHashMap<>();
+    for (String part : text.split(",")) {
+      String[] p = part.split("=", 2);
+      kv.put(p[0], p[1]);
+    }
+    HeadSpec h = HeadSpec.classifier(Integer.parseInt(kv.get("classes")));
+    if (kv.containsKey("at")) {
+      h = h.at(kv.get("at"));
+    }
+    if (kv.containsKey("hidden")) {
+      h = h.hidden(Integer.parseInt(kv.get("hidden")), 0);
+    }
+    return java.util.Optional.of(h);
   }
 
   /** One optimizer setting; {@code clip} and {@code l2sp} are 0 when off. */
@@ -117,29 +145,42 @@ class KerasParityTest {
         new Case("adam", new OptimizerSpec.Adam(0.001, 0.9, 0.999, 1e-7), adam));
   }
 
-  @ParameterizedTest(name = "{0} {1}")
+  @ParameterizedTest(name = "{0} {1} {2}")
   @MethodSource("settings")
-  void sgdMomentumAndAdamMatchKerasAfterOneAndFiveSteps(String fixtureId, String selector) throws IOException {
+  void sgdMomentumAndAdamMatchKerasAfterOneAndFiveSteps(String fixtureId, String selector, String headText)
+      throws IOException {
     Fixture fixture = Fixture.of(fixtureId);
+    java.util.Optional<HeadSpec> head = head(headText);
     // GPT-2 trains its causal-LM loss; InceptionV3 (no top) regresses its feature maps; VGG16 classifies.
     JsonObject outputs = fixture.expected().getAsJsonObject("signatures").getAsJsonObject("serving_default")
         .getAsJsonObject("outputs");
     int outputRank = outputs.getAsJsonObject(outputs.keySet().iterator().next()).getAsJsonArray("shape").size();
-    LossSpec loss = fixtureId.contains("gpt2") ? LossSpec.CAUSAL_LM
-        : outputRank == 2 ? LossSpec.SPARSE_CATEGORICAL_CROSSENTROPY : LossSpec.MSE;
-    Batch batch = batch(fixture, loss);
+    LossSpec loss = head.isPresent() || (!fixtureId.contains("gpt2") && outputRank == 2)
+        ? LossSpec.SPARSE_CATEGORICAL_CROSSENTROPY
+        : fixtureId.contains("gpt2") ? LossSpec.CAUSAL_LM : LossSpec.MSE;
+    Batch batch = batch(fixture, loss, head.map(HeadSpec::classes).orElse(10));
 
-    // Which variables the stage trains, as our library resolves the selector.
+    // Which variables the stage trains, as our library resolves the selector, and the new head's
+    // initial weights (the Keras side starts from the same).
     List<String> trainable;
+    Map<String, NpyArray> headStart;
     try (KerasSavedModel model = KerasSavedModel.open(fixture.model());
-        Trainer probe = new Trainer(model, plan(loss, cases().get(0), selector))) {
+        Trainer probe = new Trainer(model, plan(loss, cases().get(0), selector, head))) {
       trainable = probe.trainedVariables(0);
+      headStart = probe.values(probe.headVariables());
     }
 
     int steps = fixtureId.contains("small") ? STEPS : FULL_SIZE_STEPS;
     Path out = tmp.resolve("keras");
-    Python.run("reference_train.py", "--plan", writePlan(fixture, batch, loss, trainable, steps, selector).toString(),
-        "--out", out.toString());
+    Path planFile = writePlan(fixture, batch, loss, trainable, steps, selector, head, headStart);
+    Python.run("reference_train.py", "--plan", planFile.toString(), "--out", out.toString());
+    // Keras against itself with the other CPU kernel library, where the tolerance rests on it.
+    boolean floorNeeded = fixtureId.contains("gpt2") && head.isEmpty();
+    Path floorOut = tmp.resolve("keras_onednn_off");
+    if (floorNeeded) {
+      Python.run("reference_train.py", "--plan", planFile.toString(), "--out", floorOut.toString(), "--onednn", "off",
+          "--cases", "adam");
+    }
 
     // Variables whose gradient is zero in exact arithmetic (GPT-2's attention key bias: softmax
     // ignores a shift common to a row) get rounding noise as gradient in both implementations;
@@ -149,12 +190,20 @@ class KerasParityTest {
       JsonObject result = JsonParser.parseString(Files.readString(out.resolve(c.name()).resolve("result.json")))
           .getAsJsonObject();
       try (KerasSavedModel model = KerasSavedModel.open(fixture.model());
-          Trainer trainer = new Trainer(model, plan(loss, c, selector))) {
-        List<String> all = model.info().variables().stream().filter(v -> !v.handle().isEmpty())
-            .map(VariableInfo::name).toList();
+          Trainer trainer = new Trainer(model, plan(loss, c, selector, head))) {
+        List<String> all = new java.util.ArrayList<>(model.info().variables().stream()
+            .filter(v -> !v.handle().isEmpty()).map(VariableInfo::name).toList());
+        all.addAll(trainer.headVariables());
+        assertEquals(headStart.keySet(), new java.util.LinkedHashSet<>(trainer.headVariables()));
+        for (String name : trainer.headVariables()) {
+          assertArrayEquals(headStart.get(name).data(), trainer.values(List.of(name)).get(name).data(),
+              "a head's start is fixed by its seed: " + name);
+        }
         Map<String, NpyArray> before = trainer.values(all);
         double worstVariable = 0;
         double worstLoss = 0;
+        double worstFloor = 0;
+        Map<String, Double> pending = new LinkedHashMap<>();
         JsonArray kerasLosses = result.getAsJsonArray("losses");
         for (int step = 1; step <= steps; step++) {
           StepResult r = trainer.step(batch);
@@ -180,26 +229,22 @@ class KerasParityTest {
               assertTrue(maxAbsDiff(keras.toDoubles(), before.get(name).toDoubles()) <= bound, name);
               continue;
             }
-            double diff = NpyArray.relativeDifference(keras.toDoubles(), now.get(name).toDoubles());
-            if (maxAbs(before.get(name).toDoubles()) == 0) {
-              // A variable that starts at zero (bias, normalisation offset) is O(lr) after a few
-              // steps, so its own size is no scale for rounding: Adam maps gradient differences of
-              // 1e-6 (TensorFlow's Python and C++ gradients of some ops round differently) to
-              // ~3e-8 on values ~1e-3. Its scale is then its layer's weights.
-              String layer = name.substring(0, name.lastIndexOf('/'));
-              double scale = 0;
-              for (String other : all) {
-                if (other.startsWith(layer + "/")) {
-                  scale = Math.max(scale, maxAbs(before.get(other).toDoubles()));
-                }
-              }
-              diff = maxAbsDiff(keras.toDoubles(), now.get(name).toDoubles()) / Math.max(scale, maxAbs(keras.toDoubles()));
+            double diff = difference(name, keras.toDoubles(), now.get(name).toDoubles(), before, all);
+            if (floorNeeded && c.name().equals("adam")) {
+              NpyArray other = NpyArray.read(floorOut.resolve(c.name()).resolve(recorded.get(name).getAsString()));
+              worstFloor = Math.max(worstFloor, difference(name, keras.toDoubles(), other.toDoubles(), before, all));
+              pending.put(step + " " + name, diff);
+              worstVariable = Math.max(worstVariable, diff);
+              continue;
             }
             worstVariable = Math.max(worstVariable, diff);
-            double tolerance = fixtureId.contains("gpt2") && !(c.optimizer() instanceof OptimizerSpec.Sgd)
-                ? GPT2_ADAM_TOLERANCE : TOLERANCE;
-            assertTrue(diff <= tolerance, c.name() + " step " + step + " " + name + ": relative difference " + diff);
+            assertTrue(diff <= TOLERANCE, c.name() + " step " + step + " " + name + ": relative difference " + diff);
           }
+        }
+        double floorTolerance = Math.max(TOLERANCE, FLOOR_FACTOR * worstFloor);
+        for (Map.Entry<String, Double> e : pending.entrySet()) {
+          assertTrue(e.getValue() <= floorTolerance, c.name() + " step " + e.getKey() + ": relative difference "
+              + e.getValue() + ", Keras against itself (oneDNN on/off) " + worstFloor);
         }
         Map<String, NpyArray> after = trainer.values(all);
         int frozen = 0;
@@ -211,23 +256,44 @@ class KerasParityTest {
             assertTrue(!java.util.Arrays.equals(before.get(name).data(), after.get(name).data()), name + " must change");
           }
         }
-        System.out.printf("keras parity %-36s %-26s %-12s %d trained, %d unchanged: worst variable %.3g, worst loss %.3g%s%n",
-            fixtureId, selector, c.name(), trainable.size(), frozen, worstVariable, worstLoss,
+        System.out.printf("keras parity %-36s %-26s %-12s %d trained, %d unchanged: worst variable %.3g, worst loss %.3g%s%s%n",
+            fixtureId, selector + (headText.isEmpty() ? "" : " +head(" + headText + ")"), c.name(), trainable.size(), frozen, worstVariable, worstLoss,
+            pending.isEmpty() ? "" : String.format(" (Keras against itself, oneDNN on/off: %.3g)", worstFloor),
             zeroGradient.isEmpty() ? "" : " (zero-gradient by construction: " + zeroGradient + ")");
       }
     }
   }
 
-  static TrainingPlan plan(LossSpec loss, Case c, String selector) {
+  /**
+   * max |a - b| / max |a|; for a variable that starts at zero (bias, normalisation offset) the
+   * scale is its layer's largest starting weight, since after a few steps its own size (O(lr)) is
+   * no scale for rounding.
+   */
+  static double difference(String name, double[] a, double[] b, Map<String, NpyArray> before, List<String> all) {
+    if (maxAbs(before.get(name).toDoubles()) != 0) {
+      return NpyArray.relativeDifference(a, b);
+    }
+    String layer = name.substring(0, name.lastIndexOf('/'));
+    double scale = 0;
+    for (String other : all) {
+      if (other.startsWith(layer + "/")) {
+        scale = Math.max(scale, maxAbs(before.get(other).toDoubles()));
+      }
+    }
+    return maxAbsDiff(a, b) / Math.max(scale, maxAbs(a));
+  }
+
+  static TrainingPlan plan(LossSpec loss, Case c, String selector, java.util.Optional<HeadSpec> head) {
     TrainingPlan.Builder b = TrainingPlan.builder().loss(loss).optimizer(c.optimizer())
         .stage(Stage.of(Selector.parse(selector))).l2sp(c.l2sp());
+    head.ifPresent(b::head);
     if (c.clip() > 0) {
       b.clipGlobalNorm(c.clip());
     }
     return b.build();
   }
 
-  private Batch batch(Fixture fixture, LossSpec loss) throws IOException {
+  private Batch batch(Fixture fixture, LossSpec loss, int classes) throws IOException {
     JsonObject sample = fixture.expected().getAsJsonObject("sample");
     Map<String, NpyArray> inputs = new LinkedHashMap<>();
     for (String key : sample.getAsJsonObject("inputs").keySet()) {
@@ -253,7 +319,7 @@ class KerasParityTest {
     long n = inputs.values().iterator().next().shape()[0];
     ByteBuffer b = ByteBuffer.allocate((int) n * 4).order(ByteOrder.LITTLE_ENDIAN);
     for (int i = 0; i < n; i++) {
-      b.putInt((3 + 4 * i) % 10);
+      b.putInt((3 + 4 * i) % classes);
     }
     return Batch.of(inputs, new NpyArray("int32", new long[] {n}, b.array()));
   }
@@ -268,7 +334,7 @@ class KerasParityTest {
   }
 
   private Path writePlan(Fixture fixture, Batch batch, LossSpec loss, List<String> trainable, int steps,
-      String selectorOf) throws IOException {
+      String selectorOf, java.util.Optional<HeadSpec> head, Map<String, NpyArray> headStart) throws IOException {
     JsonObject plan = new JsonObject();
     plan.addProperty("model", fixture.model().toString());
     // The Keras model itself where we have it: Keras then computes exactly as model.fit would.
@@ -296,6 +362,24 @@ class KerasParityTest {
       plan.addProperty("targets", f.toString());
     }
     plan.addProperty("loss", loss.kerasName());
+    if (head.isPresent()) {
+      JsonObject h = new JsonObject();
+      head.get().at().ifPresent(at -> h.addProperty("at", at));
+      h.addProperty("hidden", head.get().hiddenUnits());
+      h.addProperty("classes", head.get().classes());
+      h.addProperty("activation", head.get().activation().kerasName());
+      if (batch.inputs().containsKey("padding_mask")) {
+        h.addProperty("mask_input", "padding_mask");
+      }
+      JsonObject initial = new JsonObject();
+      for (Map.Entry<String, NpyArray> e : headStart.entrySet()) {
+        Path f = tmp.resolve("head_" + e.getKey().replace('/', '_') + ".npy");
+        e.getValue().write(f);
+        initial.addProperty(e.getKey(), f.toString());
+      }
+      h.add("initial", initial);
+      plan.add("head", h);
+    }
     JsonArray cases = new JsonArray();
     for (Case c : cases(fixture.id(), selectorOf)) {
       JsonObject o = new JsonObject();

@@ -1,0 +1,190 @@
+package org.finetune.train;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import java.util.SplittableRandom;
+import org.finetune.model.FlatSignature;
+import org.finetune.savedmodel.VariableInfo;
+import org.tensorflow.Graph;
+import org.tensorflow.Operand;
+import org.tensorflow.Output;
+import org.tensorflow.Session;
+import org.tensorflow.ndarray.Shape;
+import org.tensorflow.ndarray.StdArrays;
+import org.tensorflow.op.Op;
+import org.tensorflow.op.Ops;
+import org.tensorflow.op.core.PlaceholderWithDefault;
+import org.tensorflow.op.core.ReduceSum;
+import org.tensorflow.op.core.VarHandleOp;
+import org.tensorflow.op.random.RandomUniform;
+import org.tensorflow.types.TFloat32;
+import org.tensorflow.types.family.TNumber;
+
+/**
+ * A {@link HeadSpec} built in the model's graph on top of a tensor of the flat signature: its
+ * variables (resource variables, initialised once when built), its logits and its output.
+ */
+final class Head {
+  /** A variable the head added, with its handle node and its read tensor. */
+  record Variable(VariableInfo info, String handle, String read) {}
+
+  private final HeadSpec spec;
+  private final Output<TFloat32> logits;
+  private final Output<TFloat32> output;
+  private final List<Variable> variables;
+  private final String dropoutRate;
+
+  private Head(HeadSpec spec, Output<TFloat32> logits, Output<TFloat32> output, List<Variable> variables,
+      String dropoutRate) {
+    this.spec = spec;
+    this.logits = logits;
+    this.output = output;
+    this.variables = List.copyOf(variables);
+    this.dropoutRate = dropoutRate;
+  }
+
+  HeadSpec spec() {
+    return spec;
+  }
+
+  /** The pre-activation output (what the loss uses for softmax and sigmoid heads). */
+  Output<TFloat32> logits() {
+    return logits;
+  }
+
+  /** The head's output, after its activation. */
+  Output<TFloat32> output() {
+    return output;
+  }
+
+  /** The head's variables in forward order (hidden kernel and bias, then output kernel and bias). */
+  List<Variable> variables() {
+    return variables;
+  }
+
+  /** The scalar placeholder of the dropout rate (0 unless fed: training steps feed the spec's rate). */
+  Optional<String> dropoutRate() {
+    return spec.dropout() > 0 ? Optional.of(dropoutRate) : Optional.empty();
+  }
+
+  /**
+   * Builds the head on {@code features} and assigns its initial weights.
+   *
+   * @param padding the signature's padding mask ({@code [batch, time]}), used to average 3-D features
+   */
+  @SuppressWarnings("unchecked")
+  static Head build(Graph graph, Session session, Ops tf, HeadSpec spec, Output<?> features,
+      Optional<Output<?>> padding) {
+    if (features.dataType() != org.tensorflow.proto.DataType.DT_FLOAT) {
+      throw new IllegalArgumentException("a head needs float32 features; " + features.op().name() + " gives "
+          + features.dataType());
+    }
+    Operand<TFloat32> x = pool(tf, spec, (Output<TFloat32>) features, padding);
+    long width = x.shape().size(1);
+    if (x.shape().numDimensions() != 2 || width < 1) {
+      throw new IllegalArgumentException("the head's features have shape " + features.shape()
+          + "; their last dimension must be known");
+    }
+    SplittableRandom random = new SplittableRandom(spec.seed());
+    List<Variable> variables = new ArrayList<>();
+    List<Op> init = new ArrayList<>();
+    PlaceholderWithDefault<TFloat32> rate = tf.withName("dropout_rate").placeholderWithDefault(tf.constant(0f),
+        Shape.scalar());
+    if (spec.hiddenUnits() > 0) {
+      x = tf.nn.relu(dense(tf, x, width, spec.hiddenUnits(), HeadSpec.HIDDEN, random, variables, init));
+      if (spec.dropout() > 0) {
+        x = dropout(tf, x, rate, spec.seed());
+      }
+      width = spec.hiddenUnits();
+    }
+    Operand<TFloat32> z = tf.withName("logits").identity(
+        dense(tf, x, width, spec.classes(), HeadSpec.OUTPUT, random, variables, init));
+    Operand<TFloat32> y = switch (spec.activation()) {
+      case SOFTMAX -> tf.withName("probabilities").nn.softmax(z);
+      case SIGMOID -> tf.withName("probabilities").math.sigmoid(z);
+      case LINEAR -> tf.withName("output").identity(z);
+    };
+    Session.Runner runner = session.runner();
+    init.forEach(runner::addTarget);
+    runner.run();
+    return new Head(spec, z.asOutput(), y.asOutput(), variables, rate.op().name() + ":0");
+  }
+
+  @SuppressWarnings("unchecked")
+  private static Operand<TFloat32> pool(Ops tf, HeadSpec spec, Output<TFloat32> features, Optional<Output<?>> padding) {
+    int rank = features.shape().numDimensions();
+    if (rank < 0) {
+      throw new IllegalArgumentException("the head's features (" + features.op().name() + ") have unknown rank");
+    }
+    if (rank == 2) {
+      return features;
+    }
+    if (spec.pooling() == HeadSpec.Pooling.NONE) {
+      throw new IllegalArgumentException("the head's features have shape " + features.shape()
+          + "; pooling NONE needs 2-D features (use AVERAGE)");
+    }
+    if (rank == 4) {
+      // Keras's GlobalAveragePooling2D (channels last): the mean over height and width.
+      return tf.withName("pooled").math.mean(features, tf.constant(new int[] {1, 2}));
+    }
+    if (rank == 3) {
+      if (padding.isPresent() && padding.get().shape().numDimensions() == 2) {
+        // Average over the positions the mask keeps: sum(h * m) / max(sum(m), 1).
+        Operand<TFloat32> m = tf.dtypes.cast((Operand<? extends TNumber>) padding.get(), TFloat32.class);
+        Operand<TFloat32> sum = tf.reduceSum(tf.math.mul(features, tf.expandDims(m, tf.constant(-1))),
+            tf.constant(1));
+        Operand<TFloat32> count = tf.math.maximum(tf.reduceSum(m, tf.constant(1), ReduceSum.keepDims(true)),
+            tf.constant(1f));
+        return tf.withName("pooled").math.div(sum, count);
+      }
+      return tf.withName("pooled").math.mean(features, tf.constant(1));
+    }
+    throw new IllegalArgumentException("the head's features have shape " + features.shape()
+        + "; a head pools features of rank 2, 3 or 4");
+  }
+
+  /** Keras's Dense: {@code x @ kernel + bias}, kernel Glorot-uniform, bias zero. */
+  private static Operand<TFloat32> dense(Ops tf, Operand<TFloat32> x, long in, long out, String layer,
+      SplittableRandom random, List<Variable> variables, List<Op> init) {
+    Ops scope = tf.withSubScope(layer);
+    double limit = Math.sqrt(6.0 / (in + out));
+    float[][] kernel = new float[(int) in][(int) out];
+    for (float[] row : kernel) {
+      for (int j = 0; j < row.length; j++) {
+        row[j] = (float) (random.nextDouble() * 2 * limit - limit);
+      }
+    }
+    Operand<TFloat32> k = variable(scope, layer, "kernel", Shape.of(in, out),
+        TFloat32.tensorOf(StdArrays.ndCopyOf(kernel)), variables, init);
+    Operand<TFloat32> b = variable(scope, layer, "bias", Shape.of(out), TFloat32.vectorOf(new float[(int) out]), variables,
+        init);
+    return scope.math.add(scope.linalg.matMul(x, k), b);
+  }
+
+  private static Operand<TFloat32> variable(Ops scope, String layer, String name, Shape shape, TFloat32 initial,
+      List<Variable> variables, List<Op> init) {
+    String opName = scope.scope().makeOpName(name);
+    VarHandleOp handle = scope.withName(name).varHandleOp(TFloat32.class, shape, VarHandleOp.sharedName(opName));
+    try (initial) {
+      init.add(scope.withName(name + "_init").assignVariableOp(handle, scope.constantOf(initial)));
+    }
+    Operand<TFloat32> read = scope.withName(name + "_read").readVariableOp(handle, TFloat32.class);
+    List<Long> dims = new ArrayList<>();
+    for (long d : shape.asArray()) {
+      dims.add(d);
+    }
+    variables.add(new Variable(new VariableInfo(layer + "/" + name, layer, dims, "float32", true,
+        handle.op().name(), false), handle.op().name(), read.asOutput().op().name() + ":0"));
+    return read;
+  }
+
+  /** Inverted dropout, as Keras does it in training: keep with probability 1 - rate, scale by 1 / (1 - rate). */
+  private static Operand<TFloat32> dropout(Ops tf, Operand<TFloat32> x, Operand<TFloat32> rate, long seed) {
+    Operand<TFloat32> u = tf.random.randomUniform(tf.shape(x), TFloat32.class, RandomUniform.seed(seed),
+        RandomUniform.seed2(seed + 1));
+    Operand<TFloat32> keep = tf.dtypes.cast(tf.math.greaterEqual(u, rate), TFloat32.class);
+    Operand<TFloat32> scale = tf.math.div(tf.constant(1f), tf.math.sub(tf.constant(1f), rate));
+    return tf.withName("dropout").math.mul(tf.math.mul(x, scale), keep);
+  }
+}
