@@ -74,6 +74,11 @@ public final class KerasSavedModel implements AutoCloseable {
     return new KerasSavedModel(info, files, bundle);
   }
 
+  /** The model's files as read (MetaGraph, checkpoint index). */
+  public SavedModelDirectory files() {
+    return files;
+  }
+
   /** What the model holds, read from its files. */
   public ModelInfo info() {
     return info;

@@ -69,13 +69,57 @@ final class Head {
   }
 
   /**
+   * Makes a head variable: returns the tensor that reads it. {@code initial} computes its start
+   * value (called at most once; an exported graph, restored from a checkpoint, never calls it).
+   */
+  interface VariableMaker {
+    Operand<TFloat32> make(Ops scope, String layer, String name, Shape shape, java.util.function.Supplier<TFloat32> initial);
+  }
+
+  /** The head's forward pass: its logits and output. */
+  record Forward(Operand<TFloat32> logits, Operand<TFloat32> output) {}
+
+  /**
    * Builds the head on {@code features} and assigns its initial weights.
    *
    * @param padding the signature's padding mask ({@code [batch, time]}), used to average 3-D features
    */
-  @SuppressWarnings("unchecked")
   static Head build(Graph graph, Session session, Ops tf, HeadSpec spec, Output<?> features,
       Optional<Output<?>> padding) {
+    List<Variable> variables = new ArrayList<>();
+    List<Op> init = new ArrayList<>();
+    VariableMaker maker = (scope, layer, name, shape, initial) -> {
+      String opName = scope.scope().makeOpName(name);
+      VarHandleOp handle = scope.withName(name).varHandleOp(TFloat32.class, shape, VarHandleOp.sharedName(opName));
+      try (TFloat32 value = initial.get()) {
+        init.add(scope.withName(name + "_init").assignVariableOp(handle, scope.constantOf(value)));
+      }
+      Operand<TFloat32> read = scope.withName(name + "_read").readVariableOp(handle, TFloat32.class);
+      List<Long> dims = new ArrayList<>();
+      for (long d : shape.asArray()) {
+        dims.add(d);
+      }
+      variables.add(new Variable(new VariableInfo(layer + "/" + name, layer, dims, "float32", true,
+          handle.op().name(), false), handle.op().name(), read.asOutput().op().name() + ":0"));
+      return read;
+    };
+    PlaceholderWithDefault<TFloat32> rate = tf.withName("dropout_rate").placeholderWithDefault(tf.constant(0f),
+        Shape.scalar());
+    Forward f = forward(tf, spec, features, padding, Optional.of(rate), maker);
+    Session.Runner runner = session.runner();
+    init.forEach(runner::addTarget);
+    runner.run();
+    return new Head(spec, f.logits().asOutput(), f.output().asOutput(), variables, rate.op().name() + ":0");
+  }
+
+  /**
+   * The head's ops on {@code features}: pooling, the optional hidden layer (with dropout at
+   * {@code dropoutRate} when given), the output layer and its activation. Kernels start
+   * Glorot-uniform from the spec's seed, biases at zero.
+   */
+  @SuppressWarnings("unchecked")
+  static Forward forward(Ops tf, HeadSpec spec, Output<?> features, Optional<Output<?>> padding,
+      Optional<Operand<TFloat32>> dropoutRate, VariableMaker maker) {
     if (features.dataType() != org.tensorflow.proto.DataType.DT_FLOAT) {
       throw new IllegalArgumentException("a head needs float32 features; " + features.op().name() + " gives "
           + features.dataType());
@@ -87,28 +131,21 @@ final class Head {
           + "; their last dimension must be known");
     }
     SplittableRandom random = new SplittableRandom(spec.seed());
-    List<Variable> variables = new ArrayList<>();
-    List<Op> init = new ArrayList<>();
-    PlaceholderWithDefault<TFloat32> rate = tf.withName("dropout_rate").placeholderWithDefault(tf.constant(0f),
-        Shape.scalar());
     if (spec.hiddenUnits() > 0) {
-      x = tf.nn.relu(dense(tf, x, width, spec.hiddenUnits(), HeadSpec.HIDDEN, random, variables, init));
-      if (spec.dropout() > 0) {
-        x = dropout(tf, x, rate, spec.seed());
+      x = tf.nn.relu(dense(tf, x, width, spec.hiddenUnits(), HeadSpec.HIDDEN, random, maker));
+      if (spec.dropout() > 0 && dropoutRate.isPresent()) {
+        x = dropout(tf, x, dropoutRate.get(), spec.seed());
       }
       width = spec.hiddenUnits();
     }
     Operand<TFloat32> z = tf.withName("logits").identity(
-        dense(tf, x, width, spec.classes(), HeadSpec.OUTPUT, random, variables, init));
+        dense(tf, x, width, spec.classes(), HeadSpec.OUTPUT, random, maker));
     Operand<TFloat32> y = switch (spec.activation()) {
       case SOFTMAX -> tf.withName("probabilities").nn.softmax(z);
       case SIGMOID -> tf.withName("probabilities").math.sigmoid(z);
       case LINEAR -> tf.withName("output").identity(z);
     };
-    Session.Runner runner = session.runner();
-    init.forEach(runner::addTarget);
-    runner.run();
-    return new Head(spec, z.asOutput(), y.asOutput(), variables, rate.op().name() + ":0");
+    return new Forward(z, y);
   }
 
   @SuppressWarnings("unchecked")
@@ -146,37 +183,20 @@ final class Head {
 
   /** Keras's Dense: {@code x @ kernel + bias}, kernel Glorot-uniform, bias zero. */
   private static Operand<TFloat32> dense(Ops tf, Operand<TFloat32> x, long in, long out, String layer,
-      SplittableRandom random, List<Variable> variables, List<Op> init) {
+      SplittableRandom random, VariableMaker maker) {
     Ops scope = tf.withSubScope(layer);
     double limit = Math.sqrt(6.0 / (in + out));
-    float[][] kernel = new float[(int) in][(int) out];
-    for (float[] row : kernel) {
-      for (int j = 0; j < row.length; j++) {
-        row[j] = (float) (random.nextDouble() * 2 * limit - limit);
+    Operand<TFloat32> k = maker.make(scope, layer, "kernel", Shape.of(in, out), () -> {
+      float[][] kernel = new float[(int) in][(int) out];
+      for (float[] row : kernel) {
+        for (int j = 0; j < row.length; j++) {
+          row[j] = (float) (random.nextDouble() * 2 * limit - limit);
+        }
       }
-    }
-    Operand<TFloat32> k = variable(scope, layer, "kernel", Shape.of(in, out),
-        TFloat32.tensorOf(StdArrays.ndCopyOf(kernel)), variables, init);
-    Operand<TFloat32> b = variable(scope, layer, "bias", Shape.of(out), TFloat32.vectorOf(new float[(int) out]), variables,
-        init);
+      return TFloat32.tensorOf(StdArrays.ndCopyOf(kernel));
+    });
+    Operand<TFloat32> b = maker.make(scope, layer, "bias", Shape.of(out), () -> TFloat32.vectorOf(new float[(int) out]));
     return scope.math.add(scope.linalg.matMul(x, k), b);
-  }
-
-  private static Operand<TFloat32> variable(Ops scope, String layer, String name, Shape shape, TFloat32 initial,
-      List<Variable> variables, List<Op> init) {
-    String opName = scope.scope().makeOpName(name);
-    VarHandleOp handle = scope.withName(name).varHandleOp(TFloat32.class, shape, VarHandleOp.sharedName(opName));
-    try (initial) {
-      init.add(scope.withName(name + "_init").assignVariableOp(handle, scope.constantOf(initial)));
-    }
-    Operand<TFloat32> read = scope.withName(name + "_read").readVariableOp(handle, TFloat32.class);
-    List<Long> dims = new ArrayList<>();
-    for (long d : shape.asArray()) {
-      dims.add(d);
-    }
-    variables.add(new Variable(new VariableInfo(layer + "/" + name, layer, dims, "float32", true,
-        handle.op().name(), false), handle.op().name(), read.asOutput().op().name() + ":0"));
-    return read;
   }
 
   /** Inverted dropout, as Keras does it in training: keep with probability 1 - rate, scale by 1 / (1 - rate). */

@@ -74,4 +74,9 @@ public sealed interface Selector {
   static Selector parse(String text) {
     return SelectorSyntax.parse(text);
   }
+
+  /** This selector in the command line's syntax. */
+  default String text() {
+    return SelectorSyntax.format(this);
+  }
 }

@@ -64,4 +64,26 @@ final class SelectorSyntax {
       throw new IllegalArgumentException("bad layer selector '" + text + "': " + e.getMessage(), e);
     }
   }
+
+  /** The text form of {@code s}; {@link #parse} gives it back. */
+  static String format(Selector s) {
+    if (s instanceof Selector.All) {
+      return "all";
+    } else if (s instanceof Selector.Layers l) {
+      return "layers:" + String.join(",", l.names());
+    } else if (s instanceof Selector.Glob g) {
+      return "glob:" + g.pattern();
+    } else if (s instanceof Selector.Regex r) {
+      return "regex:" + r.pattern().pattern();
+    } else if (s instanceof Selector.IndexRange r) {
+      return "range:" + r.from() + ".." + r.to();
+    } else if (s instanceof Selector.UpTo u) {
+      return "upto:" + u.layer();
+    } else if (s instanceof Selector.LastN n) {
+      return "last:" + n.n();
+    } else if (s instanceof Selector.Block b) {
+      return "block:" + b.name();
+    }
+    throw new IllegalArgumentException("unsupported selector " + s);
+  }
 }

@@ -62,6 +62,8 @@ public final class Trainer implements AutoCloseable {
   private final ModelInfo selectable;
   /** Flat-graph tensors (local names) the loss reaches the model through. */
   private final List<String> sources;
+  /** The tensor predictions come from (the head's output or the trained signature output). */
+  private final String outputTensor;
   private final Map<String, String> pretrained = new HashMap<>();
   private final List<Compiled> compiled = new ArrayList<>();
   private final List<String> warnings = new ArrayList<>();
@@ -108,6 +110,7 @@ public final class Trainer implements AutoCloseable {
       this.sources = List.of(flat.local(tensor));
       lossOn = head.isPresent() ? head.get().output() : graph.output(tensor);
     }
+    this.outputTensor = lossOn.op().name() + ":" + lossOn.index();
     this.lossGraph = Losses.build(graph, tf, flat, lossOn, plan.loss());
     Placeholder<TFloat32> lr = tf.withName("learning_rate").placeholder(TFloat32.class,
         Placeholder.shape(Shape.scalar()));
@@ -200,6 +203,54 @@ public final class Trainer implements AutoCloseable {
   /** The new head's output tensor and its variables' names, when the plan puts one on. */
   public List<String> headVariables() {
     return head.map(h -> h.variables().stream().map(v -> v.info().name()).toList()).orElse(List.of());
+  }
+
+  /**
+   * Where a new head sits, for exporters: its spec, the flat-graph tensor it reads (a name of
+   * {@link FlatSignature#graphDef()}), and its variables' read tensors (model-graph names) by name.
+   */
+  public record HeadPlacement(HeadSpec spec, String features, Map<String, String> reads) {
+    public HeadPlacement {
+      reads = java.util.Collections.unmodifiableMap(new LinkedHashMap<>(reads));
+    }
+  }
+
+  /** The new head, when the plan puts one on. */
+  public Optional<HeadPlacement> headPlacement() {
+    return head.map(h -> {
+      Map<String, String> reads = new LinkedHashMap<>();
+      h.variables().forEach(v -> reads.put(v.info().name(), v.read()));
+      return new HeadPlacement(h.spec(), sources.get(0), reads);
+    });
+  }
+
+  /** The model this trainer trains (not owned by it). */
+  public KerasSavedModel model() {
+    return model;
+  }
+
+  /** The flattened signature it trains through. */
+  public FlatSignature flatSignature() {
+    return flat;
+  }
+
+  /**
+   * The model's prediction for {@code inputs} as trained so far: the new head's output when the
+   * plan has one, else the trained signature output (inference mode: no dropout).
+   */
+  public NpyArray predict(Map<String, NpyArray> inputs) {
+    checkOpen();
+    List<Tensor> owned = new ArrayList<>();
+    try {
+      Session.Runner runner = session.runner();
+      feed(runner, Batch.unlabelled(inputs), owned, false, false);
+      runner.fetch(outputTensor);
+      try (Result r = runner.run()) {
+        return NpyArray.of(r.get(0));
+      }
+    } finally {
+      owned.forEach(Tensor::close);
+    }
   }
 
   /** The plan this trainer follows. */
@@ -355,6 +406,10 @@ public final class Trainer implements AutoCloseable {
 
   /** Feeds the batch's inputs and targets (and, in training, the head's dropout rate). */
   private void feed(Session.Runner runner, Batch batch, List<Tensor> owned, boolean train) {
+    feed(runner, batch, owned, train, true);
+  }
+
+  private void feed(Session.Runner runner, Batch batch, List<Tensor> owned, boolean train, boolean withTargets) {
     for (Map.Entry<String, String> in : flat.inputs().entrySet()) {
       NpyArray a = batch.inputs().get(in.getKey());
       if (a == null) {
@@ -365,7 +420,7 @@ public final class Trainer implements AutoCloseable {
       owned.add(t);
       runner.feed(in.getValue(), t);
     }
-    if (lossGraph.targets().isPresent()) {
+    if (withTargets && lossGraph.targets().isPresent()) {
       NpyArray targets = batch.targets().orElseThrow(() -> new IllegalArgumentException(
           "the " + plan.loss().kerasName() + " loss needs targets; the batch has none"));
       Tensor t = targetTensor(targets);

@@ -15,20 +15,7 @@ public final class TreeDigest {
   private TreeDigest() {}
 
   public static String of(Path dir) {
-    try (Stream<Path> walk = Files.walk(dir)) {
-      MessageDigest md = MessageDigest.getInstance("SHA-256");
-      List<Path> files = walk.filter(Files::isRegularFile).sorted().toList();
-      for (Path f : files) {
-        md.update(dir.relativize(f).toString().getBytes(java.nio.charset.StandardCharsets.UTF_8));
-        md.update((byte) 0);
-        md.update(Files.readAllBytes(f));
-      }
-      return HexFormat.of().formatHex(md.digest());
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
-    } catch (NoSuchAlgorithmException e) {
-      throw new IllegalStateException(e);
-    }
+    return org.finetune.export.DirectoryDigest.of(dir);
   }
 
   /** Copies a directory tree (for tests that damage a copy of a fixture). */
