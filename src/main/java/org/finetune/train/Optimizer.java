@@ -50,6 +50,21 @@ final class Optimizer {
     return spec;
   }
 
+  /**
+   * The optimizer's state as variable nodes by checkpoint key: {@code optimizer/iterations} and
+   * {@code optimizer/<variable>/slot_<i>} (momentum; Adam's m and v) for the slots made so far.
+   */
+  Map<String, String> stateVariables() {
+    Map<String, String> out = new java.util.LinkedHashMap<>();
+    out.put("optimizer/iterations", iterations.op().name());
+    slots.forEach((name, list) -> {
+      for (int i = 0; i < list.size(); i++) {
+        out.put("optimizer/" + name + "/slot_" + i, list.get(i).asOutput().op().name());
+      }
+    });
+    return out;
+  }
+
   /** The step counter (Keras's {@code optimizer.iterations}) as a tensor name to fetch. */
   String iterationsRead() {
     return iterationsRead;

@@ -31,6 +31,7 @@ import org.tensorflow.op.Ops;
 import org.tensorflow.op.core.Placeholder;
 import org.tensorflow.types.TFloat32;
 import org.tensorflow.types.TInt64;
+import org.tensorflow.types.TString;
 
 /**
  * Trains a loaded Keras SavedModel in the TensorFlow runtime. The signature is flattened into the
@@ -251,6 +252,108 @@ public final class Trainer implements AutoCloseable {
     } finally {
       owned.forEach(Tensor::close);
     }
+  }
+
+  /**
+   * Everything training changes, as variable nodes of the model's graph by checkpoint key:
+   * {@code model/<name>} for the model's variables the signature reads and a new head's, then the
+   * optimizer's step counter and slots (for the stages built so far).
+   */
+  public Map<String, String> stateVariables() {
+    checkOpen();
+    Map<String, String> out = new LinkedHashMap<>();
+    variables.forEach((name, v) -> out.put("model/" + name, nodeOf(v.handle())));
+    out.putAll(optimizer.stateVariables());
+    return out;
+  }
+
+  /** The stages built so far (their optimizer slots exist), in index order. */
+  public List<Integer> builtStages() {
+    List<Integer> out = new ArrayList<>();
+    for (int i = 0; i < compiled.size(); i++) {
+      if (compiled.get(i) != null) {
+        out.add(i);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Writes {@link #stateVariables()} as a TensorFlow checkpoint at {@code prefix}
+   * ({@code prefix.index}, {@code prefix.data-*}), straight from the runtime.
+   */
+  public void saveState(java.nio.file.Path prefix) {
+    checkOpen();
+    StateOps ops = stateOps();
+    try (TString p = TString.scalarOf(prefix.toString())) {
+      session.runner().feed(ops.prefix(), p).addTarget(ops.save()).run();
+    }
+  }
+
+  /**
+   * Reads {@link #stateVariables()} back from the checkpoint at {@code prefix}; build the stages
+   * first ({@link #useStage}) so that their optimizer slots exist.
+   *
+   * @throws IllegalArgumentException when the checkpoint lacks a variable this trainer has
+   */
+  public void restoreState(java.nio.file.Path prefix) {
+    checkOpen();
+    StateOps ops = stateOps();
+    try (TString p = TString.scalarOf(prefix.toString())) {
+      session.runner().feed(ops.prefix(), p).addTarget(ops.restore()).run();
+    } catch (org.tensorflow.exceptions.TensorFlowException e) {
+      throw new IllegalArgumentException("the checkpoint " + prefix + " does not hold this trainer's state: "
+          + e.getMessage().lines().findFirst().orElse(""), e);
+    }
+  }
+
+  /** Save and restore ops for the current state variables, rebuilt only when that set changes. */
+  private record StateOps(List<String> keys, String prefix, String save, String restore) {}
+
+  private StateOps stateOps;
+
+  @SuppressWarnings("unchecked")
+  private StateOps stateOps() {
+    Map<String, String> state = stateVariables();
+    List<String> keys = new ArrayList<>(state.keySet());
+    if (stateOps != null && stateOps.keys().equals(keys)) {
+      return stateOps;
+    }
+    Ops scope = tf.withSubScope("state_" + keys.size());
+    Placeholder<TString> prefix = scope.withName("prefix").placeholder(TString.class, Placeholder.shape(Shape.scalar()));
+    String[] slices = new String[keys.size()];
+    java.util.Arrays.fill(slices, "");
+    Operand<TString> names = scope.constant(java.nio.charset.StandardCharsets.UTF_8, keys.toArray(new String[0]));
+    Operand<TString> shapes = scope.constant(java.nio.charset.StandardCharsets.UTF_8, slices);
+    List<Operand<?>> values = new ArrayList<>();
+    List<Class<? extends org.tensorflow.types.family.TType>> types = new ArrayList<>();
+    for (String key : keys) {
+      org.tensorflow.GraphOperation op = graph.operation(state.get(key));
+      org.tensorflow.proto.DataType dtype = op.type().equals("VarHandleOp")
+          ? op.attributes().getAttrType("dtype") : op.output(0).dataType();
+      Class<? extends org.tensorflow.types.family.TType> type =
+          org.tensorflow.internal.types.registry.TensorTypeRegistry.find(dtype).type();
+      types.add(type);
+      values.add(op.type().equals("VarHandleOp")
+          ? scope.readVariableOp((Operand<? extends org.tensorflow.types.family.TType>) op.output(0), type)
+          : scope.identity((Operand<org.tensorflow.types.family.TType>) op.output(0)));
+    }
+    Op save = scope.withName("save").train.save(prefix, names, shapes, values);
+    org.tensorflow.op.train.Restore restored = scope.withName("restore").train.restore(prefix, names, shapes, types);
+    List<Op> assigns = new ArrayList<>();
+    for (int i = 0; i < keys.size(); i++) {
+      org.tensorflow.GraphOperation op = graph.operation(state.get(keys.get(i)));
+      Operand<?> value = restored.tensors().get(i);
+      if (op.type().equals("VarHandleOp")) {
+        assigns.add(scope.assignVariableOp((Operand<? extends org.tensorflow.types.family.TType>) op.output(0), value));
+      } else {
+        assigns.add(scope.assign((Operand<org.tensorflow.types.family.TType>) op.output(0),
+            (Operand<org.tensorflow.types.family.TType>) value));
+      }
+    }
+    Op restore = scope.withControlDependencies(assigns).withName("restore_all").noOp();
+    stateOps = new StateOps(keys, prefix.op().name() + ":0", save.op().name(), restore.op().name());
+    return stateOps;
   }
 
   /** The plan this trainer follows. */

@@ -42,6 +42,17 @@ class BadInputTest {
   }
 
   @Test
+  void exportNeedsACheckpointAndAnOutput() throws IOException {
+    Path missing = tmp.resolve("no-checkpoint");
+    assertOneLineError(CliRun.of("export", missing.toString(), "--out", tmp.resolve("out").toString()),
+        "no checkpoint directory", missing.toString());
+    Path notACheckpoint = Files.createDirectories(tmp.resolve("empty"));
+    assertOneLineError(CliRun.of("export", notACheckpoint.toString(), "--out", tmp.resolve("out").toString()),
+        "is not a finetune checkpoint", "plan.json is missing");
+    assertOneLineError(CliRun.of("export", notACheckpoint.toString()), "--out DIR is required");
+  }
+
+  @Test
   void missingPath() {
     Path missing = tmp.resolve("no-such-model");
     assertOneLineError(CliRun.of("inspect", missing.toString()), missing.toString(), "does not exist",

@@ -54,6 +54,12 @@ class ExportTest {
   @TempDir
   Path tmp;
 
+  /** For other tests that reuse {@link #check}: where its files go. */
+  ExportTest withTmp(Path dir) {
+    this.tmp = dir;
+    return this;
+  }
+
   static Stream<String> sameArchitectureFixtures() {
     return Stream.of("vgg16_small/keras3_export", "vgg16_small/tf_saved_model", "vgg16_small/tf_keras",
         "inception_v3_small/keras3_export", "text_embedding/tf_keras", "tf1_linear/tf1",

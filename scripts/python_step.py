@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""One training step in Python on a SavedModel that finetune exported, then a re-save: the middle
+hop of the export round trip (Java -> Python -> Java -> Python).
+
+Loads ``--model`` with ``tf.saved_model.load``, takes one SGD step (learning rate ``--lr``) on the
+mean squared error between the signature's output and ``--target`` through the variables the
+signature captures, writes the outputs after the step to ``--out/after.npy`` and saves the restored
+object, trained, with ``tf.saved_model.save`` to ``--out/model``.
+
+Usage: scripts/python_step.py --model DIR --input NAME=FILE.npy [...] --target FILE.npy --out DIR [--lr 0.01]
+"""
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--input", action="append", required=True)
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--signature", default="serving_default")
+    args = parser.parse_args(argv)
+    loaded = tf.saved_model.load(args.model)
+    fn = loaded.signatures[args.signature]
+    specs = fn.structured_input_signature[1]
+    feeds = {}
+    for item in args.input:
+        name, path = item.split("=", 1)
+        feeds[name] = tf.constant(np.load(path), dtype=specs[name].dtype)
+    target = tf.constant(np.load(args.target))
+    variables = list(fn.trainable_variables)
+    if not variables:
+        raise SystemExit(f"signature {args.signature} of {args.model} captures no trainable variable")
+    with tf.GradientTape() as tape:
+        output = next(iter(fn(**feeds).values()))
+        loss = tf.reduce_mean(tf.square(output - target))
+    grads = tape.gradient(loss, variables)
+    missing = [v.name for v, g in zip(variables, grads) if g is None]
+    if missing:
+        raise SystemExit(f"no gradient for {missing}")
+    for v, g in zip(variables, grads):
+        v.assign_sub(args.lr * tf.convert_to_tensor(g))
+    after = next(iter(fn(**feeds).values()))
+    os.makedirs(args.out, exist_ok=True)
+    np.save(os.path.join(args.out, "after.npy"), after.numpy())
+    tf.saved_model.save(loaded, os.path.join(args.out, "model"), signatures={args.signature: fn})
+    print(f"python step on {args.model}: loss {float(loss):.6f}, {len(variables)} variables", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
