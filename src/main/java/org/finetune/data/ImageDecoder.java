@@ -1,0 +1,166 @@
+package org.finetune.data;
+
+import java.awt.image.BufferedImage;
+import java.awt.image.ColorModel;
+import java.awt.image.IndexColorModel;
+import java.awt.image.Raster;
+import java.io.ByteArrayInputStream;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+import javax.imageio.ImageIO;
+import javax.imageio.ImageReader;
+import javax.imageio.stream.ImageInputStream;
+import org.apache.commons.imaging.Imaging;
+
+/**
+ * Decodes image files to RGB the way TensorFlow's {@code tf.io.decode_image(channels=3,
+ * expand_animations=False)} does, which is what Keras's {@code image_dataset_from_directory}
+ * uses: grey is replicated to three channels, alpha is dropped (not composited), 16-bit samples
+ * keep their high byte, a GIF gives its first frame, EXIF orientation is ignored.
+ *
+ * <p>The format comes from the file's first bytes, not its name. Every format goes through
+ * ImageIO, read at the raster (the samples as stored): Commons Imaging 1.0.0-alpha6 decodes
+ * JPEGs with restart markers into garbage without an error, refuses progressive ones, and hands
+ * grey PNGs back converted through a linear-grey colour space (a stored 30 reads as 3 in its
+ * raster and 28 through {@code getRGB}). Commons Imaging is only the fallback for a file ImageIO
+ * has no reader for. A reader's warning (a JPEG that ends early) is an error, not a grey tail.
+ */
+public final class ImageDecoder {
+  private ImageDecoder() {}
+
+  /** A decoded image: {@code height x width x 3} samples, 0..255, row-major, RGB. */
+  public record Image(int width, int height, float[] rgb) {
+    public Image {
+      if (rgb.length != width * height * 3) {
+        throw new IllegalArgumentException("expected " + width * height * 3 + " samples, got " + rgb.length);
+      }
+    }
+  }
+
+  /** A file that is not an image we can decode (empty, truncated, another format, damaged). */
+  public static final class UnreadableImageException extends IOException {
+    public UnreadableImageException(Path file, String why, Throwable cause) {
+      super(file + ": " + why, cause);
+    }
+  }
+
+  /** The image formats we decode, by their signature. */
+  enum Format { JPEG, PNG, GIF, BMP, TIFF }
+
+  public static Image decode(Path file) throws IOException {
+    byte[] bytes = Files.readAllBytes(file);
+    Format format = sniff(bytes);
+    if (format == null) {
+      throw new UnreadableImageException(file, bytes.length == 0 ? "empty file"
+          : "not a JPEG, PNG, GIF, BMP or TIFF image (by its first bytes)", null);
+    }
+    BufferedImage image;
+    try {
+      image = readWithImageIo(file, bytes, format);
+      if (image == null) {
+        image = Imaging.getBufferedImage(bytes);
+      }
+    } catch (UnreadableImageException e) {
+      throw e;
+    } catch (IOException | RuntimeException e) {
+      throw new UnreadableImageException(file, "cannot decode this " + format + " (" + e.getMessage() + ")", e);
+    }
+    if (image == null) {
+      throw new UnreadableImageException(file, "cannot decode this " + format, null);
+    }
+    return toRgb(file, image);
+  }
+
+  static Format sniff(byte[] b) {
+    if (b.length >= 3 && (b[0] & 0xff) == 0xff && (b[1] & 0xff) == 0xd8 && (b[2] & 0xff) == 0xff) {
+      return Format.JPEG;
+    }
+    if (b.length >= 8 && (b[0] & 0xff) == 0x89 && b[1] == 'P' && b[2] == 'N' && b[3] == 'G') {
+      return Format.PNG;
+    }
+    if (b.length >= 6 && b[0] == 'G' && b[1] == 'I' && b[2] == 'F' && b[3] == '8') {
+      return Format.GIF;
+    }
+    if (b.length >= 14 && b[0] == 'B' && b[1] == 'M') {
+      return Format.BMP;
+    }
+    if (b.length >= 8 && ((b[0] == 'I' && b[1] == 'I' && b[2] == 42 && b[3] == 0)
+        || (b[0] == 'M' && b[1] == 'M' && b[2] == 0 && b[3] == 42))) {
+      return Format.TIFF;
+    }
+    return null;
+  }
+
+  /**
+   * The first image through ImageIO, with reader warnings (a premature end of data) turned into
+   * errors; null when ImageIO has no reader for it.
+   */
+  private static BufferedImage readWithImageIo(Path file, byte[] bytes, Format format) throws IOException {
+    try (ImageInputStream in = ImageIO.createImageInputStream(new ByteArrayInputStream(bytes))) {
+      Iterator<ImageReader> readers = ImageIO.getImageReaders(in);
+      if (!readers.hasNext()) {
+        return null;
+      }
+      ImageReader reader = readers.next();
+      List<String> warnings = new ArrayList<>();
+      try {
+        reader.setInput(in, true, true);
+        reader.addIIOReadWarningListener((source, warning) -> warnings.add(warning));
+        BufferedImage image = reader.read(0);
+        if (!warnings.isEmpty()) {
+          throw new UnreadableImageException(file, "damaged " + format + " (" + String.join("; ", warnings) + ")", null);
+        }
+        return image;
+      } finally {
+        reader.dispose();
+      }
+    }
+  }
+
+  private static Image toRgb(Path file, BufferedImage image) throws UnreadableImageException {
+    int w = image.getWidth();
+    int h = image.getHeight();
+    float[] rgb = new float[w * h * 3];
+    Raster raster = image.getRaster();
+    ColorModel cm = image.getColorModel();
+    if (cm instanceof IndexColorModel icm) {
+      for (int y = 0; y < h; y++) {
+        for (int x = 0; x < w; x++) {
+          int index = raster.getSample(x, y, 0);
+          int o = (y * w + x) * 3;
+          rgb[o] = icm.getRed(index);
+          rgb[o + 1] = icm.getGreen(index);
+          rgb[o + 2] = icm.getBlue(index);
+        }
+      }
+      return new Image(w, h, rgb);
+    }
+    int colors = cm.getNumColorComponents();
+    if (colors != 1 && colors != 3) {
+      throw new UnreadableImageException(file, colors + "-component colour (" + cm.getColorSpace().getType()
+          + ") is not RGB or grey", null);
+    }
+    int bits = raster.getSampleModel().getSampleSize(0);
+    int shift = Math.max(0, bits - 8);
+    for (int y = 0; y < h; y++) {
+      for (int x = 0; x < w; x++) {
+        int o = (y * w + x) * 3;
+        if (colors == 1) {
+          float v = raster.getSample(x, y, 0) >> shift;
+          rgb[o] = v;
+          rgb[o + 1] = v;
+          rgb[o + 2] = v;
+        } else {
+          for (int c = 0; c < 3; c++) {
+            rgb[o + c] = raster.getSample(x, y, c) >> shift;
+          }
+        }
+      }
+    }
+    return new Image(w, h, rgb);
+  }
+}
