@@ -17,7 +17,6 @@ import org.tensorflow.op.Ops;
 import org.tensorflow.op.core.PlaceholderWithDefault;
 import org.tensorflow.op.core.ReduceSum;
 import org.tensorflow.op.core.VarHandleOp;
-import org.tensorflow.op.random.RandomUniform;
 import org.tensorflow.types.TFloat32;
 import org.tensorflow.types.family.TNumber;
 
@@ -34,14 +33,16 @@ final class Head {
   private final Output<TFloat32> output;
   private final List<Variable> variables;
   private final String dropoutRate;
+  private final String dropoutSeed;
 
   private Head(HeadSpec spec, Output<TFloat32> logits, Output<TFloat32> output, List<Variable> variables,
-      String dropoutRate) {
+      String dropoutRate, String dropoutSeed) {
     this.spec = spec;
     this.logits = logits;
     this.output = output;
     this.variables = List.copyOf(variables);
     this.dropoutRate = dropoutRate;
+    this.dropoutSeed = dropoutSeed;
   }
 
   HeadSpec spec() {
@@ -67,6 +68,17 @@ final class Head {
   Optional<String> dropoutRate() {
     return spec.dropout() > 0 ? Optional.of(dropoutRate) : Optional.empty();
   }
+
+  /**
+   * The int64[2] placeholder seeding the dropout masks; training feeds (spec seed, step), so a
+   * step's mask depends on nothing but the step and a resumed run draws the same masks.
+   */
+  String dropoutSeed() {
+    return dropoutSeed;
+  }
+
+  /** Dropout's rate and seed tensors. */
+  record Dropout(Operand<TFloat32> rate, Operand<org.tensorflow.types.TInt64> seed) {}
 
   /**
    * Makes a head variable: returns the tensor that reads it. {@code initial} computes its start
@@ -105,11 +117,14 @@ final class Head {
     };
     PlaceholderWithDefault<TFloat32> rate = tf.withName("dropout_rate").placeholderWithDefault(tf.constant(0f),
         Shape.scalar());
-    Forward f = forward(tf, spec, features, padding, Optional.of(rate), maker);
+    PlaceholderWithDefault<org.tensorflow.types.TInt64> seed = tf.withName("dropout_seed").placeholderWithDefault(
+        tf.constant(new long[] {spec.seed(), 0}), Shape.of(2));
+    Forward f = forward(tf, spec, features, padding, Optional.of(new Dropout(rate, seed)), maker);
     Session.Runner runner = session.runner();
     init.forEach(runner::addTarget);
     runner.run();
-    return new Head(spec, f.logits().asOutput(), f.output().asOutput(), variables, rate.op().name() + ":0");
+    return new Head(spec, f.logits().asOutput(), f.output().asOutput(), variables, rate.op().name() + ":0",
+        seed.op().name() + ":0");
   }
 
   /**
@@ -119,7 +134,7 @@ final class Head {
    */
   @SuppressWarnings("unchecked")
   static Forward forward(Ops tf, HeadSpec spec, Output<?> features, Optional<Output<?>> padding,
-      Optional<Operand<TFloat32>> dropoutRate, VariableMaker maker) {
+      Optional<Dropout> dropoutRate, VariableMaker maker) {
     if (features.dataType() != org.tensorflow.proto.DataType.DT_FLOAT) {
       throw new IllegalArgumentException("a head needs float32 features; " + features.op().name() + " gives "
           + features.dataType());
@@ -134,7 +149,7 @@ final class Head {
     if (spec.hiddenUnits() > 0) {
       x = tf.nn.relu(dense(tf, x, width, spec.hiddenUnits(), HeadSpec.HIDDEN, random, maker));
       if (spec.dropout() > 0 && dropoutRate.isPresent()) {
-        x = dropout(tf, x, dropoutRate.get(), spec.seed());
+        x = dropout(tf, x, dropoutRate.get());
       }
       width = spec.hiddenUnits();
     }
@@ -200,11 +215,10 @@ final class Head {
   }
 
   /** Inverted dropout, as Keras does it in training: keep with probability 1 - rate, scale by 1 / (1 - rate). */
-  private static Operand<TFloat32> dropout(Ops tf, Operand<TFloat32> x, Operand<TFloat32> rate, long seed) {
-    Operand<TFloat32> u = tf.random.randomUniform(tf.shape(x), TFloat32.class, RandomUniform.seed(seed),
-        RandomUniform.seed2(seed + 1));
-    Operand<TFloat32> keep = tf.dtypes.cast(tf.math.greaterEqual(u, rate), TFloat32.class);
-    Operand<TFloat32> scale = tf.math.div(tf.constant(1f), tf.math.sub(tf.constant(1f), rate));
+  private static Operand<TFloat32> dropout(Ops tf, Operand<TFloat32> x, Dropout d) {
+    Operand<TFloat32> u = tf.random.statelessRandomUniform(tf.shape(x), d.seed());
+    Operand<TFloat32> keep = tf.dtypes.cast(tf.math.greaterEqual(u, d.rate()), TFloat32.class);
+    Operand<TFloat32> scale = tf.math.div(tf.constant(1f), tf.math.sub(tf.constant(1f), d.rate()));
     return tf.withName("dropout").math.mul(tf.math.mul(x, scale), keep);
   }
 }

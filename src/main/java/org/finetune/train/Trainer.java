@@ -69,6 +69,7 @@ public final class Trainer implements AutoCloseable {
   private final List<Compiled> compiled = new ArrayList<>();
   private final List<String> warnings = new ArrayList<>();
   private int stage;
+  private double rateScale = 1.0;
   private boolean closed;
 
   /** A variable the trainer can update: the handle node and the read tensor of the model's graph. */
@@ -400,14 +401,14 @@ public final class Trainer implements AutoCloseable {
     checkOpen();
     Compiled c = compiledStage(stage);
     long step = iterations();
-    double rate = plan.schedule().at(step);
+    double rate = plan.schedule().at(step) * rateScale;
     return run(batch, c, rate, true, step);
   }
 
   /** Loss and metrics of the current stage's objective on {@code batch}, changing nothing. */
   public StepResult evaluate(Batch batch) {
     checkOpen();
-    return run(batch, compiledStage(stage), plan.schedule().at(iterations()), false, iterations());
+    return run(batch, compiledStage(stage), plan.schedule().at(iterations()) * rateScale, false, iterations());
   }
 
   /**
@@ -432,6 +433,21 @@ public final class Trainer implements AutoCloseable {
     } finally {
       owned.forEach(Tensor::close);
     }
+  }
+
+  /**
+   * Scales the schedule's learning rate from the next step on (reduce-on-plateau lowers it);
+   * 1 by default.
+   */
+  public void setRateScale(double scale) {
+    if (!(scale > 0) || Double.isInfinite(scale)) {
+      throw new IllegalArgumentException("the learning-rate scale must be positive, got " + scale);
+    }
+    this.rateScale = scale;
+  }
+
+  public double rateScale() {
+    return rateScale;
   }
 
   /** The optimizer's step count (Keras's {@code optimizer.iterations}). */
@@ -534,6 +550,9 @@ public final class Trainer implements AutoCloseable {
       Tensor dropout = TFloat32.scalarOf((float) head.get().spec().dropout());
       owned.add(dropout);
       runner.feed(head.get().dropoutRate().get(), dropout);
+      Tensor seed = org.tensorflow.types.TInt64.vectorOf(head.get().spec().seed(), iterations());
+      owned.add(seed);
+      runner.feed(head.get().dropoutSeed(), seed);
     }
   }
 

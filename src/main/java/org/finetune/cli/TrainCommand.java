@@ -1,0 +1,344 @@
+package org.finetune.cli;
+
+import com.google.gson.GsonBuilder;
+import com.google.gson.JsonParser;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Optional;
+import java.util.OptionalInt;
+import java.util.Set;
+import java.util.TreeSet;
+import org.apache.commons.cli.CommandLine;
+import org.apache.commons.cli.Option;
+import org.apache.commons.cli.Options;
+import org.finetune.data.ImageDataset;
+import org.finetune.data.ImageFolder;
+import org.finetune.data.ImageOps;
+import org.finetune.export.Checkpoint;
+import org.finetune.export.CheckpointCallback;
+import org.finetune.export.DirectoryDigest;
+import org.finetune.export.ExportOptions;
+import org.finetune.export.ExportResult;
+import org.finetune.export.Exporter;
+import org.finetune.model.KerasSavedModel;
+import org.finetune.train.CsvLogger;
+import org.finetune.train.EarlyStopping;
+import org.finetune.train.Fit;
+import org.finetune.train.GradualUnfreezing;
+import org.finetune.train.HeadSpec;
+import org.finetune.train.OptimizerSpec;
+import org.finetune.train.PlanJson;
+import org.finetune.train.ProgressLogger;
+import org.finetune.train.Selector;
+import org.finetune.train.Stage;
+import org.finetune.train.Trainer;
+import org.finetune.train.TrainingPlan;
+
+/** {@code finetune train MODEL --data DIR --out DIR}: fine-tune an image classifier on a labelled folder. */
+final class TrainCommand implements Command {
+  @Override
+  public String name() {
+    return "train";
+  }
+
+  @Override
+  public String synopsis() {
+    return "MODEL --data DIR [--out DIR] [--head] [--epochs N] [--unfreeze gradual:K] [...]";
+  }
+
+  @Override
+  public String summary() {
+    return "fine-tune a SavedModel on a folder of labelled images and export it";
+  }
+
+  @Override
+  public String details() {
+    return "DIR holds one sub-folder per class. Images are decoded, resized and preprocessed as Keras's\n"
+        + "image_dataset_from_directory and preprocess_input would (VGG16: caffe, InceptionV3: tf; else\n"
+        + "--preprocess). --head puts a new classifier (one output per class) on the features\n"
+        + "(VGG16: block5_pool, InceptionV3: mixed10, or --features-at); by default only the head trains.\n"
+        + "--unfreeze gradual:K adds one layer group from the top every K epochs (VGG16: block5, block4,\n"
+        + "...; InceptionV3: mixed9, mixed8, ...; or --groups), each at 1/2.6 the rate of the one above\n"
+        + "(--discriminative-lr). --plan FILE takes the whole plan from JSON instead; the resolved plan\n"
+        + "is printed and kept in the export's assets/finetune.json. Checkpoints (--checkpoints DIR) hold\n"
+        + "the optimizer state and data position: --resume DIR/last continues exactly.";
+  }
+
+  @Override
+  public Options options() {
+    Options o = new Options();
+    o.addOption(opt("data", "DIR", "labelled images: one sub-folder per class (required)"));
+    o.addOption(opt("out", "DIR", "export the fine-tuned SavedModel here"));
+    o.addOption(Option.builder().longOpt("head").desc("put a new classification head on the model").build());
+    o.addOption(opt("hidden", "N", "hidden Dense units in the head (default: none)"));
+    o.addOption(opt("dropout", "RATE", "dropout after the hidden layer (default: 0)"));
+    o.addOption(opt("features-at", "LAYER", "the layer whose output feeds the head"));
+    o.addOption(opt("train", "SELECTOR", "what trains at first (default: head with --head, else all)"));
+    o.addOption(opt("unfreeze", "gradual:K", "unfreeze one more layer group from the top every K epochs"));
+    o.addOption(opt("groups", "G1,G2,...", "layer groups for gradual unfreezing, top first"));
+    o.addOption(opt("discriminative-lr", "F", "each lower group learns F times slower (default: 2.6)"));
+    o.addOption(opt("optimizer", "NAME", "adam (default), sgd or adamw"));
+    o.addOption(opt("lr", "RATE", "learning rate (default: the optimizer's Keras default)"));
+    o.addOption(opt("momentum", "M", "SGD momentum (default: 0.9 with --optimizer sgd)"));
+    o.addOption(opt("l2sp", "W", "L2-SP weight pulling weights back to the pretrained ones (default: 0)"));
+    o.addOption(opt("batch-size", "N", "images per step (default: 32)"));
+    o.addOption(opt("epochs", "N", "epochs (default: 5)"));
+    o.addOption(opt("val-split", "F", "fraction held out for validation (default: 0.2; 0 for none)"));
+    o.addOption(opt("seed", "N", "seeds the split, shuffling, augmentation and the head (default: 1234)"));
+    o.addOption(opt("preprocess", "MODE", "caffe, tf, torch or none (default: from the model family)"));
+    o.addOption(opt("image-size", "HxW", "input size, for models that take any size"));
+    o.addOption(opt("early-stopping", "PATIENCE", "stop after PATIENCE epochs without improvement; keep the best"));
+    o.addOption(opt("checkpoints", "DIR", "write checkpoints (DIR/last every epoch, DIR/best)"));
+    o.addOption(opt("resume", "CHECKPOINT", "continue from a checkpoint (e.g. DIR/last)"));
+    o.addOption(opt("history", "CSV", "write the per-epoch history as CSV"));
+    o.addOption(opt("plan", "FILE", "take the training plan from this JSON file"));
+    o.addOption(Option.builder().longOpt("flip").desc("augment with random horizontal flips").build());
+    o.addOption(Option.builder().longOpt("strict").desc("fail on an unreadable image instead of skipping it").build());
+    o.addOption(Option.builder().longOpt("overwrite").desc("replace --out if it exists").build());
+    return o;
+  }
+
+  private static Option opt(String name, String arg, String desc) {
+    return Option.builder().longOpt(name).hasArg().argName(arg).desc(desc).build();
+  }
+
+  @Override
+  public int run(CommandLine line, PrintWriter out, PrintWriter err) {
+    List<String> args = line.getArgList();
+    if (args.size() != 1) {
+      throw new UsageException("give one SavedModel directory: finetune train MODEL --data DIR");
+    }
+    if (!line.hasOption("data")) {
+      throw new UsageException("--data DIR is required: a folder with one sub-folder of images per class");
+    }
+    Optional<Path> exportTo = Optional.ofNullable(line.getOptionValue("out")).map(Path::of);
+    if (exportTo.isPresent() && Files.exists(exportTo.get()) && !line.hasOption("overwrite")) {
+      throw new UsageException("the output " + exportTo.get() + " exists; choose another or add --overwrite");
+    }
+    long seed = longValue(line, "seed", 1234);
+    int batchSize = (int) longValue(line, "batch-size", 32);
+    int epochs = (int) longValue(line, "epochs", 5);
+    double valSplit = doubleValue(line, "val-split", 0.2);
+    ImageFolder folder;
+    ImageFolder.Split split;
+    try {
+      folder = ImageFolder.scan(Path.of(line.getOptionValue("data")));
+      split = folder.split(valSplit, seed);
+    } catch (IllegalArgumentException e) {
+      throw new UsageException(e.getMessage());
+    }
+    Optional<Checkpoint.Info> resume = Optional.empty();
+    if (line.hasOption("resume")) {
+      try {
+        resume = Optional.of(Checkpoint.read(Path.of(line.getOptionValue("resume"))));
+      } catch (IllegalArgumentException e) {
+        throw new UsageException(e.getMessage());
+      }
+    }
+    Path modelDir = Path.of(args.get(0));
+    if (resume.isPresent() && !DirectoryDigest.of(modelDir).equals(resume.get().modelDigest())) {
+      throw new UsageException("the checkpoint " + resume.get().dir() + " was trained from another model than "
+          + modelDir);
+    }
+    try (KerasSavedModel model = KerasSavedModel.open(modelDir)) {
+      ImageModels image = ImageModels.of(model, ImageModels.parseSize(line.getOptionValue("image-size")));
+      ImageOps.Preprocess preprocess = line.hasOption("preprocess")
+          ? parse(() -> ImageOps.Preprocess.byName(line.getOptionValue("preprocess"))) : image.preprocess();
+      TrainingPlan plan = resume.isPresent() ? resume.get().plan() : plan(line, model, image, folder, seed);
+      OptionalInt every = unfreezeEvery(line, plan);
+      out.printf(Locale.ROOT, "Model: %s (%s, input %s %dx%d, preprocessing %s)%n", modelDir, image.family(),
+          image.input(), image.height(), image.width(), preprocess.name().toLowerCase(Locale.ROOT));
+      out.printf(Locale.ROOT, "Data: %s: %d classes (%s), %d images for training, %d for validation%n",
+          folder.root(), folder.classes().size(), String.join(", ", folder.classes()), split.train().size(),
+          split.validation().size());
+      out.println("Plan: " + new GsonBuilder().disableHtmlEscaping().create().toJson(PlanJson.toJson(plan)));
+      ImageDataset.Options options = ImageDataset.Options.of(image.height(), image.width(), preprocess, batchSize)
+          .seeded(seed).strictly(line.hasOption("strict")).flipping(line.hasOption("flip"));
+      try (ImageDataset train = ImageDataset.open(split.train(), options);
+          ImageDataset val = split.validation().isEmpty() ? null
+              : ImageDataset.open(split.validation(), options.shuffled(false).flipping(false));
+          Trainer trainer = new Trainer(model, plan)) {
+        Set<Path> skipped = new TreeSet<>(train.skipped());
+        if (val != null) {
+          skipped.addAll(val.skipped());
+        }
+        if (!skipped.isEmpty()) {
+          err.println("warning: skipped " + skipped.size() + " unreadable image(s): " + String.join(", ",
+              skipped.stream().map(Path::toString).toList()));
+          err.flush();
+        }
+        Fit.Start start = Fit.Start.BEGINNING;
+        if (resume.isPresent()) {
+          Checkpoint.restore(trainer, resume.get());
+          var extra = resume.get().extra();
+          start = new Fit.Start(extra.has("epoch") ? extra.get("epoch").getAsInt() : 0,
+              extra.has("batch") ? extra.get("batch").getAsInt() : 0);
+          if (extra.has("rate_scale")) {
+            trainer.setRateScale(extra.get("rate_scale").getAsDouble());
+          }
+          out.printf(Locale.ROOT, "Resuming from %s at epoch %d, batch %d (%d optimizer steps)%n", resume.get().dir(),
+              start.epoch() + 1, start.batch(), trainer.iterations());
+        }
+        trainer.warnings().forEach(w -> err.println("warning: " + w));
+        String monitor = val != null ? "val_loss" : "loss";
+        List<Fit.Callback> callbacks = new ArrayList<>();
+        callbacks.add(new ProgressLogger(out, System.console() != null));
+        EarlyStopping early = null;
+        if (line.hasOption("early-stopping")) {
+          early = new EarlyStopping(monitor, (int) longValue(line, "early-stopping", 3), 0, true);
+          callbacks.add(early);
+        }
+        if (line.hasOption("checkpoints")) {
+          callbacks.add(new CheckpointCallback(Path.of(line.getOptionValue("checkpoints")), monitor, 0));
+        }
+        if (line.hasOption("history")) {
+          callbacks.add(new CsvLogger(Path.of(line.getOptionValue("history")), resume.isPresent()));
+        }
+        List<Fit.Epoch> history = Fit.run(trainer, Fit.images(train, image.input()),
+            Optional.ofNullable(val).map(v -> Fit.images(v, image.input())), new Fit.Options(epochs, every), callbacks,
+            start);
+        if (history.isEmpty()) {
+          out.println("Nothing to do: the run had finished all " + epochs + " epochs.");
+        }
+        Map<String, Double> last = history.isEmpty() ? Map.of() : history.get(history.size() - 1).logs();
+        if (early != null && early.bestEpoch() >= 0) {
+          out.printf(Locale.ROOT, "Best %s %.4f at epoch %d%s%n", monitor, early.best(), early.bestEpoch() + 1,
+              history.size() < epochs - start.epoch() ? " (stopped early; its weights restored)" : "");
+        }
+        if (exportTo.isPresent()) {
+          ExportOptions eo = ExportOptions.defaults().overwriting(line.hasOption("overwrite"))
+              .trainingRecord(start.epoch() + history.size(), last, Optional.of(DirectoryDigest.of(folder.root())));
+          ExportResult r;
+          try {
+            r = Exporter.export(trainer, exportTo.get(), eo);
+          } catch (IllegalArgumentException e) {
+            throw new UsageException(e.getMessage());
+          }
+          out.printf(Locale.ROOT, "Exported to %s (%s, %d variables, %.1f MB)%n", r.dir(),
+              r.mode() == ExportResult.Mode.NEW_HEAD ? "new head" : "same architecture", r.variables(), r.bytes() / 1e6);
+        }
+      }
+    }
+    return ExitCode.OK;
+  }
+
+  private static TrainingPlan plan(CommandLine line, KerasSavedModel model, ImageModels image, ImageFolder folder,
+      long seed) {
+    if (line.hasOption("plan")) {
+      try {
+        return PlanJson.fromJson(JsonParser.parseString(Files.readString(Path.of(line.getOptionValue("plan"))))
+            .getAsJsonObject());
+      } catch (IOException e) {
+        throw new UsageException("cannot read the plan " + line.getOptionValue("plan") + ": " + e.getMessage());
+      } catch (RuntimeException e) {
+        throw new UsageException("the plan " + line.getOptionValue("plan") + " is not valid: " + e.getMessage());
+      }
+    }
+    TrainingPlan.Builder b = TrainingPlan.builder();
+    boolean head = line.hasOption("head");
+    if (head) {
+      HeadSpec spec = HeadSpec.classifier(folder.classes().size()).seed(seed);
+      Optional<String> at = Optional.ofNullable(line.getOptionValue("features-at")).or(image::featuresAt);
+      if (at.isPresent()) {
+        spec = spec.at(at.get());
+      }
+      if (line.hasOption("hidden")) {
+        spec = spec.hidden((int) longValue(line, "hidden", 0), doubleValue(line, "dropout", 0));
+      } else if (line.hasOption("dropout")) {
+        throw new UsageException("--dropout applies after the hidden layer; give --hidden N too");
+      }
+      b.head(spec);
+    }
+    String optimizer = line.getOptionValue("optimizer", "adam").toLowerCase(Locale.ROOT);
+    OptimizerSpec spec = switch (optimizer) {
+      case "adam" -> new OptimizerSpec.Adam(doubleValue(line, "lr", 0.001), 0.9, 0.999, 1e-7);
+      case "sgd" -> new OptimizerSpec.Sgd(doubleValue(line, "lr", 0.01), doubleValue(line, "momentum", 0.9), false);
+      case "adamw" -> new OptimizerSpec.AdamW(doubleValue(line, "lr", 0.001), 0.9, 0.999, 1e-7, 0.004, true);
+      default -> throw new UsageException("--optimizer must be adam, sgd or adamw, got '" + optimizer + "'");
+    };
+    b.optimizer(spec);
+    if (line.hasOption("l2sp")) {
+      b.l2sp(doubleValue(line, "l2sp", 0));
+    }
+    Selector first = parse(() -> Selector.parse(line.getOptionValue("train", head ? "head" : "all")));
+    if (line.hasOption("unfreeze")) {
+      List<String> groups = line.hasOption("groups") ? List.of(line.getOptionValue("groups").split(","))
+          : image.groups();
+      if (groups.isEmpty()) {
+        throw new UsageException("--unfreeze needs layer groups for this model; give --groups G1,G2,... (top first)");
+      }
+      List<Selector> selectors = new ArrayList<>();
+      selectors.add(first);
+      for (String g : groups) {
+        selectors.add(parse(() -> Selector.parse(g.trim())));
+      }
+      b.stages(GradualUnfreezing.fromTop(selectors, doubleValue(line, "discriminative-lr", GradualUnfreezing.DEFAULT_FACTOR)));
+    } else {
+      b.stage(Stage.of(first));
+    }
+    try {
+      return b.build();
+    } catch (IllegalArgumentException e) {
+      throw new UsageException(e.getMessage());
+    }
+  }
+
+  private static OptionalInt unfreezeEvery(CommandLine line, TrainingPlan plan) {
+    if (!line.hasOption("unfreeze")) {
+      return plan.stages().size() > 1 ? OptionalInt.of(1) : OptionalInt.empty();
+    }
+    String v = line.getOptionValue("unfreeze");
+    if (!v.startsWith("gradual:")) {
+      throw new UsageException("--unfreeze takes gradual:K (one more group every K epochs), got '" + v + "'");
+    }
+    try {
+      int k = Integer.parseInt(v.substring("gradual:".length()));
+      if (k < 1) {
+        throw new NumberFormatException();
+      }
+      return OptionalInt.of(k);
+    } catch (NumberFormatException e) {
+      throw new UsageException("--unfreeze gradual:K needs a whole number of epochs K >= 1, got '" + v + "'");
+    }
+  }
+
+  private static <T> T parse(java.util.function.Supplier<T> s) {
+    try {
+      return s.get();
+    } catch (IllegalArgumentException e) {
+      throw new UsageException(e.getMessage());
+    }
+  }
+
+  static long longValue(CommandLine line, String name, long fallback) {
+    String v = line.getOptionValue(name);
+    if (v == null) {
+      return fallback;
+    }
+    try {
+      return Long.parseLong(v.trim());
+    } catch (NumberFormatException e) {
+      throw new UsageException("--" + name + " must be a whole number, got '" + v + "'");
+    }
+  }
+
+  static double doubleValue(CommandLine line, String name, double fallback) {
+    String v = line.getOptionValue(name);
+    if (v == null) {
+      return fallback;
+    }
+    try {
+      return Double.parseDouble(v.trim());
+    } catch (NumberFormatException e) {
+      throw new UsageException("--" + name + " must be a number, got '" + v + "'");
+    }
+  }
+}

@@ -1,0 +1,313 @@
+package org.finetune.data;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.Iterator;
+import java.util.List;
+import java.util.NoSuchElementException;
+import java.util.Random;
+import java.util.Set;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Labelled images as batches for training: decoded, resized ({@code tf.image.resize}, bilinear)
+ * and preprocessed as Keras would, in a seeded order per epoch, prepared on background threads
+ * while the runtime trains on the previous batch.
+ *
+ * <p>When all resized images fit {@link Options#cacheBytes()}, they are decoded once, up front,
+ * on all cores; unreadable files are then known before training starts. Otherwise each epoch
+ * decodes again. An unreadable file is skipped (and listed by {@link #skipped()}) unless
+ * {@link Options#strict()}, when it fails the epoch.
+ */
+public final class ImageDataset implements AutoCloseable {
+  /**
+   * @param height image height the model takes
+   * @param width image width
+   * @param preprocess Keras's preprocessing mode for the model
+   * @param batchSize images per batch (the last batch of an epoch may be smaller)
+   * @param shuffle reshuffle every epoch (seeded by {@code seed} and the epoch)
+   * @param seed seeds shuffling and augmentation
+   * @param strict fail on an unreadable file instead of skipping it
+   * @param flip random horizontal flips (augmentation; off by default)
+   * @param cacheBytes keep resized images in memory up to this many bytes
+   */
+  public record Options(int height, int width, ImageOps.Preprocess preprocess, int batchSize, boolean shuffle, long seed,
+      boolean strict, boolean flip, long cacheBytes) {
+    public Options {
+      if (height < 1 || width < 1) {
+        throw new IllegalArgumentException("image size must be positive, got " + height + "x" + width);
+      }
+      if (batchSize < 1) {
+        throw new IllegalArgumentException("batch size must be >= 1, got " + batchSize);
+      }
+    }
+
+    public static Options of(int height, int width, ImageOps.Preprocess preprocess, int batchSize) {
+      return new Options(height, width, preprocess, batchSize, true, 1234, false, false, 1L << 30);
+    }
+
+    public Options shuffled(boolean on) {
+      return new Options(height, width, preprocess, batchSize, on, seed, strict, flip, cacheBytes);
+    }
+
+    public Options seeded(long s) {
+      return new Options(height, width, preprocess, batchSize, shuffle, s, strict, flip, cacheBytes);
+    }
+
+    public Options strictly(boolean on) {
+      return new Options(height, width, preprocess, batchSize, shuffle, seed, on, flip, cacheBytes);
+    }
+
+    public Options flipping(boolean on) {
+      return new Options(height, width, preprocess, batchSize, shuffle, seed, strict, on, cacheBytes);
+    }
+
+    public Options caching(long bytes) {
+      return new Options(height, width, preprocess, batchSize, shuffle, seed, strict, flip, bytes);
+    }
+  }
+
+  /** One batch: images {@code [n, height, width, 3]} float32, labels {@code [n]} int32, and their files. */
+  public record Batch(NpyArray images, NpyArray labels, List<Path> files) {}
+
+  private final List<ImageFolder.Item> items;
+  private final Options options;
+  private final float[][] cache;
+  private final Set<Path> skipped = ConcurrentHashMap.newKeySet();
+  private final ExecutorService decoders;
+  private final java.util.Map<ImageFolder.Item, Integer> index = new java.util.HashMap<>();
+
+  private ImageDataset(List<ImageFolder.Item> items, Options options) {
+    this.items = List.copyOf(items);
+    this.options = options;
+    int threads = Math.max(1, Runtime.getRuntime().availableProcessors());
+    this.decoders = Executors.newFixedThreadPool(threads, r -> {
+      Thread t = new Thread(r, "finetune-decode");
+      t.setDaemon(true);
+      return t;
+    });
+    long bytes = (long) items.size() * options.height() * options.width() * 3 * 4;
+    this.cache = bytes <= options.cacheBytes() ? new float[items.size()][] : null;
+    for (int i = 0; i < this.items.size(); i++) {
+      index.put(this.items.get(i), i);
+    }
+  }
+
+  /**
+   * A dataset over {@code items}; decodes everything now when it fits the cache.
+   *
+   * @throws IllegalStateException in strict mode, on an unreadable file
+   */
+  public static ImageDataset open(List<ImageFolder.Item> items, Options options) {
+    if (items.isEmpty()) {
+      throw new IllegalArgumentException("no images to make batches of");
+    }
+    ImageDataset d = new ImageDataset(items, options);
+    if (d.cache != null) {
+      List<Future<?>> work = new ArrayList<>();
+      for (int i = 0; i < items.size(); i++) {
+        int index = i;
+        work.add(d.decoders.submit(() -> {
+          d.cache[index] = d.load(items.get(index));
+          return null;
+        }));
+      }
+      d.await(work);
+    }
+    return d;
+  }
+
+  /** Images in the dataset (unreadable ones included until they are found). */
+  public int size() {
+    return items.size();
+  }
+
+  /** Batches per epoch. */
+  public int batchesPerEpoch() {
+    return (items.size() + options.batchSize() - 1) / options.batchSize();
+  }
+
+  /** Files found unreadable so far (skipped). */
+  public Set<Path> skipped() {
+    return Set.copyOf(skipped);
+  }
+
+  public Options options() {
+    return options;
+  }
+
+  /** The files in epoch {@code epoch}'s order. */
+  public List<ImageFolder.Item> order(int epoch) {
+    List<ImageFolder.Item> order = new ArrayList<>(items);
+    if (options.shuffle()) {
+      Collections.shuffle(order, new Random(options.seed() * 1_000_003L + epoch));
+    }
+    return order;
+  }
+
+  /**
+   * Epoch {@code epoch}'s batches from batch {@code start} on (to resume mid-epoch), prepared
+   * two ahead on a background thread. The same epoch and start give the same batches.
+   */
+  public Iterator<Batch> epoch(int epoch, int start) {
+    List<ImageFolder.Item> order = order(epoch);
+    int batches = batchesPerEpoch();
+    BlockingQueue<Object> queue = new ArrayBlockingQueue<>(2);
+    Object end = new Object();
+    Thread producer = new Thread(() -> {
+      try {
+        for (int b = start; b < batches; b++) {
+          int from = b * options.batchSize();
+          List<ImageFolder.Item> part = order.subList(from, Math.min(from + options.batchSize(), order.size()));
+          queue.put(batch(part, epoch, from));
+        }
+        queue.put(end);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      } catch (RuntimeException e) {
+        try {
+          queue.put(e);
+        } catch (InterruptedException ie) {
+          Thread.currentThread().interrupt();
+        }
+      }
+    }, "finetune-batches");
+    producer.setDaemon(true);
+    producer.start();
+    return new Iterator<>() {
+      private Object next;
+
+      @Override
+      public boolean hasNext() {
+        if (next == null) {
+          try {
+            next = queue.take();
+          } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while waiting for a batch", e);
+          }
+        }
+        if (next instanceof RuntimeException e) {
+          throw e;
+        }
+        return next != end;
+      }
+
+      @Override
+      public Batch next() {
+        if (!hasNext()) {
+          throw new NoSuchElementException();
+        }
+        Batch b = (Batch) next;
+        next = null;
+        return b;
+      }
+    };
+  }
+
+  private Batch batch(List<ImageFolder.Item> part, int epoch, int offset) {
+    float[][] images = new float[part.size()][];
+    List<Future<?>> work = new ArrayList<>();
+    for (int i = 0; i < part.size(); i++) {
+      int k = i;
+      work.add(decoders.submit(() -> {
+        ImageFolder.Item item = part.get(k);
+        float[] pixels = cache != null ? cache[index.get(item)] : load(item);
+        images[k] = pixels == null ? null : prepare(pixels.clone(), epoch, offset + k);
+        return null;
+      }));
+    }
+    await(work);
+    int n = 0;
+    for (float[] img : images) {
+      n += img == null ? 0 : 1;
+    }
+    int size = options.height() * options.width() * 3;
+    ByteBuffer x = ByteBuffer.allocate(n * size * 4).order(ByteOrder.LITTLE_ENDIAN);
+    ByteBuffer y = ByteBuffer.allocate(n * 4).order(ByteOrder.LITTLE_ENDIAN);
+    List<Path> files = new ArrayList<>();
+    for (int i = 0; i < part.size(); i++) {
+      if (images[i] != null) {
+        for (float v : images[i]) {
+          x.putFloat(v);
+        }
+        y.putInt(part.get(i).label());
+        files.add(part.get(i).file());
+      }
+    }
+    return new Batch(new NpyArray("float32", new long[] {n, options.height(), options.width(), 3}, x.array()),
+        new NpyArray("int32", new long[] {n}, y.array()), files);
+  }
+
+  /** Decoded and resized (0..255), or null when unreadable and not strict. */
+  private float[] load(ImageFolder.Item item) {
+    try {
+      ImageDecoder.Image img = ImageDecoder.decode(item.file());
+      return ImageOps.resizeBilinear(img.rgb(), img.height(), img.width(), options.height(), options.width());
+    } catch (IOException e) {
+      if (options.strict()) {
+        throw new IllegalStateException("unreadable image " + e.getMessage(), e);
+      }
+      skipped.add(item.file());
+      return null;
+    }
+  }
+
+  /** Augmentation (seeded by epoch and position), then Keras's preprocessing. */
+  private float[] prepare(float[] rgb, int epoch, int position) {
+    if (options.flip()) {
+      Random r = new Random(options.seed() * 31 + epoch * 1_000_003L + position);
+      if (r.nextBoolean()) {
+        int w = options.width();
+        for (int y = 0; y < options.height(); y++) {
+          for (int x = 0; x < w / 2; x++) {
+            for (int c = 0; c < 3; c++) {
+              int a = (y * w + x) * 3 + c;
+              int b = (y * w + (w - 1 - x)) * 3 + c;
+              float t = rgb[a];
+              rgb[a] = rgb[b];
+              rgb[b] = t;
+            }
+          }
+        }
+      }
+    }
+    return ImageOps.preprocess(rgb, options.preprocess());
+  }
+
+  private void await(List<Future<?>> work) {
+    for (Future<?> f : work) {
+      try {
+        f.get();
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new IllegalStateException("interrupted while decoding images", e);
+      } catch (java.util.concurrent.ExecutionException e) {
+        if (e.getCause() instanceof RuntimeException r) {
+          throw r;
+        }
+        throw new IllegalStateException(e.getCause());
+      }
+    }
+  }
+
+  @Override
+  public void close() {
+    decoders.shutdownNow();
+    try {
+      decoders.awaitTermination(10, TimeUnit.SECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+}

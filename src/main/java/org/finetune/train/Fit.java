@@ -1,0 +1,235 @@
+package org.finetune.train;
+
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.OptionalInt;
+
+/**
+ * The training loop, like Keras's {@code fit}: epochs of batches, validation after each epoch,
+ * callbacks around every step and epoch. With {@link Options#unfreezeEvery()} the trainer moves
+ * to the plan's next stage every that many epochs (gradual unfreezing). Can start mid-run (from
+ * a checkpoint's epoch and batch), and then reaches the same weights as an uninterrupted run,
+ * since batches depend only on the epoch and their position.
+ */
+public final class Fit {
+  private Fit() {}
+
+  /** Batches of one epoch, reproducible: the same epoch and start give the same batches. */
+  public interface BatchSource {
+    int batchesPerEpoch();
+
+    Iterator<Batch> epoch(int epoch, int start);
+  }
+
+  /**
+   * @param epochs epochs to train (counting those done before a resume)
+   * @param unfreezeEvery move to the next stage every this many epochs; empty: stay at stage 0
+   */
+  public record Options(int epochs, OptionalInt unfreezeEvery) {
+    public Options {
+      if (epochs < 1) {
+        throw new IllegalArgumentException("epochs must be >= 1, got " + epochs);
+      }
+      if (unfreezeEvery.isPresent() && unfreezeEvery.getAsInt() < 1) {
+        throw new IllegalArgumentException("unfreeze every must be >= 1 epoch, got " + unfreezeEvery.getAsInt());
+      }
+    }
+  }
+
+  /** Where a run starts: epoch 0, batch 0, unless resuming. */
+  public record Start(int epoch, int batch) {
+    public static final Start BEGINNING = new Start(0, 0);
+  }
+
+  /**
+   * One epoch's results.
+   *
+   * @param logs {@code loss} and metrics over the epoch's training batches (weighted by batch
+   *     size), {@code val_*} over the validation set, and {@code lr}
+   */
+  public record Epoch(int epoch, int stage, Map<String, Double> logs) {
+    public Epoch {
+      logs = Collections.unmodifiableMap(new LinkedHashMap<>(logs));
+    }
+  }
+
+  /** What the loop tells callbacks and what they can ask of it. */
+  public static final class Control {
+    private final Trainer trainer;
+    private final Options options;
+    private final int batches;
+    private boolean stop;
+    private int epoch;
+    private int batch;
+
+    Control(Trainer trainer, Options options, int batches) {
+      this.trainer = trainer;
+      this.options = options;
+      this.batches = batches;
+    }
+
+    public Trainer trainer() {
+      return trainer;
+    }
+
+    public Options options() {
+      return options;
+    }
+
+    public int batchesPerEpoch() {
+      return batches;
+    }
+
+    /** The epoch running now. */
+    public int epoch() {
+      return epoch;
+    }
+
+    /** Batches of the current epoch done so far. */
+    public int batch() {
+      return batch;
+    }
+
+    /** Ends training after the current batch. */
+    public void stop() {
+      stop = true;
+    }
+
+    public boolean stopping() {
+      return stop;
+    }
+  }
+
+  /** Hooks around the loop; every method is optional. */
+  public interface Callback {
+    default void onTrainBegin(Control c) {}
+
+    default void onEpochBegin(Control c) {}
+
+    default void onBatchEnd(Control c, StepResult result, long size) {}
+
+    default void onEpochEnd(Control c, Epoch epoch) {}
+
+    default void onTrainEnd(Control c, List<Epoch> history) {}
+  }
+
+  /** An image dataset's batches, fed to the signature input {@code input}, labels as targets. */
+  public static BatchSource images(org.finetune.data.ImageDataset dataset, String input) {
+    return new BatchSource() {
+      @Override
+      public int batchesPerEpoch() {
+        return dataset.batchesPerEpoch();
+      }
+
+      @Override
+      public Iterator<Batch> epoch(int epoch, int start) {
+        Iterator<org.finetune.data.ImageDataset.Batch> it = dataset.epoch(epoch, start);
+        return new Iterator<>() {
+          @Override
+          public boolean hasNext() {
+            return it.hasNext();
+          }
+
+          @Override
+          public Batch next() {
+            org.finetune.data.ImageDataset.Batch b = it.next();
+            return b.images().shape()[0] == 0 ? Batch.unlabelled(Map.of())
+                : Batch.of(Map.of(input, b.images()), b.labels());
+          }
+        };
+      }
+    };
+  }
+
+  /** Trains; returns the history of the epochs run (not those before a resume). */
+  public static List<Epoch> run(Trainer trainer, BatchSource train, Optional<BatchSource> validation, Options options,
+      List<Callback> callbacks, Start start) {
+    Control c = new Control(trainer, options, train.batchesPerEpoch());
+    List<Epoch> history = new ArrayList<>();
+    callbacks.forEach(cb -> cb.onTrainBegin(c));
+    for (int epoch = start.epoch(); epoch < options.epochs() && !c.stop; epoch++) {
+      c.epoch = epoch;
+      int stage = options.unfreezeEvery().isPresent()
+          ? Math.min(epoch / options.unfreezeEvery().getAsInt(), trainer.stageCount() - 1) : trainer.stage();
+      if (stage != trainer.stage()) {
+        trainer.useStage(stage);
+      }
+      int first = epoch == start.epoch() ? start.batch() : 0;
+      c.batch = first;
+      callbacks.forEach(cb -> cb.onEpochBegin(c));
+      Mean mean = new Mean();
+      Iterator<Batch> batches = train.epoch(epoch, first);
+      while (batches.hasNext() && !c.stop) {
+        Batch batch = batches.next();
+        long size = size(batch);
+        if (size == 0) {
+          c.batch++;
+          continue;
+        }
+        StepResult r = trainer.step(batch);
+        mean.add(r, size);
+        c.batch++;
+        callbacks.forEach(cb -> cb.onBatchEnd(c, r, size));
+      }
+      if (c.stop && batches.hasNext()) {
+        break;
+      }
+      Map<String, Double> logs = mean.values("");
+      if (validation.isPresent()) {
+        logs.putAll(evaluate(trainer, validation.get(), epoch).values("val_"));
+      }
+      logs.put("lr", trainer.plan().schedule().at(trainer.iterations()) * trainer.rateScale());
+      Epoch e = new Epoch(epoch, trainer.stage(), logs);
+      history.add(e);
+      callbacks.forEach(cb -> cb.onEpochEnd(c, e));
+    }
+    callbacks.forEach(cb -> cb.onTrainEnd(c, history));
+    return history;
+  }
+
+  /** Loss and metrics over all batches of {@code source} (epoch {@code epoch}'s order), weighted by batch size. */
+  public static Mean evaluate(Trainer trainer, BatchSource source, int epoch) {
+    Mean mean = new Mean();
+    Iterator<Batch> it = source.epoch(epoch, 0);
+    while (it.hasNext()) {
+      Batch b = it.next();
+      long size = size(b);
+      if (size > 0) {
+        mean.add(trainer.evaluate(b), size);
+      }
+    }
+    return mean;
+  }
+
+  static long size(Batch b) {
+    return b.inputs().isEmpty() ? 0 : b.inputs().values().iterator().next().shape()[0];
+  }
+
+  /** Running means of loss and metrics, weighted by batch size. */
+  public static final class Mean {
+    private final Map<String, Double> sums = new LinkedHashMap<>();
+    private long count;
+
+    void add(StepResult r, long size) {
+      sums.merge("loss", r.loss() * size, Double::sum);
+      r.metrics().forEach((k, v) -> sums.merge(k, v * size, Double::sum));
+      count += size;
+    }
+
+    /** The means, keys prefixed. */
+    public Map<String, Double> values(String prefix) {
+      Map<String, Double> out = new LinkedHashMap<>();
+      sums.forEach((k, v) -> out.put(prefix + k, count == 0 ? Double.NaN : v / count));
+      return out;
+    }
+
+    public long count() {
+      return count;
+    }
+  }
+}
