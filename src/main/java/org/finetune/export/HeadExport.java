@@ -128,9 +128,8 @@ final class HeadExport {
       List<Op> assigns = new ArrayList<>();
       Map<String, String> initializers = new HashMap<>();
       for (int i = 0; i < keys.size(); i++) {
-        @SuppressWarnings("unchecked")
-        Operand<? extends TType> handle = (Operand<? extends TType>) g.operation(keyToHandle.get(keys.get(i))).output(0);
-        Op assign = save.withName("Assign_" + i).assignVariableOp(handle, restore.tensors().get(i));
+        org.tensorflow.GraphOperation variable = g.operation(keyToHandle.get(keys.get(i)));
+        Op assign = assign(save.withName("Assign_" + i), variable, restore.tensors().get(i));
         assigns.add(assign);
         initializers.put(keys.get(i), assign.op().name());
       }
@@ -160,7 +159,8 @@ final class HeadExport {
         VariableDef def = VariableDef.newBuilder().setVariableName(keyToHandle.get(k) + ":0")
             .setInitialValueName(restore.tensors().get(i).asOutput().op().name() + ":" + i)
             .setInitializerName(initializers.get(k)).setSnapshotName(withIndex(keyToRead.get(k)))
-            .setIsResource(true).setTrainable(trainable.get(k)).build();
+            .setIsResource(g.operation(keyToHandle.get(k)).type().equals("VarHandleOp"))
+            .setTrainable(trainable.get(k)).build();
         all.addValue(def.toByteString());
         if (trainable.get(k)) {
           train.addValue(def.toByteString());
@@ -190,6 +190,15 @@ final class HeadExport {
     Session session = trainer.model().session();
     session.runner().addTarget(saveTrained).run();
     return keys.size();
+  }
+
+  /** Restores {@code value} into a resource variable, or a TF1 reference variable. */
+  @SuppressWarnings("unchecked")
+  private static Op assign(Ops tf, org.tensorflow.GraphOperation variable, Operand<?> value) {
+    if (variable.type().equals("VarHandleOp")) {
+      return tf.assignVariableOp((Operand<? extends TType>) variable.output(0), value);
+    }
+    return tf.assign((Operand<TType>) variable.output(0), (Operand<TType>) value);
   }
 
   /** The nodes {@code roots} depend on (data and control inputs), with the library and versions. */

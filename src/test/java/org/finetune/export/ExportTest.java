@@ -70,6 +70,9 @@ class ExportTest {
     return Stream.of(
         Arguments.of("vgg16_small/keras3_export", HeadSpec.classifier(3).at("block5_pool").hidden(8, 0.25)),
         Arguments.of("vgg16_small/tf_keras", HeadSpec.classifier(3).at("block5_pool")),
+        Arguments.of("vgg16_small/tf_saved_model", HeadSpec.classifier(3).at("block4_pool")),
+        Arguments.of("text_embedding/tf_keras", HeadSpec.classifier(2)),
+        Arguments.of("tf1_linear/tf1", HeadSpec.classifier(2).hidden(4, 0)),
         Arguments.of("inception_v3_small/keras3_export", HeadSpec.classifier(4)),
         Arguments.of("generated/gpt2_small/keras3_export", HeadSpec.classifier(2).at("layer_norm")));
   }
