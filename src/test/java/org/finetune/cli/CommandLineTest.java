@@ -103,14 +103,18 @@ class CommandLineTest {
   }
 
   @Test
-  void demoChecksTheBundledModelAgainstKeras() {
+  void demoFineTunesTheBundledDigitsModelComparesWithScratchAndExports(@org.junit.jupiter.api.io.TempDir Path tmp) {
     String previous = System.getProperty("finetune.home");
     System.setProperty("finetune.home", Fixture.projectRoot().toString());
     try {
-      CliRun run = CliRun.of("demo");
+      Path out = tmp.resolve("demo");
+      CliRun run = CliRun.of("demo", "--out", out.toString());
       assertEquals(ExitCode.OK, run.exit(), run.err());
-      assertTrue(run.out().contains("Total params: 531,634"), run.out());
-      assertTrue(run.out().contains("Java vs Keras"), run.out());
+      assertTrue(run.out().contains("== Budget: 6 epochs") && run.out().contains("== Budget: 12 epochs"), run.out());
+      assertEquals(2, run.out().lines().filter(l -> l.startsWith("mean")).count(), run.out());
+      assertTrue(java.nio.file.Files.isRegularFile(out.resolve("export").resolve("saved_model.pb")));
+      assertTrue(java.nio.file.Files.isRegularFile(out.resolve("history.csv")));
+      run.out().lines().filter(l -> l.startsWith("mean") || l.startsWith("== Budget")).forEach(System.out::println);
     } finally {
       if (previous == null) {
         System.clearProperty("finetune.home");
