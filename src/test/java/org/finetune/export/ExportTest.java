@@ -48,14 +48,14 @@ import org.tensorflow.proto.FingerprintDef;
  * ({@code tf.saved_model.load}, {@code keras.layers.TFSMLayer}, {@code tf_keras.models.load_model})
  * compute Java's outputs and hold Java's weights; the base model's directory is never touched.
  */
-class ExportTest {
+public class ExportTest {
   static final double TOLERANCE = 1e-5;
 
   @TempDir
   Path tmp;
 
   /** For other tests that reuse {@link #check}: where its files go. */
-  ExportTest withTmp(Path dir) {
+  public ExportTest withTmp(Path dir) {
     this.tmp = dir;
     return this;
   }
@@ -86,7 +86,7 @@ class ExportTest {
     return out;
   }
 
-  static NpyArray randomLike(NpyArray like, long seed) {
+  public static NpyArray randomLike(NpyArray like, long seed) {
     Random random = new Random(seed);
     ByteBuffer b = ByteBuffer.allocate((int) like.size() * 4).order(ByteOrder.LITTLE_ENDIAN);
     for (long i = 0; i < like.size(); i++) {
@@ -104,7 +104,7 @@ class ExportTest {
   }
 
   /** Java's outputs of the model's signature, through the base graph (not the flat one). */
-  static Map<String, NpyArray> signatureOutputs(KerasSavedModel model, Map<String, NpyArray> inputs) {
+  public static Map<String, NpyArray> signatureOutputs(KerasSavedModel model, Map<String, NpyArray> inputs) {
     Map<String, Tensor> feeds = new LinkedHashMap<>();
     inputs.forEach((k, v) -> feeds.put(k, v.toTensor()));
     Map<String, NpyArray> out = new LinkedHashMap<>();
@@ -120,7 +120,7 @@ class ExportTest {
     return out;
   }
 
-  JsonObject check(Path export, Map<String, NpyArray> inputs, Path out, boolean tfKeras) throws IOException {
+  public JsonObject check(Path export, Map<String, NpyArray> inputs, Path out, boolean tfKeras) throws IOException {
     JsonObject spec = new JsonObject();
     spec.addProperty("export", export.toString());
     spec.addProperty("signature", "serving_default");
@@ -146,7 +146,7 @@ class ExportTest {
    * relative difference. TFSMLayer cannot call a signature with several inputs (it passes one
    * argument); for such a model without a {@code serve} endpoint the script must say so.
    */
-  static double compareOutputs(String id, Map<String, NpyArray> javaOutputs, Path out, int inputs) throws IOException {
+  public static double compareOutputs(String id, Map<String, NpyArray> javaOutputs, Path out, int inputs) throws IOException {
     double worst = 0;
     boolean tfsm = !Files.exists(out.resolve("tfsm").resolve("UNSUPPORTED"));
     assertTrue(tfsm || inputs > 1, id + ": TFSMLayer must work on a one-input model");
