@@ -50,7 +50,8 @@ final class DemoCommand implements Command {
         + PRETRAINED + " (a small VGG16 pretrained on digits 0-4 by scripts/make_digits.py),\n"
         + SCRATCH + " (the same architecture, untrained) and the digits 5-9 in\n"
         + TRAIN + " (20 per class) and " + TEST + ". Writes the export, history.csv and\n"
-        + "the resolved plan under --out (default: demo/ in the current directory), replacing an earlier demo.";
+        + "the training curves (curves.png) and TensorBoard logs (logs/) under --out (default: demo/ in\n"
+        + "the current directory), replacing an earlier demo.";
   }
 
   @Override
@@ -109,7 +110,9 @@ final class DemoCommand implements Command {
       for (long seed : TransferExperiment.seeds(seeds)) {
         boolean show = last && seed == 1;
         List<Fit.Callback> callbacks = show ? List.of(new ProgressLogger(out, System.console() != null),
-            new CsvLogger(outDir.resolve("history.csv"), false)) : List.of();
+            new CsvLogger(outDir.resolve("history.csv"), false),
+            new org.finetune.train.TensorBoardLogger(outDir.resolve("logs")),
+            new org.finetune.train.CurvesPlot(outDir.resolve("curves.png"))) : List.of();
         TransferExperiment.Result f = experiment.fineTune(seed, callbacks, !show ? Optional.empty()
             : Optional.of(trainer -> exported[0] = Exporter.export(trainer, outDir.resolve("export"),
                 ExportOptions.defaults().overwriting(true))));
@@ -124,8 +127,10 @@ final class DemoCommand implements Command {
       TransferExperiment.table(fine, scratch, out);
     }
     out.println();
-    out.printf(Locale.ROOT, "Exported the fine-tuned model (last budget, seed 1) to %s (%.1f MB); history in %s%n",
-        exported[0].dir(), exported[0].bytes() / 1e6, outDir.resolve("history.csv"));
+    out.printf(Locale.ROOT, "Exported the fine-tuned model (last budget, seed 1) to %s (%.1f MB)%n", exported[0].dir(),
+        exported[0].bytes() / 1e6);
+    out.printf(Locale.ROOT, "Its history: %s, curves: %s, TensorBoard: tensorboard --logdir %s%n",
+        outDir.resolve("history.csv"), outDir.resolve("curves.png"), outDir.resolve("logs"));
     out.println("Load it in Python: tf.saved_model.load(\"" + exported[0].dir() + "\").signatures[\"serving_default\"]");
     return ExitCode.OK;
   }

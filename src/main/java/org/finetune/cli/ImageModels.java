@@ -55,6 +55,18 @@ record ImageModels(String input, int height, int width, String family, ImageOps.
     return new ImageModels(in.key(), h, w, "unknown", ImageOps.Preprocess.NONE, Optional.empty(), List.of());
   }
 
+  /** The preprocessing an export of ours records (assets/finetune.json, "extra"."preprocess"), if any. */
+  static Optional<ImageOps.Preprocess> recordedPreprocess(java.nio.file.Path modelDir) {
+    java.nio.file.Path provenance = modelDir.resolve("assets").resolve(org.finetune.export.Exporter.PROVENANCE);
+    try {
+      com.google.gson.JsonObject p = com.google.gson.JsonParser.parseString(java.nio.file.Files.readString(provenance))
+          .getAsJsonObject();
+      return Optional.of(ImageOps.Preprocess.byName(p.getAsJsonObject("extra").get("preprocess").getAsString()));
+    } catch (Exception e) {
+      return Optional.empty();
+    }
+  }
+
   static Optional<int[]> parseSize(String text) {
     if (text == null) {
       return Optional.empty();

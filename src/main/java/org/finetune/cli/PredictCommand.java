@@ -27,7 +27,7 @@ final class PredictCommand implements Command {
 
   @Override
   public String synopsis() {
-    return "MODEL --input [NAME=]FILE.npy ... [--signature NAME] [--out DIR] [--top K]";
+    return "MODEL (--input [NAME=]FILE.npy ... | --images FILE_OR_DIR ...) [--top K] [--format table|json|csv]";
   }
 
   @Override
@@ -40,6 +40,9 @@ final class PredictCommand implements Command {
     return "Each --input gives one signature input as a NumPy .npy file (float32/64, int32/64, uint8, bool);\n"
         + "NAME= may be left out when the signature has one input. Rank-2 outputs are shown as the top K\n"
         + "classes per row; others as shape and value range. --out DIR writes <output>.npy files there.\n"
+        + "--images classifies image files (folders are searched): decoded, resized and preprocessed as for\n"
+        + "training, then the top K classes per image, named as the training folders were when the model\n"
+        + "is a finetune export; --format json or csv for machines.\n"
         + "Exit codes: 0 ok, 1 failed, 2 bad input.";
   }
 
@@ -50,6 +53,12 @@ final class PredictCommand implements Command {
     o.addOption(Option.builder().longOpt("signature").hasArg().argName("NAME").desc("signature to run (default: serving_default)").build());
     o.addOption(Option.builder().longOpt("tag").hasArg().argName("TAGS").desc("MetaGraph tags, comma-separated (default: serve)").build());
     o.addOption(Option.builder().longOpt("out").hasArg().argName("DIR").desc("write each output as DIR/<name>.npy").build());
+    o.addOption(Option.builder().longOpt("images").hasArg().argName("FILE_OR_DIR")
+        .desc("image files or folders to classify; repeatable").build());
+    o.addOption(Option.builder().longOpt("format").hasArg().argName("FORMAT")
+        .desc("for --images: table (default), json or csv").build());
+    o.addOption(Option.builder().longOpt("preprocess").hasArg().argName("MODE")
+        .desc("for --images: caffe, tf, torch or none (default: from the model)").build());
     o.addOption(Option.builder().longOpt("top").hasArg().argName("K").desc("classes shown per row of a 2-D output (default: 3)").build());
     return o;
   }
@@ -59,6 +68,9 @@ final class PredictCommand implements Command {
     List<String> args = line.getArgList();
     if (args.size() != 1) {
       throw new UsageException("give one SavedModel directory: finetune predict MODEL --input FILE.npy");
+    }
+    if (line.hasOption("images")) {
+      return images(line, Path.of(args.get(0)), out, err);
     }
     String[] inputSpecs = line.getOptionValues("input");
     if (inputSpecs == null) {
@@ -75,6 +87,66 @@ final class PredictCommand implements Command {
       }
       if (line.hasOption("out")) {
         writeOutputs(Path.of(line.getOptionValue("out")), results, out);
+      }
+    }
+    return ExitCode.OK;
+  }
+
+  private static int images(CommandLine line, Path modelDir, PrintWriter out, PrintWriter err) {
+    int top = parseTop(line.getOptionValue("top", "3"));
+    String format = line.getOptionValue("format", "table");
+    if (!List.of("table", "json", "csv").contains(format)) {
+      throw new UsageException("--format must be table, json or csv, got '" + format + "'");
+    }
+    List<org.finetune.data.ImageFolder.Item> items = ImageClassifier.items(List.of(line.getOptionValues("images")));
+    try (KerasSavedModel model = KerasSavedModel.open(modelDir)) {
+      ImageModels image = ImageModels.of(model, Optional.empty());
+      org.finetune.data.ImageOps.Preprocess preprocess = EvaluateCommand.preprocess(line, image, modelDir);
+      List<String> names = ImageClassifier.recordedClasses(modelDir).orElse(List.of());
+      List<ImageClassifier.Prediction> predictions;
+      try (org.finetune.data.ImageDataset data = org.finetune.data.ImageDataset.open(items,
+          org.finetune.data.ImageDataset.Options.of(image.height(), image.width(), preprocess, 32).shuffled(false))) {
+        if (!data.skipped().isEmpty()) {
+          err.println("warning: skipped " + data.skipped().size() + " unreadable image(s): "
+              + String.join(", ", data.skipped().stream().map(Path::toString).sorted().toList()));
+        }
+        predictions = ImageClassifier.run(model, image, data);
+      }
+      com.google.gson.JsonArray json = new com.google.gson.JsonArray();
+      if (format.equals("csv")) {
+        out.println("file,rank,class,score");
+      }
+      for (ImageClassifier.Prediction p : predictions) {
+        Integer[] order = new Integer[p.scores().length];
+        for (int i = 0; i < order.length; i++) {
+          order[i] = i;
+        }
+        java.util.Arrays.sort(order, (a, b) -> Float.compare(p.scores()[b], p.scores()[a]));
+        com.google.gson.JsonArray topK = new com.google.gson.JsonArray();
+        StringBuilder row = new StringBuilder(p.file().toString());
+        for (int r = 0; r < Math.min(top, order.length); r++) {
+          int c = order[r];
+          String name = c < names.size() ? names.get(c) : Integer.toString(c);
+          if (format.equals("csv")) {
+            out.printf(Locale.ROOT, "%s,%d,%s,%.6g%n", p.file(), r + 1, name, p.scores()[c]);
+          }
+          row.append(String.format(Locale.ROOT, "  %s %.4f", name, p.scores()[c]));
+          com.google.gson.JsonObject o = new com.google.gson.JsonObject();
+          o.addProperty("class", name);
+          o.addProperty("index", c);
+          o.addProperty("score", p.scores()[c]);
+          topK.add(o);
+        }
+        if (format.equals("table")) {
+          out.println(row);
+        }
+        com.google.gson.JsonObject o = new com.google.gson.JsonObject();
+        o.addProperty("file", p.file().toString());
+        o.add("top", topK);
+        json.add(o);
+      }
+      if (format.equals("json")) {
+        out.println(new com.google.gson.GsonBuilder().setPrettyPrinting().create().toJson(json));
       }
     }
     return ExitCode.OK;

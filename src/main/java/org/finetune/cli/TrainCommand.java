@@ -99,6 +99,8 @@ final class TrainCommand implements Command {
     o.addOption(opt("checkpoints", "DIR", "write checkpoints (DIR/last every epoch, DIR/best)"));
     o.addOption(opt("resume", "CHECKPOINT", "continue from a checkpoint (e.g. DIR/last)"));
     o.addOption(opt("history", "CSV", "write the per-epoch history as CSV"));
+    o.addOption(opt("tensorboard", "DIR", "write TensorBoard event files (DIR/train, DIR/validation)"));
+    o.addOption(opt("curves", "PNG", "draw the training curves (redrawn every epoch)"));
     o.addOption(opt("plan", "FILE", "take the training plan from this JSON file"));
     o.addOption(Option.builder().longOpt("flip").desc("augment with random horizontal flips").build());
     o.addOption(Option.builder().longOpt("strict").desc("fail on an unreadable image instead of skipping it").build());
@@ -202,6 +204,12 @@ final class TrainCommand implements Command {
         if (line.hasOption("history")) {
           callbacks.add(new CsvLogger(Path.of(line.getOptionValue("history")), resume.isPresent()));
         }
+        if (line.hasOption("tensorboard")) {
+          callbacks.add(new org.finetune.train.TensorBoardLogger(Path.of(line.getOptionValue("tensorboard"))));
+        }
+        if (line.hasOption("curves")) {
+          callbacks.add(new org.finetune.train.CurvesPlot(Path.of(line.getOptionValue("curves"))));
+        }
         List<Fit.Epoch> history = Fit.run(trainer, Fit.images(train, image.input()),
             Optional.ofNullable(val).map(v -> Fit.images(v, image.input())), new Fit.Options(epochs, every), callbacks,
             start);
@@ -214,8 +222,15 @@ final class TrainCommand implements Command {
               history.size() < epochs - start.epoch() ? " (stopped early; its weights restored)" : "");
         }
         if (exportTo.isPresent()) {
+          com.google.gson.JsonObject extra = new com.google.gson.JsonObject();
+          com.google.gson.JsonArray names = new com.google.gson.JsonArray();
+          folder.classes().forEach(names::add);
+          extra.add("classes", names);
+          extra.addProperty("preprocess", preprocess.name().toLowerCase(Locale.ROOT));
+          extra.addProperty("data", folder.root().toAbsolutePath().toString());
           ExportOptions eo = ExportOptions.defaults().overwriting(line.hasOption("overwrite"))
-              .trainingRecord(start.epoch() + history.size(), last, Optional.of(DirectoryDigest.of(folder.root())));
+              .trainingRecord(start.epoch() + history.size(), last, Optional.of(DirectoryDigest.of(folder.root())))
+              .withExtra(extra);
           ExportResult r;
           try {
             r = Exporter.export(trainer, exportTo.get(), eo);

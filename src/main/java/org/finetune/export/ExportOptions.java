@@ -43,6 +43,11 @@ public record ExportOptions(boolean overwrite, OptionalLong version, OptionalLon
     return new ExportOptions(overwrite, OptionalLong.of(v), epochs, metrics, datasetDigest, extra);
   }
 
+  /** More provenance, stored under {@code "extra"} (the train command records the class names there). */
+  public ExportOptions withExtra(JsonObject more) {
+    return new ExportOptions(overwrite, version, epochs, metrics, datasetDigest, Optional.of(more));
+  }
+
   public ExportOptions trainingRecord(long epochCount, Map<String, Double> finalMetrics, Optional<String> data) {
     return new ExportOptions(overwrite, version, OptionalLong.of(epochCount), finalMetrics, data, extra);
   }

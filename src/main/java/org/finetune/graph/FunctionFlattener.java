@@ -84,9 +84,13 @@ public final class FunctionFlattener {
     return new FunctionFlattener(graph, opDefs).run(graph, inputs, outputs);
   }
 
+  /** Every top-level node name, so that the reads we add never take one (a flat graph flattened again has them). */
+  private final Set<String> topNames = new java.util.HashSet<>();
+
   private FlatGraph run(GraphDef graph, Map<String, String> inputs, Map<String, String> outputs) {
     Map<String, NodeDef> top = new HashMap<>();
     graph.getNodeList().forEach(n -> top.put(n.getName(), n));
+    topNames.addAll(top.keySet());
     Set<String> needed = ancestors(top, outputs.values());
     List<NodeDef> nodes = new ArrayList<>();
     for (NodeDef n : graph.getNodeList()) {
@@ -98,6 +102,12 @@ public final class FunctionFlattener {
     for (NodeDef node : Topology.sort(nodes)) {
       if (node.getOp().equals("VarHandleOp") || node.getOp().equals("VariableV2")) {
         emitVariable(node, scope);
+      } else if (node.getOp().equals("ReadVariableOp") && resources.containsKey(scope.translate(node.getInput(0)))) {
+        // A plain graph (TF1 style, or one of our own exports) reads its variables at the top level.
+        FlatVariable v = resources.get(scope.translate(node.getInput(0)));
+        scope.alias(node.getName(), List.of(v.read()), v.read().substring(0, v.read().indexOf(':')));
+      } else if (node.getOp().equals("ResourceGather") && resources.containsKey(scope.translate(node.getInput(0)))) {
+        emitGather(node, scope, resources.get(scope.translate(node.getInput(0))));
       } else if (isCall(node)) {
         inline(node, scope);
       } else {
@@ -129,6 +139,9 @@ public final class FunctionFlattener {
     add(handle.build());
     DataType dtype = node.getAttrMap().get("dtype").getType();
     String readName = node.getName() + READ_SUFFIX;
+    for (int i = 1; topNames.contains(readName) || emitted.contains(readName); i++) {
+      readName = node.getName() + READ_SUFFIX + "_" + i;
+    }
     FlatVariable v = new FlatVariable(node.getName(), readName + ":0", dtype);
     variables.put(node.getName(), v);
     if (node.getOp().equals("VariableV2")) {

@@ -114,6 +114,8 @@ class CommandLineTest {
       assertEquals(2, run.out().lines().filter(l -> l.startsWith("mean")).count(), run.out());
       assertTrue(java.nio.file.Files.isRegularFile(out.resolve("export").resolve("saved_model.pb")));
       assertTrue(java.nio.file.Files.isRegularFile(out.resolve("history.csv")));
+      assertTrue(java.nio.file.Files.isRegularFile(out.resolve("curves.png")));
+      assertTrue(java.nio.file.Files.isDirectory(out.resolve("logs").resolve("train")));
       run.out().lines().filter(l -> l.startsWith("mean") || l.startsWith("== Budget")).forEach(System.out::println);
     } finally {
       if (previous == null) {

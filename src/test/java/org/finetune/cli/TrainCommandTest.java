@@ -44,6 +44,25 @@ class TrainCommandTest {
     }
     assertEquals(3, Files.readAllLines(tmp.resolve("history.csv")).size());
 
+    // The export evaluates on the folder and classifies images by the folders' names.
+    CliRun evaluate = CliRun.of("evaluate", out.toString(), "--data", data.toString());
+    assertEquals(ExitCode.OK, evaluate.exit(), evaluate.err());
+    assertTrue(evaluate.out().contains("accuracy") && evaluate.out().contains("confusion matrix"), evaluate.out());
+    assertTrue(evaluate.out().contains("18 images, 3 classes"), evaluate.out());
+    assertTrue(evaluate.err().contains("skipped " + bad.size()), evaluate.err());
+    CliRun predict = CliRun.of("predict", out.toString(), "--images", data.resolve("horses").toString(), "--format",
+        "json", "--top", "2");
+    assertEquals(ExitCode.OK, predict.exit(), predict.err());
+    com.google.gson.JsonArray rows = com.google.gson.JsonParser.parseString(predict.out()).getAsJsonArray();
+    assertEquals(6, rows.size(), "six readable horses");
+    String first = rows.get(0).getAsJsonObject().getAsJsonArray("top").get(0).getAsJsonObject().get("class").getAsString();
+    assertTrue(List.of("cows", "horses", "humans").contains(first), first);
+
+    // An export is a model like any other: it trains again (its graph is flattened a second time).
+    CliRun again = CliRun.of("train", out.toString(), "--data", data.toString(), "--epochs", "1", "--batch-size", "4",
+        "--preprocess", "caffe", "--val-split", "0");
+    assertEquals(ExitCode.OK, again.exit(), again.err() + again.out());
+
     // Resuming a finished run has nothing left to do; a longer run continues from the checkpoint.
     CliRun more = CliRun.of("train", model.toString(), "--data", data.toString(), "--resume",
         checkpoints.resolve("last").toString(), "--epochs", "3", "--batch-size", "4", "--out",

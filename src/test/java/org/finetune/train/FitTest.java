@@ -56,6 +56,7 @@ class FitTest {
     StringWriter progress = new StringWriter();
     Path csv = tmp.resolve("history.csv");
     List<Fit.Epoch> history;
+    long steps;
     try (ImageDataset train = ImageDataset.open(split.train(), options);
         ImageDataset val = ImageDataset.open(split.validation(), options.shuffled(false));
         KerasSavedModel model = model(); Trainer trainer = new Trainer(model, plan())) {
@@ -64,8 +65,10 @@ class FitTest {
       assertEquals(new HashSet<>(bad), skipped, "exactly the unreadable files are skipped, found before training");
       history = Fit.run(trainer, Fit.images(train, "keras_tensor"), Optional.of(Fit.images(val, "keras_tensor")),
           new Fit.Options(6, OptionalInt.of(3)), List.of(new ProgressLogger(new PrintWriter(progress), false),
-              new CsvLogger(csv, false)), Fit.Start.BEGINNING);
+              new CsvLogger(csv, false), new TensorBoardLogger(tmp.resolve("logs")),
+              new CurvesPlot(tmp.resolve("curves.png"))), Fit.Start.BEGINNING);
       assertEquals(1, trainer.stage(), "gradual unfreezing moved to the second stage after 3 epochs");
+      steps = trainer.iterations();
     }
     assertEquals(6, history.size());
     double first = history.get(0).logs().get("loss");
@@ -75,6 +78,21 @@ class FitTest {
     assertEquals(7, Files.readAllLines(csv).size(), "a header and one row per epoch");
     assertTrue(progress.toString().contains("Epoch 6/6"), progress.toString());
     assertTrue(progress.toString().contains("val_loss"), progress.toString());
+    // TensorBoard's own reader finds every scalar, with the values the loop reported.
+    com.google.gson.JsonObject runs = com.google.gson.JsonParser.parseString(
+        org.finetune.testing.Python.run("read_tensorboard.py", tmp.resolve("logs").toString())).getAsJsonObject();
+    com.google.gson.JsonArray epochLoss = runs.getAsJsonObject("train").getAsJsonArray("epoch_loss");
+    assertEquals(6, epochLoss.size());
+    for (int e = 0; e < 6; e++) {
+      assertEquals(e, epochLoss.get(e).getAsJsonArray().get(0).getAsInt());
+      assertEquals(history.get(e).logs().get("loss"), epochLoss.get(e).getAsJsonArray().get(1).getAsDouble(), 1e-6);
+    }
+    assertEquals(6, runs.getAsJsonObject("validation").getAsJsonArray("epoch_accuracy").size());
+    assertEquals(steps, runs.getAsJsonObject("train").getAsJsonArray("batch_loss").size(), "one per step");
+    assertTrue(runs.getAsJsonObject("train").has("epoch_learning_rate"));
+    java.awt.image.BufferedImage png = javax.imageio.ImageIO.read(tmp.resolve("curves.png").toFile());
+    assertEquals(720, png.getWidth());
+    assertTrue(Files.isRegularFile(tmp.resolve("curves_metrics.png")));
     System.out.printf("fit: loss %.4f -> %.4f, val_accuracy %.3f, %d files skipped%n", first, last,
         history.get(5).logs().get("val_accuracy"), bad.size());
   }

@@ -1,0 +1,145 @@
+package org.finetune.cli;
+
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Locale;
+import java.util.Optional;
+import org.apache.commons.cli.CommandLine;
+import org.apache.commons.cli.Option;
+import org.apache.commons.cli.Options;
+import org.finetune.data.ImageDataset;
+import org.finetune.data.ImageFolder;
+import org.finetune.data.ImageOps;
+import org.finetune.model.KerasSavedModel;
+
+/** {@code finetune evaluate MODEL --data DIR}: loss, accuracy, per-class figures and the confusion matrix. */
+final class EvaluateCommand implements Command {
+  @Override
+  public String name() {
+    return "evaluate";
+  }
+
+  @Override
+  public String synopsis() {
+    return "MODEL --data DIR [--batch-size N] [--preprocess MODE] [--image-size HxW]";
+  }
+
+  @Override
+  public String summary() {
+    return "evaluate an image classifier on a labelled folder: accuracy, per-class precision/recall/F1, confusion";
+  }
+
+  @Override
+  public String details() {
+    return "DIR holds one sub-folder per class, in the order of the model's outputs (sorted names, as\n"
+        + "finetune train and Keras's image_dataset_from_directory use). The loss is the cross-entropy of\n"
+        + "the output taken as probabilities (clipped to [1e-7, 1 - 1e-7], as Keras does).";
+  }
+
+  @Override
+  public Options options() {
+    Options o = new Options();
+    o.addOption(Option.builder().longOpt("data").hasArg().argName("DIR").desc("labelled images (required)").build());
+    o.addOption(Option.builder().longOpt("batch-size").hasArg().argName("N").desc("images per run (default: 32)").build());
+    o.addOption(Option.builder().longOpt("preprocess").hasArg().argName("MODE")
+        .desc("caffe, tf, torch or none (default: from the model family)").build());
+    o.addOption(Option.builder().longOpt("image-size").hasArg().argName("HxW").desc("for models of any input size").build());
+    return o;
+  }
+
+  @Override
+  public int run(CommandLine line, PrintWriter out, PrintWriter err) {
+    List<String> args = line.getArgList();
+    if (args.size() != 1 || !line.hasOption("data")) {
+      throw new UsageException("give a model and a labelled folder: finetune evaluate MODEL --data DIR");
+    }
+    ImageFolder folder;
+    try {
+      folder = ImageFolder.scan(Path.of(line.getOptionValue("data")));
+    } catch (IllegalArgumentException e) {
+      throw new UsageException(e.getMessage());
+    }
+    Path modelDir = Path.of(args.get(0));
+    try (KerasSavedModel model = KerasSavedModel.open(modelDir)) {
+      ImageModels image = ImageModels.of(model, ImageModels.parseSize(line.getOptionValue("image-size")));
+      ImageOps.Preprocess preprocess = preprocess(line, image, modelDir);
+      Optional<List<String>> recorded = ImageClassifier.recordedClasses(modelDir);
+      if (recorded.isPresent() && !recorded.get().equals(folder.classes())) {
+        throw new UsageException("the model was trained on classes " + recorded.get() + " but " + folder.root()
+            + " has " + folder.classes());
+      }
+      ImageDataset.Options options = ImageDataset.Options.of(image.height(), image.width(), preprocess,
+          (int) TrainCommand.longValue(line, "batch-size", 32)).shuffled(false);
+      List<ImageClassifier.Prediction> predictions;
+      try (ImageDataset data = ImageDataset.open(folder.items(), options)) {
+        if (!data.skipped().isEmpty()) {
+          err.println("warning: skipped " + data.skipped().size() + " unreadable image(s): "
+              + String.join(", ", data.skipped().stream().map(Path::toString).sorted().toList()));
+        }
+        predictions = ImageClassifier.run(model, image, data);
+      }
+      int k = folder.classes().size();
+      if (!predictions.isEmpty() && predictions.get(0).scores().length != k) {
+        throw new UsageException("the model has " + predictions.get(0).scores().length + " outputs but " + folder.root()
+            + " has " + k + " classes");
+      }
+      long[][] confusion = new long[k][k];
+      double loss = 0;
+      for (ImageClassifier.Prediction p : predictions) {
+        confusion[p.label()][p.top()]++;
+        double prob = Math.min(Math.max(p.scores()[p.label()], 1e-7), 1 - 1e-7);
+        loss -= Math.log(prob);
+      }
+      long n = predictions.size();
+      long hits = 0;
+      for (int c = 0; c < k; c++) {
+        hits += confusion[c][c];
+      }
+      out.printf(Locale.ROOT, "%s on %s: %d images, %d classes%n", modelDir, folder.root(), n, k);
+      out.printf(Locale.ROOT, "loss %.4f, accuracy %.4f%n%n", loss / n, (double) hits / n);
+      int width = Math.max(8, folder.classes().stream().mapToInt(String::length).max().orElse(8));
+      out.printf(Locale.ROOT, "%-" + width + "s %9s %9s %9s %8s%n", "class", "precision", "recall", "f1", "support");
+      for (int c = 0; c < k; c++) {
+        long predicted = 0;
+        long actual = 0;
+        for (int j = 0; j < k; j++) {
+          predicted += confusion[j][c];
+          actual += confusion[c][j];
+        }
+        double precision = predicted == 0 ? 0 : (double) confusion[c][c] / predicted;
+        double recall = actual == 0 ? 0 : (double) confusion[c][c] / actual;
+        double f1 = precision + recall == 0 ? 0 : 2 * precision * recall / (precision + recall);
+        out.printf(Locale.ROOT, "%-" + width + "s %9.4f %9.4f %9.4f %8d%n", folder.classes().get(c), precision, recall, f1,
+            actual);
+      }
+      out.println();
+      out.println("confusion matrix (rows: true class, columns: predicted)");
+      out.printf(Locale.ROOT, "%-" + width + "s", "");
+      for (String c : folder.classes()) {
+        out.printf(Locale.ROOT, " %" + Math.max(6, c.length()) + "s", c);
+      }
+      out.println();
+      for (int c = 0; c < k; c++) {
+        out.printf(Locale.ROOT, "%-" + width + "s", folder.classes().get(c));
+        for (int j = 0; j < k; j++) {
+          out.printf(Locale.ROOT, " %" + Math.max(6, folder.classes().get(j).length()) + "d", confusion[c][j]);
+        }
+        out.println();
+      }
+    }
+    return ExitCode.OK;
+  }
+
+  static ImageOps.Preprocess preprocess(CommandLine line, ImageModels image, Path modelDir) {
+    if (line.hasOption("preprocess")) {
+      try {
+        return ImageOps.Preprocess.byName(line.getOptionValue("preprocess"));
+      } catch (IllegalArgumentException e) {
+        throw new UsageException(e.getMessage());
+      }
+    }
+    return image.family().equals("unknown") ? ImageModels.recordedPreprocess(modelDir).orElse(image.preprocess())
+        : image.preprocess();
+  }
+}

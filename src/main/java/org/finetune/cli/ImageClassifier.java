@@ -1,0 +1,124 @@
+package org.finetune.cli;
+
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import org.finetune.data.ImageDataset;
+import org.finetune.data.ImageFolder;
+import org.finetune.data.NpyArray;
+import org.finetune.export.Exporter;
+import org.finetune.model.KerasSavedModel;
+import org.finetune.savedmodel.TensorSpec;
+import org.tensorflow.Tensor;
+
+/** Runs an image classifier (a SavedModel whose output is [batch, classes]) over image files. */
+final class ImageClassifier {
+  /** One image's class probabilities (or scores). */
+  record Prediction(Path file, int label, float[] scores) {
+    int top() {
+      int best = 0;
+      for (int c = 1; c < scores.length; c++) {
+        if (scores[c] > scores[best]) {
+          best = c;
+        }
+      }
+      return best;
+    }
+  }
+
+  private ImageClassifier() {}
+
+  /** Predictions for {@code items} in their order, skipping unreadable files (listed by the dataset). */
+  static List<Prediction> run(KerasSavedModel model, ImageModels image, ImageDataset data) {
+    TensorSpec output = model.info().selectedSignature().outputs().get(0);
+    List<Prediction> out = new ArrayList<>();
+    Iterator<ImageDataset.Batch> it = data.epoch(0, 0);
+    while (it.hasNext()) {
+      ImageDataset.Batch b = it.next();
+      int n = (int) b.images().shape()[0];
+      if (n == 0) {
+        continue;
+      }
+      NpyArray scores;
+      try (Tensor x = b.images().toTensor()) {
+        Map<String, Tensor> result = model.predict(model.info().signature(), Map.of(image.input(), x));
+        try {
+          scores = NpyArray.of(result.get(output.key()));
+        } finally {
+          result.values().forEach(Tensor::close);
+        }
+      }
+      if (scores.shape().length != 2) {
+        throw new UsageException("output '" + output.key() + "' has shape " + java.util.Arrays.toString(scores.shape())
+            + "; a classifier's output is [batch, classes]");
+      }
+      int classes = (int) scores.shape()[1];
+      double[] v = scores.toDoubles();
+      double[] labels = b.labels().toDoubles();
+      for (int i = 0; i < n; i++) {
+        float[] row = new float[classes];
+        for (int c = 0; c < classes; c++) {
+          row[c] = (float) v[i * classes + c];
+        }
+        out.add(new Prediction(b.files().get(i), (int) labels[i], row));
+      }
+    }
+    return out;
+  }
+
+  /** Class names an export of ours records (assets/finetune.json, "extra"."classes"), if any. */
+  static Optional<List<String>> recordedClasses(Path modelDir) {
+    Path provenance = modelDir.resolve("assets").resolve(Exporter.PROVENANCE);
+    if (!Files.isRegularFile(provenance)) {
+      return Optional.empty();
+    }
+    try {
+      JsonObject p = JsonParser.parseString(Files.readString(provenance)).getAsJsonObject();
+      if (p.has("extra") && p.getAsJsonObject("extra").has("classes")) {
+        List<String> names = new ArrayList<>();
+        for (JsonElement e : p.getAsJsonObject("extra").getAsJsonArray("classes")) {
+          names.add(e.getAsString());
+        }
+        return Optional.of(names);
+      }
+    } catch (Exception e) {
+      return Optional.empty();
+    }
+    return Optional.empty();
+  }
+
+  /** Items for files or folders given on the command line (folders searched for images; label 0). */
+  static List<ImageFolder.Item> items(List<String> paths) {
+    Map<Path, ImageFolder.Item> out = new LinkedHashMap<>();
+    for (String p : paths) {
+      Path path = Path.of(p);
+      if (Files.isDirectory(path)) {
+        try (var walk = Files.walk(path)) {
+          walk.filter(Files::isRegularFile).filter(f -> {
+            String n = f.getFileName().toString().toLowerCase(java.util.Locale.ROOT);
+            int dot = n.lastIndexOf('.');
+            return !n.startsWith(".") && dot >= 0 && ImageFolder.EXTENSIONS.contains(n.substring(dot));
+          }).sorted().forEach(f -> out.putIfAbsent(f, new ImageFolder.Item(f, 0)));
+        } catch (java.io.IOException e) {
+          throw new UsageException("cannot list " + path + ": " + e.getMessage());
+        }
+      } else if (Files.isRegularFile(path)) {
+        out.putIfAbsent(path, new ImageFolder.Item(path, 0));
+      } else {
+        throw new UsageException("no image file or folder " + path);
+      }
+    }
+    if (out.isEmpty()) {
+      throw new UsageException("no images found in " + String.join(", ", paths));
+    }
+    return new ArrayList<>(out.values());
+  }
+}
