@@ -44,6 +44,8 @@ final class EvaluateCommand implements Command {
     o.addOption(Option.builder().longOpt("batch-size").hasArg().argName("N").desc("images per run (default: 32)").build());
     o.addOption(Option.builder().longOpt("preprocess").hasArg().argName("MODE")
         .desc("caffe, tf, torch or none (default: from the model family)").build());
+    o.addOption(Option.builder().longOpt("confusion").hasArg().argName("PNG")
+        .desc("also draw the confusion matrix as a PNG").build());
     o.addOption(Option.builder().longOpt("image-size").hasArg().argName("HxW").desc("for models of any input size").build());
     return o;
   }
@@ -126,6 +128,11 @@ final class EvaluateCommand implements Command {
           out.printf(Locale.ROOT, " %" + Math.max(6, folder.classes().get(j).length()) + "d", confusion[c][j]);
         }
         out.println();
+      }
+      if (line.hasOption("confusion")) {
+        Path png = Path.of(line.getOptionValue("confusion"));
+        ConfusionPlot.write(folder.classes(), confusion, png);
+        out.println("\nwrote " + png);
       }
     }
     return ExitCode.OK;

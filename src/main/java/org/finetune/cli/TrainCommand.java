@@ -102,6 +102,8 @@ final class TrainCommand implements Command {
     o.addOption(opt("tensorboard", "DIR", "write TensorBoard event files (DIR/train, DIR/validation)"));
     o.addOption(opt("curves", "PNG", "draw the training curves (redrawn every epoch)"));
     o.addOption(opt("plan", "FILE", "take the training plan from this JSON file"));
+    o.addOption(Option.builder().longOpt("no-cache")
+        .desc("recompute the base every step even when only the head trains").build());
     o.addOption(Option.builder().longOpt("flip").desc("augment with random horizontal flips").build());
     o.addOption(Option.builder().longOpt("strict").desc("fail on an unreadable image instead of skipping it").build());
     o.addOption(Option.builder().longOpt("overwrite").desc("replace --out if it exists").build());
@@ -210,9 +212,26 @@ final class TrainCommand implements Command {
         if (line.hasOption("curves")) {
           callbacks.add(new org.finetune.train.CurvesPlot(Path.of(line.getOptionValue("curves"))));
         }
-        List<Fit.Epoch> history = Fit.run(trainer, Fit.images(train, image.input()),
-            Optional.ofNullable(val).map(v -> Fit.images(v, image.input())), new Fit.Options(epochs, every), callbacks,
-            start);
+        // The new head alone trains and nothing is augmented: the base's features never change, so
+        // they are computed once and the runtime runs only the head (line.hasOption("no-cache") opts out).
+        boolean cache = plan.stages().size() == 1 && trainer.headOnly(0) && !line.hasOption("flip")
+            && !line.hasOption("no-cache");
+        List<Fit.Epoch> history;
+        if (cache) {
+          out.println("Caching the base's features: only the new head trains and nothing is augmented");
+          out.flush();
+          try (org.finetune.train.FeatureCache trainCache = org.finetune.train.FeatureCache.build(trainer, train,
+                  image.input(), 1L << 30);
+              org.finetune.train.FeatureCache valCache = val == null ? null
+                  : org.finetune.train.FeatureCache.build(trainer, val, image.input(), 1L << 30)) {
+            history = Fit.run(trainer, trainCache, Optional.ofNullable(valCache), new Fit.Options(epochs, every),
+                callbacks, start);
+          }
+        } else {
+          history = Fit.run(trainer, Fit.images(train, image.input()),
+              Optional.ofNullable(val).map(v -> Fit.images(v, image.input())), new Fit.Options(epochs, every),
+              callbacks, start);
+        }
         if (history.isEmpty()) {
           out.println("Nothing to do: the run had finished all " + epochs + " epochs.");
         }

@@ -357,6 +357,39 @@ public final class Trainer implements AutoCloseable {
     return stateOps;
   }
 
+  /**
+   * The input key under which a {@link Batch} may carry the new head's features instead of the
+   * signature's inputs (see {@link #features}); the base model is then not run at all.
+   */
+  public static final String FEATURES = "finetune:features";
+
+  /**
+   * Whether stage {@code index} trains the new head alone, so that the base's features can be
+   * computed once and fed ({@link #FEATURES}) instead of recomputed every step.
+   */
+  public boolean headOnly(int index) {
+    return head.isPresent() && new java.util.HashSet<>(headVariables()).containsAll(trainedVariables(index));
+  }
+
+  /** The base model's features (the head's input) for {@code inputs}, as the head sees them. */
+  public NpyArray features(Map<String, NpyArray> inputs) {
+    checkOpen();
+    if (head.isEmpty()) {
+      throw new IllegalStateException("features are the input of a new head; the plan has none");
+    }
+    List<Tensor> owned = new ArrayList<>();
+    try {
+      Session.Runner runner = session.runner();
+      feed(runner, Batch.unlabelled(inputs), owned, false, false);
+      runner.fetch(flat.imported(sources.get(0)));
+      try (Result r = runner.run()) {
+        return NpyArray.of(r.get(0));
+      }
+    } finally {
+      owned.forEach(Tensor::close);
+    }
+  }
+
   /** The plan this trainer follows. */
   public TrainingPlan plan() {
     return plan;
@@ -529,7 +562,19 @@ public final class Trainer implements AutoCloseable {
   }
 
   private void feed(Session.Runner runner, Batch batch, List<Tensor> owned, boolean train, boolean withTargets) {
+    NpyArray cached = batch.inputs().get(FEATURES);
+    if (cached != null) {
+      if (head.isEmpty() || !headOnly(stage)) {
+        throw new IllegalArgumentException("a batch of cached features needs a stage that trains the new head alone");
+      }
+      Tensor t = cached.toTensor();
+      owned.add(t);
+      runner.feed(flat.imported(sources.get(0)), t);
+    }
     for (Map.Entry<String, String> in : flat.inputs().entrySet()) {
+      if (cached != null && !batch.inputs().containsKey(in.getKey())) {
+        continue;
+      }
       NpyArray a = batch.inputs().get(in.getKey());
       if (a == null) {
         throw new IllegalArgumentException("the batch lacks input '" + in.getKey() + "'; signature "

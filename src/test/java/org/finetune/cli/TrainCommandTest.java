@@ -45,11 +45,13 @@ class TrainCommandTest {
     assertEquals(3, Files.readAllLines(tmp.resolve("history.csv")).size());
 
     // The export evaluates on the folder and classifies images by the folders' names.
-    CliRun evaluate = CliRun.of("evaluate", out.toString(), "--data", data.toString());
+    CliRun evaluate = CliRun.of("evaluate", out.toString(), "--data", data.toString(), "--confusion",
+        tmp.resolve("confusion.png").toString());
     assertEquals(ExitCode.OK, evaluate.exit(), evaluate.err());
     assertTrue(evaluate.out().contains("accuracy") && evaluate.out().contains("confusion matrix"), evaluate.out());
     assertTrue(evaluate.out().contains("18 images, 3 classes"), evaluate.out());
     assertTrue(evaluate.err().contains("skipped " + bad.size()), evaluate.err());
+    assertTrue(javax.imageio.ImageIO.read(tmp.resolve("confusion.png").toFile()).getWidth() > 100);
     CliRun predict = CliRun.of("predict", out.toString(), "--images", data.resolve("horses").toString(), "--format",
         "json", "--top", "2");
     assertEquals(ExitCode.OK, predict.exit(), predict.err());
