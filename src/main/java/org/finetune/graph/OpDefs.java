@@ -69,6 +69,29 @@ public final class OpDefs {
   }
 
   /**
+   * How a function body names output {@code index} of {@code node}: {@code <output arg>:<index in
+   * that arg>} (a graph says {@code node:5}, a FunctionDef {@code node:output:2}).
+   *
+   * @throws IllegalArgumentException when the op is unknown or has no such output
+   */
+  public String functionOutput(NodeDef node, int index) {
+    OpDef def = byName.get(node.getOp());
+    if (def == null) {
+      throw new IllegalArgumentException("unknown op " + node.getOp() + " (node " + node.getName() + ")");
+    }
+    Map<String, AttrValue> attrs = withDefaults(def, node.getAttrMap());
+    int start = 0;
+    for (OpDef.ArgDef arg : def.getOutputArgList()) {
+      int n = argTypes(arg, attrs).size();
+      if (index < start + n) {
+        return arg.getName() + ":" + (index - start);
+      }
+      start += n;
+    }
+    throw new IllegalArgumentException(node.getName() + " (" + node.getOp() + ") has no output " + index);
+  }
+
+  /**
    * The node's attributes with the op's defaults filled in: graphs and function bodies omit
    * attributes that have their default value (MaxPool's {@code T} is float unless stated).
    */
