@@ -105,6 +105,8 @@ final class TrainCommand implements Command {
     o.addOption(Option.builder().longOpt("no-cache")
         .desc("recompute the base every step even when only the head trains").build());
     o.addOption(Option.builder().longOpt("flip").desc("augment with random horizontal flips").build());
+    o.addOption(opt("zoom", "F", "augment with random zoom-in: crops of 1-F to 1 of each side (default: off)"));
+    o.addOption(opt("brightness", "F", "augment with random brightness shifts of up to F*255 (default: off)"));
     o.addOption(Option.builder().longOpt("strict").desc("fail on an unreadable image instead of skipping it").build());
     o.addOption(Option.builder().longOpt("overwrite").desc("replace --out if it exists").build());
     return o;
@@ -165,10 +167,11 @@ final class TrainCommand implements Command {
           split.validation().size());
       out.println("Plan: " + new GsonBuilder().disableHtmlEscaping().create().toJson(PlanJson.toJson(plan)));
       ImageDataset.Options options = ImageDataset.Options.of(image.height(), image.width(), preprocess, batchSize)
-          .seeded(seed).strictly(line.hasOption("strict")).flipping(line.hasOption("flip"));
+          .seeded(seed).strictly(line.hasOption("strict")).flipping(line.hasOption("flip"))
+          .zooming(doubleValue(line, "zoom", 0)).brightening(doubleValue(line, "brightness", 0));
       try (ImageDataset train = ImageDataset.open(split.train(), options);
           ImageDataset val = split.validation().isEmpty() ? null
-              : ImageDataset.open(split.validation(), options.shuffled(false).flipping(false));
+              : ImageDataset.open(split.validation(), options.shuffled(false).flipping(false).zooming(0).brightening(0));
           Trainer trainer = new Trainer(model, plan)) {
         Set<Path> skipped = new TreeSet<>(train.skipped());
         if (val != null) {
@@ -214,7 +217,7 @@ final class TrainCommand implements Command {
         }
         // The new head alone trains and nothing is augmented: the base's features never change, so
         // they are computed once and the runtime runs only the head (line.hasOption("no-cache") opts out).
-        boolean cache = plan.stages().size() == 1 && trainer.headOnly(0) && !line.hasOption("flip")
+        boolean cache = plan.stages().size() == 1 && trainer.headOnly(0) && !options.augmented()
             && !line.hasOption("no-cache");
         List<Fit.Epoch> history;
         if (cache) {

@@ -40,9 +40,11 @@ public final class ImageDataset implements AutoCloseable {
    * @param strict fail on an unreadable file instead of skipping it
    * @param flip random horizontal flips (augmentation; off by default)
    * @param cacheBytes keep resized images in memory up to this many bytes
+   * @param zoom random zoom-in: a crop of {@code 1 - zoom} to 1 of each side, resized back (0: off)
+   * @param brightness random brightness: add up to {@code brightness * 255} either way, clipped (0: off)
    */
   public record Options(int height, int width, ImageOps.Preprocess preprocess, int batchSize, boolean shuffle, long seed,
-      boolean strict, boolean flip, long cacheBytes) {
+      boolean strict, boolean flip, long cacheBytes, double zoom, double brightness) {
     public Options {
       if (height < 1 || width < 1) {
         throw new IllegalArgumentException("image size must be positive, got " + height + "x" + width);
@@ -50,30 +52,49 @@ public final class ImageDataset implements AutoCloseable {
       if (batchSize < 1) {
         throw new IllegalArgumentException("batch size must be >= 1, got " + batchSize);
       }
+      if (!(zoom >= 0 && zoom < 1)) {
+        throw new IllegalArgumentException("zoom must be in [0, 1), got " + zoom);
+      }
+      if (!(brightness >= 0 && brightness <= 1)) {
+        throw new IllegalArgumentException("brightness must be in [0, 1], got " + brightness);
+      }
+    }
+
+    /** Whether any augmentation is on (then images differ every epoch). */
+    public boolean augmented() {
+      return flip || zoom > 0 || brightness > 0;
+    }
+
+    public Options zooming(double z) {
+      return new Options(height, width, preprocess, batchSize, shuffle, seed, strict, flip, cacheBytes, z, brightness);
+    }
+
+    public Options brightening(double b) {
+      return new Options(height, width, preprocess, batchSize, shuffle, seed, strict, flip, cacheBytes, zoom, b);
     }
 
     public static Options of(int height, int width, ImageOps.Preprocess preprocess, int batchSize) {
-      return new Options(height, width, preprocess, batchSize, true, 1234, false, false, 1L << 30);
+      return new Options(height, width, preprocess, batchSize, true, 1234, false, false, 1L << 30, 0, 0);
     }
 
     public Options shuffled(boolean on) {
-      return new Options(height, width, preprocess, batchSize, on, seed, strict, flip, cacheBytes);
+      return new Options(height, width, preprocess, batchSize, on, seed, strict, flip, cacheBytes, zoom, brightness);
     }
 
     public Options seeded(long s) {
-      return new Options(height, width, preprocess, batchSize, shuffle, s, strict, flip, cacheBytes);
+      return new Options(height, width, preprocess, batchSize, shuffle, s, strict, flip, cacheBytes, zoom, brightness);
     }
 
     public Options strictly(boolean on) {
-      return new Options(height, width, preprocess, batchSize, shuffle, seed, on, flip, cacheBytes);
+      return new Options(height, width, preprocess, batchSize, shuffle, seed, on, flip, cacheBytes, zoom, brightness);
     }
 
     public Options flipping(boolean on) {
-      return new Options(height, width, preprocess, batchSize, shuffle, seed, strict, on, cacheBytes);
+      return new Options(height, width, preprocess, batchSize, shuffle, seed, strict, on, cacheBytes, zoom, brightness);
     }
 
     public Options caching(long bytes) {
-      return new Options(height, width, preprocess, batchSize, shuffle, seed, strict, flip, bytes);
+      return new Options(height, width, preprocess, batchSize, shuffle, seed, strict, flip, bytes, zoom, brightness);
     }
   }
 
@@ -265,9 +286,30 @@ public final class ImageDataset implements AutoCloseable {
 
   /** Augmentation (seeded by epoch and position), then Keras's preprocessing. */
   private float[] prepare(float[] rgb, int epoch, int position) {
+    Random r = new Random(options.seed() * 31 + epoch * 1_000_003L + position);
+    boolean flipNow = r.nextBoolean();
+    if (options.zoom() > 0) {
+      int h = options.height();
+      int w = options.width();
+      double scale = 1 - options.zoom() * r.nextDouble();
+      int ch = Math.max(1, (int) Math.round(h * scale));
+      int cw = Math.max(1, (int) Math.round(w * scale));
+      int y0 = r.nextInt(h - ch + 1);
+      int x0 = r.nextInt(w - cw + 1);
+      float[] crop = new float[ch * cw * 3];
+      for (int y = 0; y < ch; y++) {
+        System.arraycopy(rgb, ((y0 + y) * w + x0) * 3, crop, y * cw * 3, cw * 3);
+      }
+      rgb = ImageOps.resizeBilinear(crop, ch, cw, h, w);
+    }
+    if (options.brightness() > 0) {
+      float delta = (float) ((r.nextDouble() * 2 - 1) * options.brightness() * 255);
+      for (int i = 0; i < rgb.length; i++) {
+        rgb[i] = Math.min(255f, Math.max(0f, rgb[i] + delta));
+      }
+    }
     if (options.flip()) {
-      Random r = new Random(options.seed() * 31 + epoch * 1_000_003L + position);
-      if (r.nextBoolean()) {
+      if (flipNow) {
         int w = options.width();
         for (int y = 0; y < options.height(); y++) {
           for (int x = 0; x < w / 2; x++) {

@@ -73,7 +73,7 @@ public final class FeatureCache implements Fit.BatchSource, AutoCloseable {
    * @throws IllegalArgumentException when the data is augmented or the trainer's stage trains more than the head
    */
   public static FeatureCache build(Trainer trainer, ImageDataset data, String input, long memoryBytes) {
-    if (data.options().flip()) {
+    if (data.options().augmented()) {
       throw new IllegalArgumentException("features cannot be cached with augmentation on: they differ every epoch");
     }
     if (!trainer.headOnly(trainer.stage())) {
