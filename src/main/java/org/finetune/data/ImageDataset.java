@@ -176,11 +176,17 @@ public final class ImageDataset implements AutoCloseable {
     return order;
   }
 
+  /** Batches of one epoch; closing it early stops the background thread that prepares them. */
+  public interface Batches extends Iterator<Batch>, AutoCloseable {
+    @Override
+    void close();
+  }
+
   /**
    * Epoch {@code epoch}'s batches from batch {@code start} on (to resume mid-epoch), prepared
    * two ahead on a background thread. The same epoch and start give the same batches.
    */
-  public Iterator<Batch> epoch(int epoch, int start) {
+  public Batches epoch(int epoch, int start) {
     List<ImageFolder.Item> order = order(epoch);
     int batches = batchesPerEpoch();
     BlockingQueue<Object> queue = new ArrayBlockingQueue<>(2);
@@ -205,8 +211,13 @@ public final class ImageDataset implements AutoCloseable {
     }, "finetune-batches");
     producer.setDaemon(true);
     producer.start();
-    return new Iterator<>() {
+    return new Batches() {
       private Object next;
+
+      @Override
+      public void close() {
+        producer.interrupt();
+      }
 
       @Override
       public boolean hasNext() {

@@ -128,8 +128,13 @@ public final class Fit {
 
       @Override
       public Iterator<Batch> epoch(int epoch, int start) {
-        Iterator<org.finetune.data.ImageDataset.Batch> it = dataset.epoch(epoch, start);
-        return new Iterator<>() {
+        org.finetune.data.ImageDataset.Batches it = dataset.epoch(epoch, start);
+        return new CloseableIterator() {
+          @Override
+          public void close() {
+            it.close();
+          }
+
           @Override
           public boolean hasNext() {
             return it.hasNext();
@@ -144,6 +149,12 @@ public final class Fit {
         };
       }
     };
+  }
+
+  /** An iterator of batches that can stop early. */
+  interface CloseableIterator extends Iterator<Batch>, AutoCloseable {
+    @Override
+    void close();
   }
 
   /** Trains; returns the history of the epochs run (not those before a resume). */
@@ -163,20 +174,7 @@ public final class Fit {
       c.batch = first;
       callbacks.forEach(cb -> cb.onEpochBegin(c));
       Mean mean = new Mean();
-      Iterator<Batch> batches = train.epoch(epoch, first);
-      while (batches.hasNext() && !c.stop) {
-        Batch batch = batches.next();
-        long size = size(batch);
-        if (size == 0) {
-          c.batch++;
-          continue;
-        }
-        StepResult r = trainer.step(batch);
-        mean.add(r, size);
-        c.batch++;
-        callbacks.forEach(cb -> cb.onBatchEnd(c, r, size));
-      }
-      if (c.stop && batches.hasNext()) {
+      if (!trainEpoch(trainer, train.epoch(epoch, first), mean, c, callbacks)) {
         break;
       }
       Map<String, Double> logs = mean.values("");
@@ -190,6 +188,37 @@ public final class Fit {
     }
     callbacks.forEach(cb -> cb.onTrainEnd(c, history));
     return history;
+  }
+
+  /**
+   * Steps through one epoch's batches; false when a callback stopped it before its end. Closes
+   * the batches (stopping their background preparation) either way.
+   */
+  private static boolean trainEpoch(Trainer trainer, Iterator<Batch> batches, Mean mean, Control c,
+      List<Callback> callbacks) {
+    try {
+      while (batches.hasNext() && !c.stop) {
+        Batch batch = batches.next();
+        long size = size(batch);
+        if (size == 0) {
+          c.batch++;
+          continue;
+        }
+        StepResult r = trainer.step(batch);
+        mean.add(r, size);
+        c.batch++;
+        callbacks.forEach(cb -> cb.onBatchEnd(c, r, size));
+      }
+      return !(c.stop && c.batch < c.batches);
+    } finally {
+      if (batches instanceof AutoCloseable closeable) {
+        try {
+          closeable.close();
+        } catch (Exception e) {
+          // Stopping the producer cannot fail in a way that matters to training.
+        }
+      }
+    }
   }
 
   /** Loss and metrics over all batches of {@code source} (epoch {@code epoch}'s order), weighted by batch size. */
