@@ -82,6 +82,7 @@ final class TrainCommand implements Command {
     o.addOption(opt("dropout", "RATE", "dropout after the hidden layer (default: 0)"));
     o.addOption(opt("features-at", "LAYER", "the layer whose output feeds the head"));
     o.addOption(opt("train", "SELECTOR", "what trains at first (default: head with --head, else all)"));
+    o.addOption(opt("freeze", "SELECTOR", "what stays frozen at first; everything else trains (not with --train)"));
     o.addOption(opt("unfreeze", "gradual:K", "unfreeze one more layer group from the top every K epochs"));
     o.addOption(opt("groups", "G1,G2,...", "layer groups for gradual unfreezing, top first"));
     o.addOption(opt("discriminative-lr", "F", "each lower group learns F times slower (default: 2.6)"));
@@ -305,7 +306,12 @@ final class TrainCommand implements Command {
     if (line.hasOption("l2sp")) {
       b.l2sp(doubleValue(line, "l2sp", 0));
     }
-    Selector first = parse(() -> Selector.parse(line.getOptionValue("train", head ? "head" : "all")));
+    if (line.hasOption("train") && line.hasOption("freeze")) {
+      throw new UsageException("give --train or --freeze, not both");
+    }
+    Selector first = line.hasOption("freeze")
+        ? new Selector.Not(parse(() -> Selector.parse(line.getOptionValue("freeze"))))
+        : parse(() -> Selector.parse(line.getOptionValue("train", head ? "head" : "all")));
     if (line.hasOption("unfreeze")) {
       List<String> groups = line.hasOption("groups") ? List.of(line.getOptionValue("groups").split(","))
           : image.groups();

@@ -70,6 +70,13 @@ public sealed interface Selector {
     }
   }
 
+  /** Every layer the inner selector does not choose (freezing what it names). */
+  record Not(Selector inner) implements Selector {
+    public Not {
+      Objects.requireNonNull(inner, "inner");
+    }
+  }
+
   /** Parses the command line's selector syntax; see {@link SelectorSyntax}. */
   static Selector parse(String text) {
     return SelectorSyntax.parse(text);

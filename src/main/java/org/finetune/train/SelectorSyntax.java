@@ -15,6 +15,7 @@ import java.util.regex.PatternSyntaxException;
  *   upto:block3_pool          from the first layer up to and including this one
  *   last:4                    the last 4 layers with weights
  *   block:block5              a named block (see Selector.Block)
+ *   not:SELECTOR              every layer but those (not:block:block1 freezes block 1)
  *   NAME                      shorthand for block:NAME
  * </pre>
  */
@@ -56,9 +57,11 @@ final class SelectorSyntax {
           return new Selector.LastN(Integer.parseInt(arg.trim()));
         case "block":
           return new Selector.Block(arg);
+        case "not":
+          return new Selector.Not(parse(arg));
         default:
           throw new IllegalArgumentException("unknown selector kind '" + kind
-              + "'; use all, layers:, glob:, regex:, range:, upto:, last: or block:");
+              + "'; use all, layers:, glob:, regex:, range:, upto:, last:, block: or not:");
       }
     } catch (NumberFormatException | PatternSyntaxException e) {
       throw new IllegalArgumentException("bad layer selector '" + text + "': " + e.getMessage(), e);
@@ -83,6 +86,8 @@ final class SelectorSyntax {
       return "last:" + n.n();
     } else if (s instanceof Selector.Block b) {
       return "block:" + b.name();
+    } else if (s instanceof Selector.Not n) {
+      return "not:" + format(n.inner());
     }
     throw new IllegalArgumentException("unsupported selector " + s);
   }

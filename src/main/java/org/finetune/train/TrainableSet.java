@@ -95,6 +95,9 @@ public record TrainableSet(List<String> variables, List<String> layers) {
       return all.subList(0, i + 1);
     } else if (s instanceof Selector.LastN n) {
       return all.subList(Math.max(0, all.size() - n.n()), all.size());
+    } else if (s instanceof Selector.Not n) {
+      List<String> excluded = select(layers, n.inner(), layersAbove);
+      return all.stream().filter(name -> !excluded.contains(name)).toList();
     } else if (s instanceof Selector.Block b) {
       List<String> prefixed = all.stream().filter(n -> n.equals(b.name()) || n.startsWith(b.name() + "_")).toList();
       if (!prefixed.isEmpty()) {

@@ -122,4 +122,17 @@ class HeadTest {
     assertThrows(IllegalArgumentException.class, () -> HeadSpec.classifier(2).hidden(0, 0.5));
     assertThrows(IllegalArgumentException.class, () -> HeadSpec.classifier(2).hidden(4, 1.0));
   }
+
+  @Test
+  void notFreezesWhatItNames() {
+    Selector s = Selector.parse("not:block:block1");
+    assertEquals("not:block:block1", s.text());
+    try (KerasSavedModel model = open();
+        Trainer trainer = new Trainer(model, TrainingPlan.builder().stage(Stage.of(s)).build())) {
+      List<String> trained = trainer.trainedVariables(0);
+      assertTrue(trained.stream().noneMatch(v -> v.startsWith("block1_")), trained.toString());
+      assertTrue(trained.contains("block2_conv1/kernel") && trained.contains("predictions/bias"), trained.toString());
+      assertEquals(32 - 4, trained.size(), "all but block1's two kernels and two biases");
+    }
+  }
 }
