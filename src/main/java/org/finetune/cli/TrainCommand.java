@@ -97,6 +97,9 @@ final class TrainCommand implements Command {
     o.addOption(opt("preprocess", "MODE", "caffe, tf, torch or none (default: from the model family)"));
     o.addOption(opt("image-size", "HxW", "input size, for models that take any size"));
     o.addOption(opt("early-stopping", "PATIENCE", "stop after PATIENCE epochs without improvement; keep the best"));
+    o.addOption(opt("reduce-lr", "PATIENCE", "halve the learning rate after PATIENCE epochs without improvement"));
+    o.addOption(opt("schedule", "NAME", "learning-rate schedule over the run: constant (default), cosine (10% warmup"
+        + " then cosine decay to 0) or slanted (ULMFiT's slanted triangular)"));
     o.addOption(opt("checkpoints", "DIR", "write checkpoints (DIR/last every epoch, DIR/best)"));
     o.addOption(opt("resume", "CHECKPOINT", "continue from a checkpoint (e.g. DIR/last)"));
     o.addOption(opt("history", "CSV", "write the per-epoch history as CSV"));
@@ -159,7 +162,9 @@ final class TrainCommand implements Command {
       ImageModels image = ImageModels.of(model, ImageModels.parseSize(line.getOptionValue("image-size")));
       ImageOps.Preprocess preprocess = line.hasOption("preprocess")
           ? parse(() -> ImageOps.Preprocess.byName(line.getOptionValue("preprocess"))) : image.preprocess();
-      TrainingPlan plan = resume.isPresent() ? resume.get().plan() : plan(line, model, image, folder, seed);
+      long totalSteps = (long) epochs * ((split.train().size() + batchSize - 1) / batchSize);
+      TrainingPlan plan = resume.isPresent() ? resume.get().plan()
+          : plan(line, model, image, folder, seed, totalSteps);
       OptionalInt every = unfreezeEvery(line, plan);
       out.printf(Locale.ROOT, "Model: %s (%s, input %s %dx%d, preprocessing %s)%n", modelDir, image.family(),
           image.input(), image.height(), image.width(), preprocess.name().toLowerCase(Locale.ROOT));
@@ -203,6 +208,10 @@ final class TrainCommand implements Command {
         if (line.hasOption("early-stopping")) {
           early = new EarlyStopping(monitor, (int) longValue(line, "early-stopping", 3), 0, true);
           callbacks.add(early);
+        }
+        if (line.hasOption("reduce-lr")) {
+          callbacks.add(new org.finetune.train.ReduceLrOnPlateau(monitor, 0.5, (int) longValue(line, "reduce-lr", 2),
+              1e-7));
         }
         if (line.hasOption("checkpoints")) {
           callbacks.add(new CheckpointCallback(Path.of(line.getOptionValue("checkpoints")), monitor, 0));
@@ -269,7 +278,7 @@ final class TrainCommand implements Command {
   }
 
   private static TrainingPlan plan(CommandLine line, KerasSavedModel model, ImageModels image, ImageFolder folder,
-      long seed) {
+      long seed, long totalSteps) {
     if (line.hasOption("plan")) {
       try {
         return PlanJson.fromJson(JsonParser.parseString(Files.readString(Path.of(line.getOptionValue("plan"))))
@@ -303,6 +312,15 @@ final class TrainCommand implements Command {
       default -> throw new UsageException("--optimizer must be adam, sgd or adamw, got '" + optimizer + "'");
     };
     b.optimizer(spec);
+    String schedule = line.getOptionValue("schedule", "constant").toLowerCase(Locale.ROOT);
+    switch (schedule) {
+      case "constant" -> { }
+      case "cosine" -> b.schedule(parse(() -> new org.finetune.train.LearningRateSchedule.CosineWarmup(0,
+          spec.learningRate(), Math.max(1, totalSteps / 10), Math.max(1, totalSteps - totalSteps / 10), 0)));
+      case "slanted" -> b.schedule(parse(() -> new org.finetune.train.LearningRateSchedule.SlantedTriangular(
+          spec.learningRate(), Math.max(1, totalSteps), 0.1, 32)));
+      default -> throw new UsageException("--schedule must be constant, cosine or slanted, got '" + schedule + "'");
+    }
     if (line.hasOption("l2sp")) {
       b.l2sp(doubleValue(line, "l2sp", 0));
     }

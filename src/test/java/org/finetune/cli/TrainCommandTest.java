@@ -89,6 +89,14 @@ class TrainCommandTest {
         "--unfreeze", "slowly");
     assertEquals(ExitCode.BAD_INPUT, badUnfreeze.exit());
     assertTrue(badUnfreeze.err().contains("gradual:K"), badUnfreeze.err());
+    CliRun badSchedule = CliRun.of("train", model.toString(), "--data", data.toString(), "--val-split", "0",
+        "--schedule", "wavy");
+    assertEquals(ExitCode.BAD_INPUT, badSchedule.exit());
+    assertTrue(badSchedule.err().contains("constant, cosine or slanted"), badSchedule.err());
+    CliRun cosine = CliRun.of("train", model.toString(), "--data", data.toString(), "--val-split", "0", "--head",
+        "--features-at", "block1_pool", "--schedule", "cosine", "--reduce-lr", "1", "--epochs", "2", "--batch-size", "2");
+    assertEquals(ExitCode.OK, cosine.exit(), cosine.err() + cosine.out());
+    assertTrue(cosine.out().contains("\"cosine_warmup\""), cosine.out());
     Files.createDirectories(tmp.resolve("taken"));
     CliRun taken = CliRun.of("train", model.toString(), "--data", data.toString(), "--val-split", "0", "--out",
         tmp.resolve("taken").toString());
