@@ -36,9 +36,23 @@ final class ImageClassifier {
 
   private ImageClassifier() {}
 
-  /** Predictions for {@code items} in their order, skipping unreadable files (listed by the dataset). */
+  /** Predictions of {@code model}'s signature for the dataset's images, in its order, unreadable files skipped. */
   static List<Prediction> run(KerasSavedModel model, ImageModels image, ImageDataset data) {
     TensorSpec output = model.info().selectedSignature().outputs().get(0);
+    return run(data, images -> {
+      try (Tensor x = images.toTensor()) {
+        Map<String, Tensor> result = model.predict(model.info().signature(), Map.of(image.input(), x));
+        try {
+          return NpyArray.of(result.get(output.key()));
+        } finally {
+          result.values().forEach(Tensor::close);
+        }
+      }
+    });
+  }
+
+  /** Predictions of {@code predictor} (a batch of images to {@code [batch, classes]} scores) over the dataset. */
+  static List<Prediction> run(ImageDataset data, java.util.function.Function<NpyArray, NpyArray> predictor) {
     List<Prediction> out = new ArrayList<>();
     Iterator<ImageDataset.Batch> it = data.epoch(0, 0);
     while (it.hasNext()) {
@@ -47,17 +61,9 @@ final class ImageClassifier {
       if (n == 0) {
         continue;
       }
-      NpyArray scores;
-      try (Tensor x = b.images().toTensor()) {
-        Map<String, Tensor> result = model.predict(model.info().signature(), Map.of(image.input(), x));
-        try {
-          scores = NpyArray.of(result.get(output.key()));
-        } finally {
-          result.values().forEach(Tensor::close);
-        }
-      }
+      NpyArray scores = predictor.apply(b.images());
       if (scores.shape().length != 2) {
-        throw new UsageException("output '" + output.key() + "' has shape " + java.util.Arrays.toString(scores.shape())
+        throw new UsageException("the model's output has shape " + java.util.Arrays.toString(scores.shape())
             + "; a classifier's output is [batch, classes]");
       }
       int classes = (int) scores.shape()[1];

@@ -3,14 +3,12 @@ package org.finetune.cli;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Iterator;
 import java.util.List;
 import java.util.Optional;
 import java.util.OptionalInt;
 import org.finetune.data.ImageDataset;
 import org.finetune.data.ImageFolder;
 import org.finetune.data.ImageOps;
-import org.finetune.data.NpyArray;
 import org.finetune.model.KerasSavedModel;
 import org.finetune.train.Fit;
 import org.finetune.train.GradualUnfreezing;
@@ -107,31 +105,10 @@ final class TransferExperiment {
 
   /** Top-1 accuracy of the trainer's predictions over a dataset. */
   static double accuracy(Trainer trainer, ImageDataset data, String input) {
-    long hits = 0;
-    long total = 0;
-    Iterator<ImageDataset.Batch> it = data.epoch(0, 0);
-    while (it.hasNext()) {
-      ImageDataset.Batch b = it.next();
-      int n = (int) b.images().shape()[0];
-      if (n == 0) {
-        continue;
-      }
-      NpyArray p = trainer.predict(java.util.Map.of(input, b.images()));
-      double[] probs = p.toDoubles();
-      double[] labels = b.labels().toDoubles();
-      int classes = (int) p.shape()[1];
-      for (int i = 0; i < n; i++) {
-        int best = 0;
-        for (int c = 1; c < classes; c++) {
-          if (probs[i * classes + c] > probs[i * classes + best]) {
-            best = c;
-          }
-        }
-        hits += best == (int) labels[i] ? 1 : 0;
-      }
-      total += n;
-    }
-    return total == 0 ? Double.NaN : (double) hits / total;
+    List<ImageClassifier.Prediction> predictions =
+        ImageClassifier.run(data, images -> trainer.predict(java.util.Map.of(input, images)));
+    long hits = predictions.stream().filter(p -> p.top() == p.label()).count();
+    return predictions.isEmpty() ? Double.NaN : (double) hits / predictions.size();
   }
 
   /** Prints the comparison table; returns the mean accuracies {fine-tuned, scratch}. */

@@ -35,7 +35,7 @@ public final class CheckpointCallback implements Fit.Callback {
   @Override
   public void onEpochEnd(Fit.Control c, Fit.Epoch epoch) {
     Double value = epoch.logs().get(monitor);
-    boolean better = value != null && (Double.isNaN(best) || (higherIsBetter(monitor) ? value > best : value < best));
+    boolean better = value != null && org.finetune.train.EarlyStopping.improved(monitor, value, best, 0);
     if (better) {
       best = value;
     }
@@ -58,9 +58,5 @@ public final class CheckpointCallback implements Fit.Callback {
       extra.addProperty("best", best);
     }
     return extra;
-  }
-
-  static boolean higherIsBetter(String monitor) {
-    return monitor.contains("acc") || monitor.contains("auc");
   }
 }

@@ -64,32 +64,9 @@ public final class LayerScopes {
     if (start.isEmpty()) {
       return Optional.empty();
     }
-    Map<String, List<String>> consumers = new HashMap<>();
-    for (NodeDef n : graph.getNodeList()) {
-      for (String input : n.getInputList()) {
-        if (!input.startsWith("^")) {
-          consumers.computeIfAbsent(FunctionFlattener.nodeOf(input), k -> new ArrayList<>()).add(n.getName());
-        }
-      }
-    }
-    Set<String> after = new HashSet<>(start);
-    ArrayDeque<String> todo = new ArrayDeque<>(start);
-    while (!todo.isEmpty()) {
-      for (String c : consumers.getOrDefault(todo.poll(), List.of())) {
-        if (after.add(c)) {
-          todo.add(c);
-        }
-      }
-    }
-    Set<String> activations = new HashSet<>(inputs);
-    ArrayDeque<String> forward = new ArrayDeque<>(inputs);
-    while (!forward.isEmpty()) {
-      for (String c : consumers.getOrDefault(forward.poll(), List.of())) {
-        if (activations.add(c)) {
-          forward.add(c);
-        }
-      }
-    }
+    Map<String, List<String>> consumers = consumers(graph);
+    Set<String> after = downstream(consumers, start);
+    Set<String> activations = downstream(consumers, inputs);
     Set<String> layers = new HashSet<>();
     readLayers.forEach((read, owner) -> {
       Set<String> seen = new HashSet<>();
@@ -129,24 +106,9 @@ public final class LayerScopes {
       throw new IllegalArgumentException("no layer named '" + layer + "' in the signature's graph");
     }
     Map<String, NodeDef> nodes = new HashMap<>();
-    Map<String, List<String>> consumers = new HashMap<>();
-    for (NodeDef n : graph.getNodeList()) {
-      nodes.put(n.getName(), n);
-      for (String input : n.getInputList()) {
-        if (!input.startsWith("^")) {
-          consumers.computeIfAbsent(FunctionFlattener.nodeOf(input), k -> new ArrayList<>()).add(n.getName());
-        }
-      }
-    }
-    Set<String> activations = new HashSet<>(inputs);
-    ArrayDeque<String> forward = new ArrayDeque<>(inputs);
-    while (!forward.isEmpty()) {
-      for (String c : consumers.getOrDefault(forward.poll(), List.of())) {
-        if (activations.add(c)) {
-          forward.add(c);
-        }
-      }
-    }
+    graph.getNodeList().forEach(n -> nodes.put(n.getName(), n));
+    Map<String, List<String>> consumers = consumers(graph);
+    Set<String> activations = downstream(consumers, inputs);
     Set<String> candidates = new java.util.LinkedHashSet<>();
     java.util.function.Consumer<String> consider = ref -> {
       String node = FunctionFlattener.nodeOf(ref);
@@ -203,5 +165,32 @@ public final class LayerScopes {
     org.tensorflow.proto.DataType t = types.get(index);
     return t == org.tensorflow.proto.DataType.DT_FLOAT || t == org.tensorflow.proto.DataType.DT_HALF
         || t == org.tensorflow.proto.DataType.DT_BFLOAT16 || t == org.tensorflow.proto.DataType.DT_DOUBLE;
+  }
+
+  /** Node name to the nodes that take one of its outputs as a data input. */
+  static Map<String, List<String>> consumers(GraphDef graph) {
+    Map<String, List<String>> consumers = new HashMap<>();
+    for (NodeDef n : graph.getNodeList()) {
+      for (String input : n.getInputList()) {
+        if (!input.startsWith("^")) {
+          consumers.computeIfAbsent(FunctionFlattener.nodeOf(input), k -> new ArrayList<>()).add(n.getName());
+        }
+      }
+    }
+    return consumers;
+  }
+
+  /** {@code starts} and every node their outputs flow into. */
+  static Set<String> downstream(Map<String, List<String>> consumers, java.util.Collection<String> starts) {
+    Set<String> out = new HashSet<>(starts);
+    ArrayDeque<String> todo = new ArrayDeque<>(starts);
+    while (!todo.isEmpty()) {
+      for (String c : consumers.getOrDefault(todo.poll(), List.of())) {
+        if (out.add(c)) {
+          todo.add(c);
+        }
+      }
+    }
+    return out;
   }
 }

@@ -33,12 +33,12 @@ public final class EarlyStopping implements Fit.Callback {
   }
 
   /** Whether higher is better for {@code monitor} (accuracy-like names), as Keras's "auto" mode decides. */
-  static boolean higherIsBetter(String monitor) {
+  public static boolean higherIsBetter(String monitor) {
     return monitor.contains("acc") || monitor.contains("auc") || monitor.contains("precision")
         || monitor.contains("recall") || monitor.contains("f1");
   }
 
-  static boolean improved(String monitor, double value, double best, double minDelta) {
+  public static boolean improved(String monitor, double value, double best, double minDelta) {
     if (Double.isNaN(best)) {
       return !Double.isNaN(value);
     }
