@@ -77,7 +77,7 @@ public final class Trainer implements AutoCloseable {
 
   /** A stage as built in the graph. */
   private record Compiled(TrainableSet set, List<String> trained, String loss, String trainOp,
-      List<String> gradients) {}
+      List<String> gradients, boolean headOnly) {}
 
   public Trainer(KerasSavedModel model, TrainingPlan plan) {
     this.model = model;
@@ -368,7 +368,7 @@ public final class Trainer implements AutoCloseable {
    * computed once and fed ({@link #FEATURES}) instead of recomputed every step.
    */
   public boolean headOnly(int index) {
-    return head.isPresent() && new java.util.HashSet<>(headVariables()).containsAll(trainedVariables(index));
+    return compiledStage(index).headOnly();
   }
 
   /** The base model's features (the head's input) for {@code inputs}, as the head sees them. */
@@ -700,7 +700,7 @@ public final class Trainer implements AutoCloseable {
     Op train = optimizer.applyOp(scope, targets, gradients,
         (Operand<TFloat32>) graph.output(learningRate));
     return new Compiled(set, trained, loss.asOutput().op().name() + ":" + loss.asOutput().index(),
-        train.op().name(), gradientNames);
+        train.op().name(), gradientNames, head.isPresent() && headNames.containsAll(trained));
   }
 
   /** Keras's AdamW exclusion used by our default: rank-0/1 variables (biases, norm scales/offsets). */
