@@ -26,7 +26,6 @@ import org.finetune.train.TrainingPlan;
  * optimizer, learning rate). Accuracy is on held-out target images.
  */
 final class TransferExperiment {
-  static final int EPOCHS_PER_STAGE = 4;
   private final int epochsPerStage;
   static final List<String> GROUPS = List.of("head", "block:block5", "block:block4");
 
@@ -124,7 +123,7 @@ final class TransferExperiment {
     }
     f /= fine.size();
     s /= scratch.size();
-    out.printf("%-6s %11.1f%% %13.1f%%   (fine-tuning ahead by %.1f points)%n", "mean", 100 * f, 100 * s, 100 * (f - s));
+    out.printf("%-6s %11.1f%% %13.1f%%   (fine-tuned minus from scratch: %+.1f points)%n", "mean", 100 * f, 100 * s, 100 * (f - s));
     return new double[] {f, s};
   }
 

@@ -108,10 +108,11 @@ class CommandLineTest {
     System.setProperty("finetune.home", Fixture.projectRoot().toString());
     try {
       Path out = tmp.resolve("demo");
-      CliRun run = CliRun.of("demo", "--out", out.toString());
+      CliRun run = CliRun.of("demo", "--out", out.toString(), "--seeds", "2");
       assertEquals(ExitCode.OK, run.exit(), run.err());
-      assertTrue(run.out().contains("== Budget: 6 epochs") && run.out().contains("== Budget: 12 epochs"), run.out());
-      assertEquals(2, run.out().lines().filter(l -> l.startsWith("mean")).count(), run.out());
+      assertTrue(run.out().contains("== Budget: 3 epochs") && run.out().contains("== Budget: 6 epochs")
+        && run.out().contains("== Budget: 12 epochs"), run.out());
+      assertEquals(3, run.out().lines().filter(l -> l.startsWith("mean")).count(), run.out());
       assertTrue(java.nio.file.Files.isRegularFile(out.resolve("export").resolve("saved_model.pb")));
       assertTrue(java.nio.file.Files.isRegularFile(out.resolve("history.csv")));
       assertTrue(java.nio.file.Files.isRegularFile(out.resolve("curves.png")));
