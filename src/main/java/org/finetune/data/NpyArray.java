@@ -136,6 +136,23 @@ public record NpyArray(String dtype, long[] shape, byte[] data) {
     return new NpyArray(dtype, tensor.shape().asArray(), bytes);
   }
 
+  /** An int32 array of the given shape from its elements in C order. */
+  public static NpyArray ofInts(long[] shape, int[] values) {
+    ByteBuffer b = ByteBuffer.allocate(4 * values.length).order(ByteOrder.LITTLE_ENDIAN);
+    b.asIntBuffer().put(values);
+    return new NpyArray("int32", shape, b.array());
+  }
+
+  /** The elements of an int32 array, C order. */
+  public int[] toInts() {
+    if (!dtype.equals("int32")) {
+      throw new IllegalStateException("toInts needs an int32 array, this one is " + dtype);
+    }
+    int[] out = new int[data.length / 4];
+    ByteBuffer.wrap(data).order(ByteOrder.LITTLE_ENDIAN).asIntBuffer().get(out);
+    return out;
+  }
+
   /** The elements widened to doubles, for comparisons. */
   public double[] toDoubles() {
     ByteBuffer b = ByteBuffer.wrap(data).order(ByteOrder.LITTLE_ENDIAN);

@@ -152,6 +152,32 @@ public final class Fit {
   }
 
   /** An iterator of batches that can stop early. */
+  /** A text dataset's blocks as unlabelled batches for the causal-LM loss (its targets are its inputs). */
+  public static BatchSource tokens(org.finetune.data.TextDataset dataset) {
+    return new BatchSource() {
+      @Override
+      public int batchesPerEpoch() {
+        return dataset.batchesPerEpoch();
+      }
+
+      @Override
+      public Iterator<Batch> epoch(int epoch, int start) {
+        Iterator<Map<String, org.finetune.data.NpyArray>> it = dataset.epoch(epoch, start);
+        return new Iterator<>() {
+          @Override
+          public boolean hasNext() {
+            return it.hasNext();
+          }
+
+          @Override
+          public Batch next() {
+            return Batch.unlabelled(it.next());
+          }
+        };
+      }
+    };
+  }
+
   interface CloseableIterator extends Iterator<Batch>, AutoCloseable {
     @Override
     void close();
@@ -205,7 +231,7 @@ public final class Fit {
           continue;
         }
         StepResult r = trainer.step(batch);
-        mean.add(r, size);
+        mean.add(r, weight(batch, size));
         c.batch++;
         callbacks.forEach(cb -> cb.onBatchEnd(c, r, size));
       }
@@ -229,10 +255,31 @@ public final class Fit {
       Batch b = it.next();
       long size = size(b);
       if (size > 0) {
-        mean.add(trainer.evaluate(b), size);
+        mean.add(trainer.evaluate(b), weight(b, size));
       }
     }
     return mean;
+  }
+
+  /**
+   * How much a batch counts in a mean: its examples, or for an unlabelled token batch (the
+   * causal-LM loss, a mean over predicted tokens) the tokens it predicts, so that epoch means are
+   * means over tokens and perplexity is the corpus's.
+   */
+  static long weight(Batch b, long size) {
+    org.finetune.data.NpyArray mask = b.inputs().get(org.finetune.data.TextDataset.PADDING_MASK);
+    if (b.targets().isPresent() || mask == null || mask.shape().length != 2) {
+      return size;
+    }
+    double[] m = mask.toDoubles();
+    int length = (int) mask.shape()[1];
+    long predicted = 0;
+    for (int i = 0; i < m.length; i++) {
+      if (i % length != 0 && m[i] != 0) {
+        predicted++;
+      }
+    }
+    return predicted;
   }
 
   static long size(Batch b) {
@@ -250,10 +297,16 @@ public final class Fit {
       count += size;
     }
 
-    /** The means, keys prefixed. */
+    /**
+     * The means, keys prefixed. Perplexity is not averaged but taken as exp of the mean loss (the
+     * exponential of a mean is not the mean of exponentials).
+     */
     public Map<String, Double> values(String prefix) {
       Map<String, Double> out = new LinkedHashMap<>();
       sums.forEach((k, v) -> out.put(prefix + k, count == 0 ? Double.NaN : v / count));
+      if (out.containsKey(prefix + "perplexity")) {
+        out.put(prefix + "perplexity", Math.exp(out.get(prefix + "loss")));
+      }
       return out;
     }
 
