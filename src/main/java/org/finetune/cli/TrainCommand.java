@@ -34,6 +34,7 @@ import org.finetune.train.EarlyStopping;
 import org.finetune.train.Fit;
 import org.finetune.train.GradualUnfreezing;
 import org.finetune.train.HeadSpec;
+import org.finetune.train.LossSpec;
 import org.finetune.train.OptimizerSpec;
 import org.finetune.train.PlanJson;
 import org.finetune.train.ProgressLogger;
@@ -51,12 +52,13 @@ final class TrainCommand implements Command {
 
   @Override
   public String synopsis() {
-    return "MODEL --data DIR [--out DIR] [--head] [--epochs N] [--unfreeze gradual:K] [...]";
+    return "MODEL --data PATH [--task image-classification|causal-lm] [--out DIR] [--head] [--epochs N]"
+        + " [--unfreeze gradual:K] [...]";
   }
 
   @Override
   public String summary() {
-    return "fine-tune a SavedModel on a folder of labelled images and export it";
+    return "fine-tune a SavedModel on labelled images or on text (causal LM) and export it";
   }
 
   @Override
@@ -69,13 +71,23 @@ final class TrainCommand implements Command {
         + "...; InceptionV3: mixed9, mixed8, ...; or --groups), each at 1/2.6 the rate of the one above\n"
         + "(--discriminative-lr). --plan FILE takes the whole plan from JSON instead; the resolved plan\n"
         + "is printed and kept in the export's assets/finetune.json. Checkpoints (--checkpoints DIR) hold\n"
-        + "the optimizer state and data position: --resume DIR/last continues exactly.";
+        + "the optimizer state and data position: --resume DIR/last continues exactly.\n\n"
+        + "--task causal-lm fine-tunes a language model exported like keras-hub's GPT2CausalLM (inputs\n"
+        + "token_ids and padding_mask) on text: --data takes files and folders (of *.txt), comma-separated;\n"
+        + "documents are tokenised with GPT-2's BPE, joined with <|endoftext|> and cut into blocks of\n"
+        + "--seq-len tokens. The loss is next-token cross-entropy; perplexity is reported. Validation text is\n"
+        + "--val-data, or --val-split of the documents. Groups for --unfreeze: the last transformer layer\n"
+        + "with the final layer norm, then each layer below, then the embeddings.";
   }
 
   @Override
   public Options options() {
     Options o = new Options();
-    o.addOption(opt("data", "DIR", "labelled images: one sub-folder per class (required)"));
+    o.addOption(opt("data", "PATH", "labelled images: one sub-folder per class; with --task causal-lm, text files"
+        + " and folders, comma-separated (required)"));
+    o.addOption(opt("task", "TASK", "image-classification (default) or causal-lm"));
+    o.addOption(opt("val-data", "PATH", "causal-lm: validation text files and folders, comma-separated"));
+    o.addOption(opt("seq-len", "N", "causal-lm: tokens per block (default: 128, at most the model's positions)"));
     o.addOption(opt("out", "DIR", "export the fine-tuned SavedModel here"));
     o.addOption(Option.builder().longOpt("head").desc("put a new classification head on the model").build());
     o.addOption(opt("hidden", "N", "hidden Dense units in the head (default: none)"));
@@ -84,13 +96,14 @@ final class TrainCommand implements Command {
     o.addOption(opt("train", "SELECTOR", "what trains at first (default: head with --head, else all)"));
     o.addOption(opt("freeze", "SELECTOR", "what stays frozen at first; everything else trains (not with --train)"));
     o.addOption(opt("unfreeze", "gradual:K", "unfreeze one more layer group from the top every K epochs"));
-    o.addOption(opt("groups", "G1,G2,...", "layer groups for gradual unfreezing, top first"));
+    o.addOption(opt("groups", "G1,G2,...", "layer groups for gradual unfreezing, top first (separate them with ';'"
+        + " when a group itself holds commas, as layers:a,b does)"));
     o.addOption(opt("discriminative-lr", "F", "each lower group learns F times slower (default: 2.6)"));
     o.addOption(opt("optimizer", "NAME", "adam (default), sgd or adamw"));
     o.addOption(opt("lr", "RATE", "learning rate (default: the optimizer's Keras default)"));
     o.addOption(opt("momentum", "M", "SGD momentum (default: 0.9 with --optimizer sgd)"));
     o.addOption(opt("l2sp", "W", "L2-SP weight pulling weights back to the pretrained ones (default: 0)"));
-    o.addOption(opt("batch-size", "N", "images per step (default: 32)"));
+    o.addOption(opt("batch-size", "N", "images per step (default: 32), or blocks of text (default: 8)"));
     o.addOption(opt("epochs", "N", "epochs (default: 5)"));
     o.addOption(opt("val-split", "F", "fraction held out for validation (default: 0.2; 0 for none)"));
     o.addOption(opt("seed", "N", "seeds the split, shuffling, augmentation and the head (default: 1234)"));
@@ -111,7 +124,8 @@ final class TrainCommand implements Command {
     o.addOption(Option.builder().longOpt("flip").desc("augment with random horizontal flips").build());
     o.addOption(opt("zoom", "F", "augment with random zoom-in: crops of 1-F to 1 of each side (default: off)"));
     o.addOption(opt("brightness", "F", "augment with random brightness shifts of up to F*255 (default: off)"));
-    o.addOption(Option.builder().longOpt("strict").desc("fail on an unreadable image instead of skipping it").build());
+    o.addOption(Option.builder().longOpt("strict").desc("fail on an unreadable image (or invalid UTF-8) instead of"
+        + " skipping it (replacing it)").build());
     o.addOption(Option.builder().longOpt("overwrite").desc("replace --out if it exists").build());
     return o;
   }
@@ -126,8 +140,16 @@ final class TrainCommand implements Command {
     if (args.size() != 1) {
       throw new UsageException("give one SavedModel directory: finetune train MODEL --data DIR");
     }
+    String task = line.getOptionValue("task", "image-classification");
+    if (!task.equals("image-classification") && !task.equals("causal-lm")) {
+      throw new UsageException("--task must be image-classification or causal-lm, got '" + task + "'");
+    }
     if (!line.hasOption("data")) {
-      throw new UsageException("--data DIR is required: a folder with one sub-folder of images per class");
+      throw new UsageException(task.equals("causal-lm") ? "--data PATH is required: text files or folders of *.txt"
+          : "--data DIR is required: a folder with one sub-folder of images per class");
+    }
+    if (task.equals("causal-lm")) {
+      return new TextTraining(line, out, err).run();
     }
     Optional<Path> exportTo = Optional.ofNullable(line.getOptionValue("out")).map(Path::of);
     if (exportTo.isPresent() && Files.exists(exportTo.get()) && !line.hasOption("overwrite")) {
@@ -145,26 +167,16 @@ final class TrainCommand implements Command {
     } catch (IllegalArgumentException e) {
       throw new UsageException(e.getMessage());
     }
-    Optional<Checkpoint.Info> resume = Optional.empty();
-    if (line.hasOption("resume")) {
-      try {
-        resume = Optional.of(Checkpoint.read(Path.of(line.getOptionValue("resume"))));
-      } catch (IllegalArgumentException e) {
-        throw new UsageException(e.getMessage());
-      }
-    }
     Path modelDir = Path.of(args.get(0));
-    if (resume.isPresent() && !DirectoryDigest.of(modelDir).equals(resume.get().modelDigest())) {
-      throw new UsageException("the checkpoint " + resume.get().dir() + " was trained from another model than "
-          + modelDir);
-    }
+    Optional<Checkpoint.Info> resume = resume(line, modelDir);
     try (KerasSavedModel model = KerasSavedModel.open(modelDir)) {
       ImageModels image = ImageModels.of(model, ImageModels.parseSize(line.getOptionValue("image-size")));
       ImageOps.Preprocess preprocess = line.hasOption("preprocess")
           ? parse(() -> ImageOps.Preprocess.byName(line.getOptionValue("preprocess"))) : image.preprocess();
       long totalSteps = (long) epochs * ((split.train().size() + batchSize - 1) / batchSize);
       TrainingPlan plan = resume.isPresent() ? resume.get().plan()
-          : plan(line, model, image, folder, seed, totalSteps);
+          : plan(line, headSpec(line, image, folder, seed), image.groups(), LossSpec.SPARSE_CATEGORICAL_CROSSENTROPY,
+              totalSteps);
       OptionalInt every = unfreezeEvery(line, plan);
       out.printf(Locale.ROOT, "Model: %s (%s, input %s %dx%d, preprocessing %s)%n", modelDir, image.family(),
           image.input(), image.height(), image.width(), preprocess.name().toLowerCase(Locale.ROOT));
@@ -188,43 +200,11 @@ final class TrainCommand implements Command {
               skipped.stream().map(Path::toString).toList()));
           err.flush();
         }
-        Fit.Start start = Fit.Start.BEGINNING;
-        if (resume.isPresent()) {
-          Checkpoint.restore(trainer, resume.get());
-          var extra = resume.get().extra();
-          start = new Fit.Start(extra.has("epoch") ? extra.get("epoch").getAsInt() : 0,
-              extra.has("batch") ? extra.get("batch").getAsInt() : 0);
-          if (extra.has("rate_scale")) {
-            trainer.setRateScale(extra.get("rate_scale").getAsDouble());
-          }
-          out.printf(Locale.ROOT, "Resuming from %s at epoch %d, batch %d (%d optimizer steps)%n", resume.get().dir(),
-              start.epoch() + 1, start.batch(), trainer.iterations());
-        }
+        Fit.Start start = restore(trainer, resume, out);
         trainer.warnings().forEach(w -> err.println("warning: " + w));
         String monitor = val != null ? "val_loss" : "loss";
-        List<Fit.Callback> callbacks = new ArrayList<>();
-        callbacks.add(new ProgressLogger(out, System.console() != null));
-        EarlyStopping early = null;
-        if (line.hasOption("early-stopping")) {
-          early = new EarlyStopping(monitor, (int) longValue(line, "early-stopping", 3), 0, true);
-          callbacks.add(early);
-        }
-        if (line.hasOption("reduce-lr")) {
-          callbacks.add(new org.finetune.train.ReduceLrOnPlateau(monitor, 0.5, (int) longValue(line, "reduce-lr", 2),
-              1e-7));
-        }
-        if (line.hasOption("checkpoints")) {
-          callbacks.add(new CheckpointCallback(Path.of(line.getOptionValue("checkpoints")), monitor, 0));
-        }
-        if (line.hasOption("history")) {
-          callbacks.add(new CsvLogger(Path.of(line.getOptionValue("history")), resume.isPresent()));
-        }
-        if (line.hasOption("tensorboard")) {
-          callbacks.add(new org.finetune.train.TensorBoardLogger(Path.of(line.getOptionValue("tensorboard"))));
-        }
-        if (line.hasOption("curves")) {
-          callbacks.add(new org.finetune.train.CurvesPlot(Path.of(line.getOptionValue("curves"))));
-        }
+        Callbacks cbs = callbacks(line, out, monitor, resume.isPresent());
+        List<Fit.Callback> callbacks = cbs.list();
         // The new head alone trains and nothing is augmented: the base's features never change, so
         // they are computed once and the runtime runs only the head (line.hasOption("no-cache") opts out).
         boolean cache = plan.stages().size() == 1 && trainer.headOnly(0) && !options.augmented()
@@ -245,40 +225,136 @@ final class TrainCommand implements Command {
               Optional.ofNullable(val).map(v -> Fit.images(v, image.input())), new Fit.Options(epochs, every),
               callbacks, start);
         }
-        if (history.isEmpty()) {
-          out.println("Nothing to do: the run had finished all " + epochs + " epochs.");
-        }
-        Map<String, Double> last = history.isEmpty() ? Map.of() : history.get(history.size() - 1).logs();
-        if (early != null && early.bestEpoch() >= 0) {
-          out.printf(Locale.ROOT, "Best %s %.4f at epoch %d%s%n", monitor, early.best(), early.bestEpoch() + 1,
-              history.size() < epochs - start.epoch() ? " (stopped early; its weights restored)" : "");
-        }
-        if (exportTo.isPresent()) {
-          com.google.gson.JsonObject extra = new com.google.gson.JsonObject();
-          com.google.gson.JsonArray names = new com.google.gson.JsonArray();
-          folder.classes().forEach(names::add);
-          extra.add("classes", names);
-          extra.addProperty("preprocess", preprocess.name().toLowerCase(Locale.ROOT));
-          extra.addProperty("data", folder.root().toAbsolutePath().toString());
-          ExportOptions eo = ExportOptions.defaults().overwriting(line.hasOption("overwrite"))
-              .trainingRecord(start.epoch() + history.size(), last, Optional.of(DirectoryDigest.of(folder.root())))
-              .withExtra(extra);
-          ExportResult r;
-          try {
-            r = Exporter.export(trainer, exportTo.get(), eo);
-          } catch (IllegalArgumentException e) {
-            throw new UsageException(e.getMessage());
-          }
-          out.printf(Locale.ROOT, "Exported to %s (%s, %d variables, %.1f MB)%n", r.dir(),
-              r.mode() == ExportResult.Mode.NEW_HEAD ? "new head" : "same architecture", r.variables(), r.bytes() / 1e6);
-        }
+        com.google.gson.JsonObject extra = new com.google.gson.JsonObject();
+        com.google.gson.JsonArray names = new com.google.gson.JsonArray();
+        folder.classes().forEach(names::add);
+        extra.add("classes", names);
+        extra.addProperty("preprocess", preprocess.name().toLowerCase(Locale.ROOT));
+        extra.addProperty("data", folder.root().toAbsolutePath().toString());
+        finish(line, out, trainer, history, epochs, start, cbs.early(), monitor, exportTo, extra,
+            DirectoryDigest.of(folder.root()));
       }
     }
     return ExitCode.OK;
   }
 
-  private static TrainingPlan plan(CommandLine line, KerasSavedModel model, ImageModels image, ImageFolder folder,
-      long seed, long totalSteps) {
+  /** The checkpoint to resume from (--resume), refused when it was trained from another model. */
+  static Optional<Checkpoint.Info> resume(CommandLine line, Path modelDir) {
+    if (!line.hasOption("resume")) {
+      return Optional.empty();
+    }
+    Checkpoint.Info info;
+    try {
+      info = Checkpoint.read(Path.of(line.getOptionValue("resume")));
+    } catch (IllegalArgumentException e) {
+      throw new UsageException(e.getMessage());
+    }
+    if (!DirectoryDigest.of(modelDir).equals(info.modelDigest())) {
+      throw new UsageException("the checkpoint " + info.dir() + " was trained from another model than " + modelDir);
+    }
+    return Optional.of(info);
+  }
+
+  /** Restores a checkpoint into the trainer; where the run continues. */
+  static Fit.Start restore(Trainer trainer, Optional<Checkpoint.Info> resume, PrintWriter out) {
+    if (resume.isEmpty()) {
+      return Fit.Start.BEGINNING;
+    }
+    Checkpoint.restore(trainer, resume.get());
+    var extra = resume.get().extra();
+    Fit.Start start = new Fit.Start(extra.has("epoch") ? extra.get("epoch").getAsInt() : 0,
+        extra.has("batch") ? extra.get("batch").getAsInt() : 0);
+    if (extra.has("rate_scale")) {
+      trainer.setRateScale(extra.get("rate_scale").getAsDouble());
+    }
+    out.printf(Locale.ROOT, "Resuming from %s at epoch %d, batch %d (%d optimizer steps)%n", resume.get().dir(),
+        start.epoch() + 1, start.batch(), trainer.iterations());
+    return start;
+  }
+
+  /** The callbacks the flags ask for, and the early stopping among them (or null). */
+  record Callbacks(List<Fit.Callback> list, EarlyStopping early) {}
+
+  static Callbacks callbacks(CommandLine line, PrintWriter out, String monitor, boolean resumed) {
+    List<Fit.Callback> callbacks = new ArrayList<>();
+    callbacks.add(new ProgressLogger(out, System.console() != null));
+    EarlyStopping early = null;
+    if (line.hasOption("early-stopping")) {
+      early = new EarlyStopping(monitor, (int) longValue(line, "early-stopping", 3), 0, true);
+      callbacks.add(early);
+    }
+    if (line.hasOption("reduce-lr")) {
+      callbacks.add(new org.finetune.train.ReduceLrOnPlateau(monitor, 0.5, (int) longValue(line, "reduce-lr", 2),
+          1e-7));
+    }
+    if (line.hasOption("checkpoints")) {
+      callbacks.add(new CheckpointCallback(Path.of(line.getOptionValue("checkpoints")), monitor, 0));
+    }
+    if (line.hasOption("history")) {
+      callbacks.add(new CsvLogger(Path.of(line.getOptionValue("history")), resumed));
+    }
+    if (line.hasOption("tensorboard")) {
+      callbacks.add(new org.finetune.train.TensorBoardLogger(Path.of(line.getOptionValue("tensorboard"))));
+    }
+    if (line.hasOption("curves")) {
+      callbacks.add(new org.finetune.train.CurvesPlot(Path.of(line.getOptionValue("curves"))));
+    }
+    return new Callbacks(callbacks, early);
+  }
+
+  /** After training: the best epoch when early stopping ran, and the export (--out). */
+  static void finish(CommandLine line, PrintWriter out, Trainer trainer, List<Fit.Epoch> history, int epochs,
+      Fit.Start start, EarlyStopping early, String monitor, Optional<Path> exportTo, com.google.gson.JsonObject extra,
+      String dataDigest) {
+    if (history.isEmpty()) {
+      out.println("Nothing to do: the run had finished all " + epochs + " epochs.");
+    }
+    Map<String, Double> last = history.isEmpty() ? Map.of() : history.get(history.size() - 1).logs();
+    if (early != null && early.bestEpoch() >= 0) {
+      out.printf(Locale.ROOT, "Best %s %.4f at epoch %d%s%n", monitor, early.best(), early.bestEpoch() + 1,
+          history.size() < epochs - start.epoch() ? " (stopped early; its weights restored)" : "");
+    }
+    if (exportTo.isPresent()) {
+      ExportOptions eo = ExportOptions.defaults().overwriting(line.hasOption("overwrite"))
+          .trainingRecord(start.epoch() + history.size(), last, Optional.of(dataDigest)).withExtra(extra);
+      ExportResult r;
+      try {
+        r = Exporter.export(trainer, exportTo.get(), eo);
+      } catch (IllegalArgumentException e) {
+        throw new UsageException(e.getMessage());
+      }
+      out.printf(Locale.ROOT, "Exported to %s (%s, %d variables, %.1f MB)%n", r.dir(),
+          r.mode() == ExportResult.Mode.NEW_HEAD ? "new head" : "same architecture", r.variables(), r.bytes() / 1e6);
+    }
+  }
+
+  /** The new head --head asks for (one output per class, on the family's features or --features-at). */
+  private static Optional<HeadSpec> headSpec(CommandLine line, ImageModels image, ImageFolder folder, long seed) {
+    if (!line.hasOption("head")) {
+      if (line.hasOption("hidden") || line.hasOption("dropout") || line.hasOption("features-at")) {
+        throw new UsageException("--hidden, --dropout and --features-at shape a new head; add --head");
+      }
+      return Optional.empty();
+    }
+    HeadSpec spec = HeadSpec.classifier(folder.classes().size()).seed(seed);
+    Optional<String> at = Optional.ofNullable(line.getOptionValue("features-at")).or(image::featuresAt);
+    if (at.isPresent()) {
+      spec = spec.at(at.get());
+    }
+    if (line.hasOption("hidden")) {
+      spec = spec.hidden((int) longValue(line, "hidden", 0), doubleValue(line, "dropout", 0));
+    } else if (line.hasOption("dropout")) {
+      throw new UsageException("--dropout applies after the hidden layer; give --hidden N too");
+    }
+    return Optional.of(spec);
+  }
+
+  /**
+   * The plan from --plan, or from the flags: the head (if any), the optimizer and schedule, L2-SP,
+   * and the stages (--train/--freeze, then one more of {@code groups} every stage with --unfreeze).
+   */
+  static TrainingPlan plan(CommandLine line, Optional<HeadSpec> head, List<String> groups, LossSpec loss,
+      long totalSteps) {
     if (line.hasOption("plan")) {
       try {
         return PlanJson.fromJson(JsonParser.parseString(Files.readString(Path.of(line.getOptionValue("plan"))))
@@ -289,21 +365,8 @@ final class TrainCommand implements Command {
         throw new UsageException("the plan " + line.getOptionValue("plan") + " is not valid: " + e.getMessage());
       }
     }
-    TrainingPlan.Builder b = TrainingPlan.builder();
-    boolean head = line.hasOption("head");
-    if (head) {
-      HeadSpec spec = HeadSpec.classifier(folder.classes().size()).seed(seed);
-      Optional<String> at = Optional.ofNullable(line.getOptionValue("features-at")).or(image::featuresAt);
-      if (at.isPresent()) {
-        spec = spec.at(at.get());
-      }
-      if (line.hasOption("hidden")) {
-        spec = spec.hidden((int) longValue(line, "hidden", 0), doubleValue(line, "dropout", 0));
-      } else if (line.hasOption("dropout")) {
-        throw new UsageException("--dropout applies after the hidden layer; give --hidden N too");
-      }
-      b.head(spec);
-    }
+    TrainingPlan.Builder b = TrainingPlan.builder().loss(loss);
+    head.ifPresent(b::head);
     String optimizer = line.getOptionValue("optimizer", "adam").toLowerCase(Locale.ROOT);
     OptimizerSpec spec = switch (optimizer) {
       case "adam" -> new OptimizerSpec.Adam(doubleValue(line, "lr", 0.001), 0.9, 0.999, 1e-7);
@@ -329,10 +392,12 @@ final class TrainCommand implements Command {
     }
     Selector first = line.hasOption("freeze")
         ? new Selector.Not(parse(() -> Selector.parse(line.getOptionValue("freeze"))))
-        : parse(() -> Selector.parse(line.getOptionValue("train", head ? "head" : "all")));
+        : parse(() -> Selector.parse(line.getOptionValue("train", head.isPresent() ? "head" : "all")));
     if (line.hasOption("unfreeze")) {
-      List<String> groups = line.hasOption("groups") ? List.of(line.getOptionValue("groups").split(","))
-          : image.groups();
+      if (line.hasOption("groups")) {
+        String g = line.getOptionValue("groups");
+        groups = List.of(g.split(g.contains(";") ? ";" : ","));
+      }
       if (groups.isEmpty()) {
         throw new UsageException("--unfreeze needs layer groups for this model; give --groups G1,G2,... (top first)");
       }
@@ -352,7 +417,7 @@ final class TrainCommand implements Command {
     }
   }
 
-  private static OptionalInt unfreezeEvery(CommandLine line, TrainingPlan plan) {
+  static OptionalInt unfreezeEvery(CommandLine line, TrainingPlan plan) {
     if (!line.hasOption("unfreeze")) {
       return plan.stages().size() > 1 ? OptionalInt.of(1) : OptionalInt.empty();
     }

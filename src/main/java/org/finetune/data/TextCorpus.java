@@ -112,6 +112,21 @@ public final class TextCorpus {
     return warnings;
   }
 
+  /** SHA-256 (hex) over the documents' texts in order: what a training record names as its data. */
+  public String digest() {
+    try {
+      java.security.MessageDigest md = java.security.MessageDigest.getInstance("SHA-256");
+      for (Document d : documents) {
+        byte[] text = d.text().getBytes(StandardCharsets.UTF_8);
+        md.update(ByteBuffer.allocate(8).putLong(text.length).array());
+        md.update(text);
+      }
+      return java.util.HexFormat.of().formatHex(md.digest());
+    } catch (java.security.NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
   /** Characters over all documents. */
   public long characters() {
     return documents.stream().mapToLong(d -> d.text().length()).sum();
