@@ -402,7 +402,10 @@ final class TrainCommand implements Command {
         throw new UsageException("--unfreeze needs layer groups for this model; give --groups G1,G2,... (top first)");
       }
       List<Selector> selectors = new ArrayList<>();
-      selectors.add(first);
+      // Without a new head or an explicit first stage, the first stage is the top group itself.
+      if (head.isPresent() || line.hasOption("train") || line.hasOption("freeze")) {
+        selectors.add(first);
+      }
       for (String g : groups) {
         selectors.add(parse(() -> Selector.parse(g.trim())));
       }

@@ -40,7 +40,7 @@ class LanguageModelCommandTest {
     Random r = new Random(seed);
     for (int d = 0; d < documents; d++) {
       StringBuilder text = new StringBuilder();
-      for (int s = 0; s < 12; s++) {
+      for (int s = 0; s < 30; s++) {
         text.append(subjects[r.nextInt(5)]).append(' ').append(verbs[r.nextInt(5)]).append(' ')
             .append(objects[r.nextInt(5)]).append(". ");
       }
@@ -64,6 +64,10 @@ class LanguageModelCommandTest {
     assertTrue(run.out().contains("9 documents") && run.out().contains("1 documents"), run.out());
     assertTrue(run.out().contains("\"layers:layer_norm,transformer_layer_1\""), "groups in the plan: " + run.out());
     assertTrue(run.out().contains("Epoch 3/3") && run.out().contains("perplexity"), run.out());
+    // Gradual unfreezing from the top: the last layer and final norm, + layer 0, + the embeddings.
+    List<Integer> training = run.out().lines().filter(l -> l.startsWith("Epoch ")).map(
+        l -> Integer.parseInt(l.replaceAll(".*, (\\d+) variables training.*", "$1"))).toList();
+    assertEquals(List.of(18, 34, 36), training, run.out());
     List<String> history = Files.readAllLines(tmp.resolve("history.csv"));
     List<String> header = List.of(history.get(0).split(","));
     int valPpl = header.indexOf("val_perplexity");
