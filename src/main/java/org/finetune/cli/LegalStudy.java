@@ -163,8 +163,8 @@ final class LegalStudy {
     }
     out.println();
     for (Row r : rows) {
-      out.printf(Locale.ROOT, "%s, sampled (temperature 0.8, top-k 40, seed 1):%n  %s%n", r.arm(),
-          r.sample().replace("\n", "\n  "));
+      out.printf(Locale.ROOT, "%s, sampled (temperature 0.8, top-k 40, seed 1; whitespace runs shown as one space):"
+          + "%n  %s%n", r.arm(), r.sample().replaceAll("\\s+", " ").strip());
     }
     out.flush();
   }

@@ -123,8 +123,15 @@ final class TextTraining {
         trainer.warnings().forEach(w -> err.println("warning: " + w));
         String monitor = valData.isPresent() ? "val_loss" : "loss";
         TrainCommand.Callbacks cbs = TrainCommand.callbacks(line, out, monitor, resume.isPresent());
+        long began = System.nanoTime();
         List<Fit.Epoch> history = Fit.run(trainer, Fit.tokens(trainData), valData.map(Fit::tokens),
             new Fit.Options(epochs, TrainCommand.unfreezeEvery(line, plan)), cbs.list(), start);
+        double seconds = (System.nanoTime() - began) / 1e9;
+        long trained = history.size() * trainData.predictions();
+        if (!history.isEmpty()) {
+          out.printf(Locale.ROOT, "Trained on %d tokens in %.1f s (%.0f tokens/s, validation included)%n", trained,
+              seconds, trained / seconds);
+        }
         com.google.gson.JsonObject extra = new com.google.gson.JsonObject();
         extra.addProperty("task", "causal-lm");
         extra.addProperty("tokenizer", "gpt2 (r50k_base)");
@@ -149,5 +156,35 @@ final class TextTraining {
     } catch (IllegalArgumentException e) {
       throw new UsageException(e.getMessage());
     }
+  }
+
+  /** {@code finetune evaluate --task causal-lm}: loss, perplexity and next-token accuracy on text. */
+  static int evaluate(CommandLine line, Path modelDir, PrintWriter out, PrintWriter err) {
+    TextCorpus corpus;
+    try {
+      corpus = TextCorpus.read(paths(line.getOptionValue("data")), line.hasOption("strict"));
+    } catch (IllegalArgumentException e) {
+      throw new UsageException(e.getMessage());
+    }
+    corpus.warnings().forEach(w -> err.println("warning: " + w));
+    try (KerasSavedModel model = KerasSavedModel.open(modelDir)) {
+      LanguageModels lm = LanguageModels.of(model);
+      int length = (int) TrainCommand.longValue(line, "seq-len", Math.min(128, lm.positions()));
+      if (length > lm.positions()) {
+        throw new UsageException("--seq-len " + length + " exceeds the model's " + lm.positions() + " positions");
+      }
+      TextDataset data = data(tokens(corpus), new TextDataset.Options(length,
+          (int) TrainCommand.longValue(line, "batch-size", 8), false, 0));
+      TrainingPlan plan = TrainingPlan.builder().loss(LossSpec.CAUSAL_LM)
+          .stage(org.finetune.train.Stage.of(org.finetune.train.Selector.parse("all"))).build();
+      try (Trainer trainer = new Trainer(model, plan)) {
+        java.util.Map<String, Double> m = Fit.evaluate(trainer, Fit.tokens(data), 0).values("");
+        out.printf(Locale.ROOT, "%d documents, %d next-token predictions (blocks of %d)%n", corpus.documents().size(),
+            data.predictions(), length);
+        out.printf(Locale.ROOT, "loss %.4f, perplexity %.2f, next-token accuracy %.4f%n", m.get("loss"),
+            m.get("perplexity"), m.get("accuracy"));
+      }
+    }
+    return ExitCode.OK;
   }
 }

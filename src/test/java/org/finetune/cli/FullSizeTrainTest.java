@@ -52,4 +52,41 @@ class FullSizeTrainTest {
     double d = ExportTest.compareOutputs(id, Map.of("output_0", java), check, 1);
     System.out.printf("full-size %s: CLI train (2 steps) + export %.1f s; Python vs Java %.3g%n", family, seconds, d);
   }
+
+  /** GPT-2 124M: two steps of two blocks of 128 tokens through the CLI, export, Python's logits. */
+  @org.junit.jupiter.api.Test
+  void gpt2TwoStepsAtLength128ThroughTheCliThenPythonReloadsTheExport() throws IOException {
+    String id = "generated/gpt2_base/keras3_export";
+    org.finetune.text.Gpt2Tokenizer tokenizer = org.finetune.text.Gpt2Tokenizer.get();
+    StringBuilder text = new StringBuilder();
+    java.util.Random r = new java.util.Random(11);
+    String[] words = {"licence", "copyright", "holder", "shall", "grant", "the", "work", "notice", "source", "party"};
+    while (tokenizer.encode(text.toString()).length < 400) {
+      text.append(words[r.nextInt(words.length)]).append(r.nextInt(8) == 0 ? ". " : " ");
+    }
+    java.nio.file.Files.createDirectories(tmp.resolve("text"));
+    java.nio.file.Files.writeString(tmp.resolve("text").resolve("doc.txt"), text.toString());
+    Path out = tmp.resolve("export");
+    long start = System.nanoTime();
+    CliRun run = CliRun.of("train", Fixture.of(id).model().toString(), "--task", "causal-lm", "--data",
+        tmp.resolve("text").toString(), "--seq-len", "128", "--batch-size", "2", "--epochs", "1", "--val-split", "0",
+        "--out", out.toString());
+    double seconds = (System.nanoTime() - start) / 1e9;
+    assertEquals(ExitCode.OK, run.exit(), run.err() + run.out());
+    assertTrue(run.out().contains("12 transformer layers, 1024 positions") && run.out().contains("2/2"), run.out());
+    Map<String, NpyArray> inputs = Map.of(
+        "token_ids", NpyArray.ofInts(new long[] {2, 6}, new int[] {464, 8240, 1453, 2074, 262, 6634, 50256, 40, 716,
+            257, 0, 0}),
+        "padding_mask", NpyArray.ofInts(new long[] {2, 6}, new int[] {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0}));
+    NpyArray java;
+    try (KerasSavedModel exported = KerasSavedModel.open(out)) {
+      java = ExportTest.signatureOutputs(exported, inputs).get("output_0");
+    }
+    Path check = tmp.resolve("python");
+    new ExportTest().withTmp(tmp).check(out, inputs, check, false);
+    double d = ExportTest.compareOutputs(id, Map.of("output_0", java), check, 2);
+    String speed = run.out().lines().filter(l -> l.startsWith("Trained on")).findFirst().orElse("");
+    System.out.printf("full-size GPT-2 124M: CLI train (2 steps x 2 x 128 tokens) + export %.1f s; %s; Python vs Java"
+        + " %.3g%n", seconds, speed, d);
+  }
 }

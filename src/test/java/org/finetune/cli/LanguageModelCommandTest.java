@@ -94,12 +94,25 @@ class LanguageModelCommandTest {
     double d = ExportTest.compareOutputs(SMALL, Map.of("output_0", java), check, 1);
     System.out.printf("small GPT-2 causal-LM export: Python vs Java %.3g%n", d);
 
+    // evaluate --task causal-lm: the export's perplexity on the text is far below the base model's.
+    double base = perplexity(CliRun.of("evaluate", model.toString(), "--task", "causal-lm", "--data", data.toString(),
+        "--seq-len", "32"));
+    double tuned = perplexity(CliRun.of("evaluate", out.toString(), "--task", "causal-lm", "--data", data.toString(),
+        "--seq-len", "32"));
+    assertTrue(base > 10_000 && tuned < base / 3, base + " -> " + tuned);
+
     // Resume from the last checkpoint with one more epoch.
     CliRun more = CliRun.of("train", model.toString(), "--task", "causal-lm", "--data", data.toString(), "--seq-len",
         "32", "--batch-size", "4", "--epochs", "4", "--unfreeze", "gradual:1", "--lr", "0.003", "--resume",
         tmp.resolve("ckpt").resolve("last").toString());
     assertEquals(ExitCode.OK, more.exit(), more.err() + more.out());
     assertTrue(more.out().contains("Resuming from") && more.out().contains("Epoch 4/4"), more.out());
+  }
+
+  private static double perplexity(CliRun run) {
+    assertEquals(ExitCode.OK, run.exit(), run.err() + run.out());
+    String line = run.out().lines().filter(l -> l.contains("perplexity")).findFirst().orElseThrow();
+    return Double.parseDouble(line.replaceAll(".*perplexity ([0-9.]+),.*", "$1"));
   }
 
   @Test
