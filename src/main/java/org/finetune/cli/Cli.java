@@ -23,7 +23,7 @@ public final class Cli {
   private final Map<String, Command> commands = new LinkedHashMap<>();
 
   public Cli() {
-    for (Command c : List.of(new InspectCommand(), new CheckCommand(), new PredictCommand(), new TrainCommand(), new EvaluateCommand(), new ExportCommand(), new GenerateCommand(), new DemoCommand())) {
+    for (Command c : List.of(new InspectCommand(), new CheckCommand(), new PredictCommand(), new TrainCommand(), new EvaluateCommand(), new ExportCommand(), new GenerateCommand(), new BatchCommand(), new DemoCommand())) {
       commands.put(c.name(), c);
     }
   }
