@@ -1,0 +1,160 @@
+package org.finetune.serving;
+
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
+import org.finetune.data.NpyArray;
+import org.finetune.model.KerasSavedModel;
+import org.finetune.savedmodel.TensorSpec;
+import org.tensorflow.Tensor;
+
+/**
+ * Predictions from an exported SavedModel for many threads at once, with hot swapping: {@link
+ * #swap} loads a newer export completely, then makes it current in one step; calls already
+ * running finish on the old model, which is closed when the last of them returns. No call ever
+ * sees a closed or half-loaded model. Inputs and outputs are {@link NpyArray}s, so no native
+ * memory escapes; everything native is owned here and freed by {@link #close}.
+ */
+public final class Predictor implements AutoCloseable {
+  /** A loaded model and the number of holders: the predictor (while current) and running calls. */
+  private static final class Loaded {
+    final KerasSavedModel model;
+    final Path dir;
+    final long version;
+    final AtomicInteger holders = new AtomicInteger(1);
+
+    Loaded(KerasSavedModel model, Path dir, long version) {
+      this.model = model;
+      this.dir = dir;
+      this.version = version;
+    }
+
+    boolean acquire() {
+      while (true) {
+        int n = holders.get();
+        if (n == 0) {
+          return false;
+        }
+        if (holders.compareAndSet(n, n + 1)) {
+          return true;
+        }
+      }
+    }
+
+    void release() {
+      if (holders.decrementAndGet() == 0) {
+        model.close();
+      }
+    }
+  }
+
+  /** One answer: the outputs and which export (and swap generation) computed them. */
+  public record Prediction(Map<String, NpyArray> outputs, Path model, long version) {}
+
+  private final AtomicReference<Loaded> current;
+  private final Object swapping = new Object();
+
+  private Predictor(Loaded first) {
+    this.current = new AtomicReference<>(first);
+  }
+
+  /** Opens an export (its {@code serving_default} signature). */
+  public static Predictor open(Path export) {
+    return new Predictor(new Loaded(KerasSavedModel.open(export), export, 1));
+  }
+
+  /** Runs the current model on {@code inputs} (by signature input name). Thread-safe. */
+  public Prediction predict(Map<String, NpyArray> inputs) {
+    while (true) {
+      Loaded l = current.get();
+      if (l == null) {
+        throw new IllegalStateException("this predictor is closed");
+      }
+      if (!l.acquire()) {
+        continue; // swapped out and released between the read and the acquire: take the new one
+      }
+      try {
+        return new Prediction(run(l.model, inputs), l.dir, l.version);
+      } finally {
+        l.release();
+      }
+    }
+  }
+
+  private static Map<String, NpyArray> run(KerasSavedModel model, Map<String, NpyArray> inputs) {
+    Map<String, Tensor> feeds = new LinkedHashMap<>();
+    try {
+      inputs.forEach((k, v) -> feeds.put(k, v.toTensor()));
+      Map<String, Tensor> out = model.predict(feeds);
+      Map<String, NpyArray> result = new LinkedHashMap<>();
+      try {
+        out.forEach((k, v) -> result.put(k, NpyArray.of(v)));
+      } finally {
+        out.values().forEach(Tensor::close);
+      }
+      return result;
+    } finally {
+      feeds.values().forEach(Tensor::close);
+    }
+  }
+
+  /**
+   * Loads {@code export} and makes it current once it is fully loaded; the previous model is
+   * closed when its running calls have returned. The new export must take the same inputs.
+   *
+   * @throws IllegalArgumentException when its signature's inputs differ; the current model stays
+   */
+  public void swap(Path export) {
+    synchronized (swapping) {
+      Loaded old = current.get();
+      if (old == null) {
+        throw new IllegalStateException("this predictor is closed");
+      }
+      KerasSavedModel next = KerasSavedModel.open(export);
+      List<String> was = inputs(old.model);
+      List<String> now = inputs(next);
+      if (!was.equals(now)) {
+        next.close();
+        throw new IllegalArgumentException(export + " takes inputs " + now + ", the current model " + was
+            + "; a swap keeps the inputs");
+      }
+      current.set(new Loaded(next, export, old.version + 1));
+      old.release();
+    }
+  }
+
+  private static List<String> inputs(KerasSavedModel m) {
+    return m.info().selectedSignature().inputs().stream().map(t -> t.key() + ":" + t.dtype() + t.shape()).sorted()
+        .toList();
+  }
+
+  /** The export answering now. */
+  public Path model() {
+    Loaded l = current.get();
+    if (l == null) {
+      throw new IllegalStateException("this predictor is closed");
+    }
+    return l.dir;
+  }
+
+  /** The signature's inputs of the current model. */
+  public List<TensorSpec> inputs() {
+    Loaded l = Objects.requireNonNull(current.get(), "closed");
+    return l.model.info().selectedSignature().inputs();
+  }
+
+  /** Stops answering; the model is closed once running calls return. */
+  @Override
+  public void close() {
+    synchronized (swapping) {
+      Loaded l = current.getAndSet(null);
+      if (l != null) {
+        l.release();
+      }
+    }
+  }
+}
