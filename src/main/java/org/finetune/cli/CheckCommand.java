@@ -40,6 +40,7 @@ final class CheckCommand implements Command {
   @Override
   public Options options() {
     Options o = new Options();
+    o.addOption(ModelFlags.allowUnsafeOps());
     o.addOption(Option.builder().longOpt("signature").hasArg().argName("NAME")
         .desc("signature to check (default: serving_default, or the only one)").build());
     o.addOption(Option.builder().longOpt("tag").hasArg().argName("TAGS").desc("MetaGraph tags (default: serve)").build());
@@ -60,7 +61,8 @@ final class CheckCommand implements Command {
       throw new UsageException("--seed must be a whole number, got '" + line.getOptionValue("seed") + "'");
     }
     try (KerasSavedModel model = KerasSavedModel.open(Path.of(args.get(0)),
-        InspectCommand.parseTags(line.getOptionValue("tag")), Optional.ofNullable(line.getOptionValue("signature")))) {
+        InspectCommand.parseTags(line.getOptionValue("tag")), Optional.ofNullable(line.getOptionValue("signature")),
+        ModelFlags.trusting(line))) {
       String signature = model.info().signature();
       out.println("Model: " + args.get(0) + " (" + model.info().exportPath().description() + "), signature " + signature);
       ModelCheck.Report report;

@@ -41,6 +41,7 @@ final class EvaluateCommand implements Command {
   @Override
   public Options options() {
     Options o = new Options();
+    o.addOption(ModelFlags.allowUnsafeOps());
     o.addOption(Option.builder().longOpt("data").hasArg().argName("DIR").desc("labelled images (required); with"
         + " --task causal-lm, text files and folders, comma-separated").build());
     o.addOption(Option.builder().longOpt("task").hasArg().argName("TASK")
@@ -76,7 +77,7 @@ final class EvaluateCommand implements Command {
       throw new UsageException(e.getMessage());
     }
     Path modelDir = Path.of(args.get(0));
-    try (KerasSavedModel model = KerasSavedModel.open(modelDir)) {
+    try (KerasSavedModel model = KerasSavedModel.open(modelDir, ModelFlags.trusting(line))) {
       ImageModels image = ImageModels.of(model, ImageModels.parseSize(line.getOptionValue("image-size")));
       ImageOps.Preprocess preprocess = preprocess(line, image, modelDir);
       Optional<List<String>> recorded = ImageClassifier.recordedClasses(modelDir);

@@ -47,6 +47,7 @@ final class ExportCommand implements Command {
   @Override
   public Options options() {
     Options o = new Options();
+    o.addOption(ModelFlags.allowUnsafeOps());
     o.addOption(Option.builder().longOpt("out").hasArg().argName("DIR").desc("where to write the SavedModel").build());
     o.addOption(Option.builder().longOpt("model").hasArg().argName("DIR")
         .desc("the base model, if it moved since the checkpoint was written (its digest must match)").build());
@@ -98,7 +99,7 @@ final class ExportCommand implements Command {
     if (info.extra().has("epochs")) {
       options = options.trainingRecord(info.extra().get("epochs").getAsLong(), Map.of(), Optional.empty());
     }
-    try (KerasSavedModel base = KerasSavedModel.open(model); Trainer trainer = new Trainer(base, info.plan())) {
+    try (KerasSavedModel base = KerasSavedModel.open(model, ModelFlags.trusting(line)); Trainer trainer = new Trainer(base, info.plan())) {
       Checkpoint.restore(trainer, info);
       ExportResult result;
       try {

@@ -40,6 +40,7 @@ final class GenerateCommand implements Command {
   @Override
   public Options options() {
     Options o = new Options();
+    o.addOption(ModelFlags.allowUnsafeOps());
     o.addOption(opt("model", "DIR", "the SavedModel (or give it as the first argument)"));
     o.addOption(opt("prompt", "TEXT", "the text to continue (required)"));
     o.addOption(opt("max-new-tokens", "N", "tokens to generate at most (default: 50)"));
@@ -82,7 +83,7 @@ final class GenerateCommand implements Command {
     if (prompt.length == 0) {
       throw new UsageException("the prompt is empty");
     }
-    try (KerasSavedModel model = KerasSavedModel.open(dir)) {
+    try (KerasSavedModel model = KerasSavedModel.open(dir, ModelFlags.trusting(line))) {
       LanguageModels lm = LanguageModels.of(model);
       TextGenerator generator = new TextGenerator(TextGenerator.of(model), lm.positions(), Gpt2Tokenizer.END_OF_TEXT);
       Gpt2Tokenizer.Detokenizer stream = tokenizer.detokenizer();

@@ -60,10 +60,29 @@ final class InspectCommand implements Command {
     Set<String> tags = parseTags(line.getOptionValue("tag"));
     SavedModelDirectory dir = SavedModelDirectory.open(Path.of(args.get(0)), tags);
     ModelInfo info = SavedModelInspector.inspect(dir, Optional.ofNullable(line.getOptionValue("signature")));
+    org.finetune.savedmodel.UnsafeOps.Report audit = org.finetune.savedmodel.UnsafeOps.audit(dir.metaGraph());
     if (line.hasOption("json")) {
-      out.println(InspectReport.json(info));
+      com.google.gson.JsonObject json = com.google.gson.JsonParser.parseString(InspectReport.json(info))
+          .getAsJsonObject();
+      com.google.gson.JsonArray unsafe = new com.google.gson.JsonArray();
+      audit.findings().forEach(f -> {
+        com.google.gson.JsonObject o = new com.google.gson.JsonObject();
+        o.addProperty("op", f.op());
+        o.addProperty("kind", f.kind().name().toLowerCase(java.util.Locale.ROOT));
+        o.addProperty("function", f.function());
+        o.addProperty("node", f.node());
+        unsafe.add(o);
+      });
+      json.add("unsafe_ops", unsafe);
+      com.google.gson.JsonArray assets = new com.google.gson.JsonArray();
+      audit.escapingAssets().forEach(assets::add);
+      json.add("escaping_assets", assets);
+      out.println(new com.google.gson.GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create().toJson(json));
     } else {
       InspectReport.table(info, out);
+      out.println();
+      out.println(audit.clean() ? "Unsafe ops: none (no file, network or Python ops outside the saver)"
+          : "Unsafe ops (loading is refused unless --allow-unsafe-ops): " + audit.summary());
     }
     return ExitCode.OK;
   }

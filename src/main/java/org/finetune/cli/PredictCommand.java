@@ -49,6 +49,7 @@ final class PredictCommand implements Command {
   @Override
   public Options options() {
     Options o = new Options();
+    o.addOption(ModelFlags.allowUnsafeOps());
     o.addOption(Option.builder().longOpt("input").hasArg().argName("[NAME=]FILE").desc("an input array (.npy); repeat per input").build());
     o.addOption(Option.builder().longOpt("signature").hasArg().argName("NAME").desc("signature to run (default: serving_default)").build());
     o.addOption(Option.builder().longOpt("tag").hasArg().argName("TAGS").desc("MetaGraph tags, comma-separated (default: serve)").build());
@@ -78,7 +79,7 @@ final class PredictCommand implements Command {
     }
     int top = parseTop(line.getOptionValue("top", "3"));
     try (KerasSavedModel model = KerasSavedModel.open(Path.of(args.get(0)), InspectCommand.parseTags(line.getOptionValue("tag")),
-        Optional.ofNullable(line.getOptionValue("signature")))) {
+        Optional.ofNullable(line.getOptionValue("signature")), ModelFlags.trusting(line))) {
       SignatureInfo sig = model.info().selectedSignature();
       Map<String, NpyArray> arrays = readInputs(sig, inputSpecs);
       Map<String, NpyArray> results = Predictions.run(model, sig.name(), arrays);
@@ -99,7 +100,7 @@ final class PredictCommand implements Command {
       throw new UsageException("--format must be table, json or csv, got '" + format + "'");
     }
     List<org.finetune.data.ImageFolder.Item> items = ImageClassifier.items(List.of(line.getOptionValues("images")));
-    try (KerasSavedModel model = KerasSavedModel.open(modelDir)) {
+    try (KerasSavedModel model = KerasSavedModel.open(modelDir, ModelFlags.trusting(line))) {
       ImageModels image = ImageModels.of(model, Optional.empty());
       org.finetune.data.ImageOps.Preprocess preprocess = EvaluateCommand.preprocess(line, image, modelDir);
       List<String> names = ImageClassifier.recordedClasses(modelDir).orElse(List.of());

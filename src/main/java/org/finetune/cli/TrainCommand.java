@@ -83,6 +83,7 @@ final class TrainCommand implements Command {
   @Override
   public Options options() {
     Options o = new Options();
+    o.addOption(ModelFlags.allowUnsafeOps());
     o.addOption(opt("data", "PATH", "labelled images: one sub-folder per class; with --task causal-lm, text files"
         + " and folders, comma-separated (required)"));
     o.addOption(opt("task", "TASK", "image-classification (default) or causal-lm"));
@@ -169,7 +170,7 @@ final class TrainCommand implements Command {
     }
     Path modelDir = Path.of(args.get(0));
     Optional<Checkpoint.Info> resume = resume(line, modelDir);
-    try (KerasSavedModel model = KerasSavedModel.open(modelDir)) {
+    try (KerasSavedModel model = KerasSavedModel.open(modelDir, ModelFlags.trusting(line))) {
       ImageModels image = ImageModels.of(model, ImageModels.parseSize(line.getOptionValue("image-size")));
       ImageOps.Preprocess preprocess = line.hasOption("preprocess")
           ? parse(() -> ImageOps.Preprocess.byName(line.getOptionValue("preprocess"))) : image.preprocess();

@@ -13,6 +13,7 @@ import org.finetune.graph.OpDefs;
 import org.finetune.savedmodel.InvalidModelException;
 import org.finetune.savedmodel.ModelInfo;
 import org.finetune.savedmodel.SavedModelDirectory;
+import org.finetune.savedmodel.UnsafeOps;
 import org.finetune.savedmodel.SavedModelInspector;
 import org.finetune.savedmodel.SignatureInfo;
 import org.finetune.savedmodel.TensorSpec;
@@ -56,7 +57,31 @@ public final class KerasSavedModel implements AutoCloseable {
    * @throws InvalidModelException when the directory cannot be used; nothing was loaded then
    */
   public static KerasSavedModel open(Path dir, Set<String> tags, Optional<String> signature) {
+    return open(dir, tags, signature, false);
+  }
+
+  /** Opens the {@code serve} MetaGraph of {@code dir}, trusting ops that touch files, network or Python when asked. */
+  public static KerasSavedModel open(Path dir, boolean allowUnsafeOps) {
+    return open(dir, SavedModelDirectory.SERVE, Optional.empty(), allowUnsafeOps);
+  }
+
+  /**
+   * Like {@link #open(Path, Set, Optional)}. Before the runtime loads anything (loading runs the
+   * model's restore and init ops), the graph and its functions are audited ({@link UnsafeOps}): a
+   * model holding ops that read or write files, use the network or run Python outside the saver is
+   * refused unless {@code allowUnsafeOps}.
+   *
+   * @throws InvalidModelException when the directory cannot be used or holds refused ops; nothing
+   *     was loaded then
+   */
+  public static KerasSavedModel open(Path dir, Set<String> tags, Optional<String> signature, boolean allowUnsafeOps) {
     SavedModelDirectory files = SavedModelDirectory.open(dir, tags);
+    UnsafeOps.Report audit = UnsafeOps.audit(files.metaGraph());
+    if (!allowUnsafeOps && !audit.clean()) {
+      throw new InvalidModelException(dir, dir + " holds ops a model should not run when loaded or served: "
+          + audit.summary() + ". It was not loaded. If you trust this model, pass --allow-unsafe-ops"
+          + " (library: allowUnsafeOps).");
+    }
     ModelInfo info = SavedModelInspector.inspect(files, signature);
     SavedModelBundle bundle;
     try {
