@@ -41,19 +41,15 @@ final class GenerateCommand implements Command {
   public Options options() {
     Options o = new Options();
     o.addOption(ModelFlags.allowUnsafeOps());
-    o.addOption(opt("model", "DIR", "the SavedModel (or give it as the first argument)"));
-    o.addOption(opt("prompt", "TEXT", "the text to continue (required)"));
-    o.addOption(opt("max-new-tokens", "N", "tokens to generate at most (default: 50)"));
-    o.addOption(opt("temperature", "T", "0 for greedy decoding (default), else the sampling temperature"));
-    o.addOption(opt("top-k", "K", "sample among the K likeliest tokens (default: 0, no limit)"));
-    o.addOption(opt("top-p", "P", "sample among the likeliest tokens covering probability P (default: 1)"));
-    o.addOption(opt("seed", "S", "seeds the sampling (default: 1234)"));
+    o.addOption(TrainCommand.opt("model", "DIR", "the SavedModel (or give it as the first argument)"));
+    o.addOption(TrainCommand.opt("prompt", "TEXT", "the text to continue (required)"));
+    o.addOption(TrainCommand.opt("max-new-tokens", "N", "tokens to generate at most (default: 50)"));
+    o.addOption(TrainCommand.opt("temperature", "T", "0 for greedy decoding (default), else the sampling temperature"));
+    o.addOption(TrainCommand.opt("top-k", "K", "sample among the K likeliest tokens (default: 0, no limit)"));
+    o.addOption(TrainCommand.opt("top-p", "P", "sample among the likeliest tokens covering probability P (default: 1)"));
+    o.addOption(TrainCommand.opt("seed", "S", "seeds the sampling (default: 1234)"));
     o.addOption(Option.builder().longOpt("ids").desc("also print the generated token ids").build());
     return o;
-  }
-
-  private static Option opt(String name, String arg, String desc) {
-    return Option.builder().longOpt(name).hasArg().argName(arg).desc(desc).build();
   }
 
   @Override

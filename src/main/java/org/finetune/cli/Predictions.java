@@ -8,7 +8,6 @@ import java.util.Locale;
 import java.util.Map;
 import org.finetune.data.NpyArray;
 import org.finetune.model.KerasSavedModel;
-import org.tensorflow.Tensor;
 
 /** Runs a signature on arrays and renders what comes out; shared by predict and demo. */
 final class Predictions {
@@ -16,24 +15,10 @@ final class Predictions {
 
   /** Feeds {@code inputs}, returns every output copied out of the runtime. */
   static Map<String, NpyArray> run(KerasSavedModel model, String signature, Map<String, NpyArray> inputs) {
-    Map<String, Tensor> tensors = new LinkedHashMap<>();
     try {
-      inputs.forEach((k, v) -> tensors.put(k, v.toTensor()));
-      Map<String, Tensor> outputs;
-      try {
-        outputs = model.predict(signature, tensors);
-      } catch (IllegalArgumentException e) {
-        throw new UsageException(e.getMessage());
-      }
-      Map<String, NpyArray> arrays = new LinkedHashMap<>();
-      try {
-        outputs.forEach((k, v) -> arrays.put(k, NpyArray.of(v)));
-      } finally {
-        outputs.values().forEach(Tensor::close);
-      }
-      return arrays;
-    } finally {
-      tensors.values().forEach(Tensor::close);
+      return model.predictArrays(signature, inputs);
+    } catch (IllegalArgumentException e) {
+      throw new UsageException(e.getMessage());
     }
   }
 

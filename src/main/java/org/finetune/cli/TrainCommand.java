@@ -131,7 +131,8 @@ final class TrainCommand implements Command {
     return o;
   }
 
-  private static Option opt(String name, String arg, String desc) {
+  /** A flag with one value. */
+  static Option opt(String name, String arg, String desc) {
     return Option.builder().longOpt(name).hasArg().argName(arg).desc(desc).build();
   }
 

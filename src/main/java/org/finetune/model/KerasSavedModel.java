@@ -145,6 +145,28 @@ public final class KerasSavedModel implements AutoCloseable {
   }
 
   /**
+   * Like {@link #predict(String, Map)} on arrays: the inputs become tensors for the call and every
+   * output is copied out of the runtime; nothing native outlives the call. Thread-safe.
+   */
+  public Map<String, org.finetune.data.NpyArray> predictArrays(String signature,
+      Map<String, org.finetune.data.NpyArray> inputs) {
+    Map<String, Tensor> tensors = new LinkedHashMap<>();
+    try {
+      inputs.forEach((k, v) -> tensors.put(k, v.toTensor()));
+      Map<String, Tensor> outputs = predict(signature, tensors);
+      Map<String, org.finetune.data.NpyArray> arrays = new LinkedHashMap<>();
+      try {
+        outputs.forEach((k, v) -> arrays.put(k, org.finetune.data.NpyArray.of(v)));
+      } finally {
+        outputs.values().forEach(Tensor::close);
+      }
+      return arrays;
+    } finally {
+      tensors.values().forEach(Tensor::close);
+    }
+  }
+
+  /**
    * The signature inlined into one flat, differentiable graph beside the original, in this
    * model's graph (built once per signature; later calls return the same).
    */

@@ -1,7 +1,6 @@
 package org.finetune.serving;
 
 import java.nio.file.Path;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
@@ -10,7 +9,6 @@ import java.util.concurrent.atomic.AtomicReference;
 import org.finetune.data.NpyArray;
 import org.finetune.model.KerasSavedModel;
 import org.finetune.savedmodel.TensorSpec;
-import org.tensorflow.Tensor;
 
 /**
  * Predictions from an exported SavedModel for many threads at once, with hot swapping: {@link
@@ -78,27 +76,10 @@ public final class Predictor implements AutoCloseable {
         continue; // swapped out and released between the read and the acquire: take the new one
       }
       try {
-        return new Prediction(run(l.model, inputs), l.dir, l.version);
+        return new Prediction(l.model.predictArrays(l.model.info().signature(), inputs), l.dir, l.version);
       } finally {
         l.release();
       }
-    }
-  }
-
-  private static Map<String, NpyArray> run(KerasSavedModel model, Map<String, NpyArray> inputs) {
-    Map<String, Tensor> feeds = new LinkedHashMap<>();
-    try {
-      inputs.forEach((k, v) -> feeds.put(k, v.toTensor()));
-      Map<String, Tensor> out = model.predict(feeds);
-      Map<String, NpyArray> result = new LinkedHashMap<>();
-      try {
-        out.forEach((k, v) -> result.put(k, NpyArray.of(v)));
-      } finally {
-        out.values().forEach(Tensor::close);
-      }
-      return result;
-    } finally {
-      feeds.values().forEach(Tensor::close);
     }
   }
 

@@ -58,22 +58,12 @@ public final class TextGenerator {
   /** A SavedModel's selected signature as the model; its one output is the logits. */
   public static Model of(org.finetune.model.KerasSavedModel savedModel) {
     return inputs -> {
-      Map<String, org.tensorflow.Tensor> feeds = new LinkedHashMap<>();
-      try {
-        inputs.forEach((k, v) -> feeds.put(k, v.toTensor()));
-        Map<String, org.tensorflow.Tensor> out = savedModel.predict(feeds);
-        try {
-          if (out.size() != 1) {
-            throw new IllegalStateException("a language model has one output (the logits); this signature has "
-                + out.keySet());
-          }
-          return NpyArray.of(out.values().iterator().next());
-        } finally {
-          out.values().forEach(org.tensorflow.Tensor::close);
-        }
-      } finally {
-        feeds.values().forEach(org.tensorflow.Tensor::close);
+      Map<String, NpyArray> out = savedModel.predictArrays(savedModel.info().signature(), inputs);
+      if (out.size() != 1) {
+        throw new IllegalStateException("a language model has one output (the logits); this signature has "
+            + out.keySet());
       }
+      return out.values().iterator().next();
     };
   }
 

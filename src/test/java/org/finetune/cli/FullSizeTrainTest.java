@@ -74,17 +74,7 @@ class FullSizeTrainTest {
     double seconds = (System.nanoTime() - start) / 1e9;
     assertEquals(ExitCode.OK, run.exit(), run.err() + run.out());
     assertTrue(run.out().contains("12 transformer layers, 1024 positions") && run.out().contains("2/2"), run.out());
-    Map<String, NpyArray> inputs = Map.of(
-        "token_ids", NpyArray.ofInts(new long[] {2, 6}, new int[] {464, 8240, 1453, 2074, 262, 6634, 50256, 40, 716,
-            257, 0, 0}),
-        "padding_mask", NpyArray.ofInts(new long[] {2, 6}, new int[] {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0}));
-    NpyArray java;
-    try (KerasSavedModel exported = KerasSavedModel.open(out)) {
-      java = ExportTest.signatureOutputs(exported, inputs).get("output_0");
-    }
-    Path check = tmp.resolve("python");
-    new ExportTest().withTmp(tmp).check(out, inputs, check, false);
-    double d = ExportTest.compareOutputs(id, Map.of("output_0", java), check, 2);
+    double d = LanguageModelCommandTest.pythonReloadsWithJavasLogits(out, id, tmp);
     String speed = run.out().lines().filter(l -> l.startsWith("Trained on")).findFirst().orElse("");
     System.out.printf("full-size GPT-2 124M: CLI train (2 steps x 2 x 128 tokens) + export %.1f s; %s; Python vs Java"
         + " %.3g%n", seconds, speed, d);

@@ -41,12 +41,7 @@ class ConcurrencyTest {
   Path tmp;
 
   private static NpyArray image(int seed) {
-    Random r = new Random(seed);
-    ByteBuffer b = ByteBuffer.allocate(32 * 32 * 3 * 4).order(ByteOrder.LITTLE_ENDIAN);
-    for (int i = 0; i < 32 * 32 * 3; i++) {
-      b.putFloat((float) (r.nextDouble() * 255 - 120));
-    }
-    return new NpyArray("float32", new long[] {1, 32, 32, 3}, b.array());
+    return Images.randomInput(seed);
   }
 
   /** Trains a new head for a few epochs; returns the last epoch's loss. */

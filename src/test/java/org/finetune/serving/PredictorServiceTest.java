@@ -45,12 +45,7 @@ class PredictorServiceTest {
   record Answer(long sentAt, long version, int image, double[] output) {}
 
   private static NpyArray image(int seed) {
-    Random r = new Random(seed);
-    ByteBuffer b = ByteBuffer.allocate(32 * 32 * 3 * 4).order(ByteOrder.LITTLE_ENDIAN);
-    for (int i = 0; i < 32 * 32 * 3; i++) {
-      b.putFloat((float) (r.nextDouble() * 255 - 120));
-    }
-    return new NpyArray("float32", new long[] {1, 32, 32, 3}, b.array());
+    return Images.randomInput(seed);
   }
 
   private static String body(NpyArray img) {

@@ -69,4 +69,14 @@ public final class Images {
     }
     return bad;
   }
+
+  /** One seeded 32x32 RGB input of preprocessed-looking values, shape [1, 32, 32, 3]. */
+  public static org.finetune.data.NpyArray randomInput(int seed) {
+    Random r = new Random(seed);
+    java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(32 * 32 * 3 * 4).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+    for (int i = 0; i < 32 * 32 * 3; i++) {
+      b.putFloat((float) (r.nextDouble() * 255 - 120));
+    }
+    return new org.finetune.data.NpyArray("float32", new long[] {1, 32, 32, 3}, b.array());
+  }
 }
