@@ -79,6 +79,10 @@ public final class Cli {
       err.println("finetune " + command.name() + ": " + e.getMessage());
       trace(e, verbose, err);
       return ExitCode.BAD_INPUT;
+    } catch (org.finetune.train.Fit.NonFiniteLossException e) {
+      err.println("finetune " + command.name() + ": " + e.getMessage());
+      trace(e, verbose, err);
+      return ExitCode.FAILED;
     } catch (RuntimeException e) {
       err.println("finetune " + command.name() + ": failed: " + e + (verbose ? "" : " (run with --verbose for details)"));
       trace(e, verbose, err);

@@ -125,7 +125,7 @@ final class TextTraining {
         TrainCommand.Callbacks cbs = TrainCommand.callbacks(line, out, monitor, resume.isPresent());
         long began = System.nanoTime();
         List<Fit.Epoch> history = Fit.run(trainer, Fit.tokens(trainData), valData.map(Fit::tokens),
-            new Fit.Options(epochs, TrainCommand.unfreezeEvery(line, plan)), cbs.list(), start);
+            TrainCommand.fitOptions(line, epochs, TrainCommand.unfreezeEvery(line, plan)), cbs.list(), start);
         double seconds = (System.nanoTime() - began) / 1e9;
         long trained = history.size() * trainData.predictions();
         if (!history.isEmpty()) {

@@ -128,6 +128,8 @@ final class TrainCommand implements Command {
     o.addOption(Option.builder().longOpt("strict").desc("fail on an unreadable image (or invalid UTF-8) instead of"
         + " skipping it (replacing it)").build());
     o.addOption(Option.builder().longOpt("overwrite").desc("replace --out if it exists").build());
+    o.addOption(opt("on-non-finite", "POLICY", "stop (default): a NaN or infinite loss or gradient ends training, the"
+        + " model keeping the last good step; skip: such batches are skipped (counted in skipped_batches)"));
     return o;
   }
 
@@ -219,12 +221,12 @@ final class TrainCommand implements Command {
                   image.input(), 1L << 30);
               org.finetune.train.FeatureCache valCache = val == null ? null
                   : org.finetune.train.FeatureCache.build(trainer, val, image.input(), 1L << 30)) {
-            history = Fit.run(trainer, trainCache, Optional.ofNullable(valCache), new Fit.Options(epochs, every),
+            history = Fit.run(trainer, trainCache, Optional.ofNullable(valCache), fitOptions(line, epochs, every),
                 callbacks, start);
           }
         } else {
           history = Fit.run(trainer, Fit.images(train, image.input()),
-              Optional.ofNullable(val).map(v -> Fit.images(v, image.input())), new Fit.Options(epochs, every),
+              Optional.ofNullable(val).map(v -> Fit.images(v, image.input())), fitOptions(line, epochs, every),
               callbacks, start);
         }
         com.google.gson.JsonObject extra = new com.google.gson.JsonObject();
@@ -238,6 +240,15 @@ final class TrainCommand implements Command {
       }
     }
     return ExitCode.OK;
+  }
+
+  /** Epochs, unfreezing and the --on-non-finite policy. */
+  static Fit.Options fitOptions(CommandLine line, int epochs, OptionalInt every) {
+    String policy = line.getOptionValue("on-non-finite", "stop").toUpperCase(Locale.ROOT);
+    if (!policy.equals("STOP") && !policy.equals("SKIP")) {
+      throw new UsageException("--on-non-finite takes stop or skip, got '" + line.getOptionValue("on-non-finite") + "'");
+    }
+    return new Fit.Options(epochs, every).withNonFinite(Fit.NonFinite.valueOf(policy));
   }
 
   /** The checkpoint to resume from (--resume), refused when it was trained from another model. */

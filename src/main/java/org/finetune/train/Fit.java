@@ -30,14 +30,60 @@ public final class Fit {
    * @param epochs epochs to train (counting those done before a resume)
    * @param unfreezeEvery move to the next stage every this many epochs; empty: stay at stage 0
    */
-  public record Options(int epochs, OptionalInt unfreezeEvery) {
+  public record Options(int epochs, OptionalInt unfreezeEvery, NonFinite onNonFinite) {
+    public Options(int epochs, OptionalInt unfreezeEvery) {
+      this(epochs, unfreezeEvery, NonFinite.STOP);
+    }
+
+    public Options withNonFinite(NonFinite policy) {
+      return new Options(epochs, unfreezeEvery, policy);
+    }
+
     public Options {
+      java.util.Objects.requireNonNull(onNonFinite, "onNonFinite");
       if (epochs < 1) {
         throw new IllegalArgumentException("epochs must be >= 1, got " + epochs);
       }
       if (unfreezeEvery.isPresent() && unfreezeEvery.getAsInt() < 1) {
         throw new IllegalArgumentException("unfreeze every must be >= 1 epoch, got " + unfreezeEvery.getAsInt());
       }
+    }
+  }
+
+  /**
+   * What a batch with a non-finite loss or gradient does (the step itself never changes the model:
+   * see {@link NonFiniteStepException}): stop training, or skip the batch and go on.
+   */
+  public enum NonFinite { STOP, SKIP }
+
+  /** Training stopped at a non-finite loss or gradient; the model keeps the last good step's weights. */
+  public static final class NonFiniteLossException extends RuntimeException {
+    private static final long serialVersionUID = 1L;
+    private final int epoch;
+    private final int batch;
+    private final long step;
+
+    NonFiniteLossException(int epoch, int batch, long step) {
+      super("non-finite loss or gradient at epoch " + (epoch + 1) + ", batch " + (batch + 1) + " (optimizer step "
+          + step + "); training stopped with the weights of the last good step (checkpoints, if any, hold the"
+          + " last completed epoch); --on-non-finite skip skips such batches instead");
+      this.epoch = epoch;
+      this.batch = batch;
+      this.step = step;
+    }
+
+    /** 0-based. */
+    public int epoch() {
+      return epoch;
+    }
+
+    /** 0-based position in the epoch. */
+    public int batch() {
+      return batch;
+    }
+
+    public long step() {
+      return step;
     }
   }
 
@@ -64,6 +110,7 @@ public final class Fit {
     private final Options options;
     private final int batches;
     private boolean stop;
+    private int skipped;
     private int epoch;
     private int batch;
 
@@ -93,6 +140,11 @@ public final class Fit {
     /** Batches of the current epoch done so far. */
     public int batch() {
       return batch;
+    }
+
+    /** Batches skipped so far for a non-finite loss or gradient. */
+    public int skipped() {
+      return skipped;
     }
 
     /** Ends training after the current batch. */
@@ -204,6 +256,9 @@ public final class Fit {
         break;
       }
       Map<String, Double> logs = mean.values("");
+      if (options.onNonFinite() == NonFinite.SKIP) {
+        logs.put("skipped_batches", (double) c.skipped);
+      }
       if (validation.isPresent()) {
         logs.putAll(evaluate(trainer, validation.get(), epoch).values("val_"));
       }
@@ -230,7 +285,17 @@ public final class Fit {
           c.batch++;
           continue;
         }
-        StepResult r = trainer.step(batch);
+        StepResult r;
+        try {
+          r = trainer.step(batch);
+        } catch (NonFiniteStepException e) {
+          if (c.options.onNonFinite() == NonFinite.STOP) {
+            throw new NonFiniteLossException(c.epoch, c.batch, e.step());
+          }
+          c.skipped++;
+          c.batch++;
+          continue;
+        }
         mean.add(r, weight(batch, size));
         c.batch++;
         callbacks.forEach(cb -> cb.onBatchEnd(c, r, size));

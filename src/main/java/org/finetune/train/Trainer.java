@@ -543,7 +543,16 @@ public final class Trainer implements AutoCloseable {
       if (train) {
         runner.addTarget(c.trainOp());
       }
-      try (Result r = runner.run()) {
+      Result result;
+      try {
+        result = runner.run();
+      } catch (org.tensorflow.exceptions.TFInvalidArgumentException e) {
+        if (train && e.getMessage() != null && e.getMessage().contains(NON_FINITE)) {
+          throw new NonFiniteStepException(step, stage);
+        }
+        throw e;
+      }
+      try (Result r = result) {
         double loss = ((TFloat32) r.get(0)).getFloat();
         Map<String, Double> metrics = new LinkedHashMap<>();
         for (int i = 0; i < names.size(); i++) {
@@ -697,10 +706,36 @@ public final class Trainer implements AutoCloseable {
       targets.add(new Optimizer.Target(name, v.handle(), v.read(), Shape.of(dims),
           factors.getOrDefault(name, 1.0), !(excludedFromDecay(v.info()))));
     }
-    Op train = optimizer.applyOp(scope, targets, gradients,
-        (Operand<TFloat32>) graph.output(learningRate));
+    // Every update reads the gradients and the learning rate through identities that wait for a
+    // finiteness check of the loss and all gradients: when it fails the run stops before any
+    // variable, slot or the step counter changes, so a bad batch leaves the model as it was.
+    Op check = finiteCheck(scope, loss, gradients);
+    Ops gated = scope.withControlDependencies(List.of(check));
+    List<Operand<TFloat32>> checkedGradients = new ArrayList<>();
+    for (Operand<TFloat32> g : gradients) {
+      checkedGradients.add(gated.identity(g));
+    }
+    Op train = optimizer.applyOp(scope, targets, checkedGradients,
+        gated.identity((Operand<TFloat32>) graph.output(learningRate)));
     return new Compiled(set, trained, loss.asOutput().op().name() + ":" + loss.asOutput().index(),
         train.op().name(), gradientNames, head.isPresent() && headNames.containsAll(trained));
+  }
+
+  /** The message of the check that stops a step on a non-finite loss or gradient. */
+  static final String NON_FINITE = "finetune: non-finite loss or gradient";
+
+  private static Op finiteCheck(Ops scope, Operand<TFloat32> loss, List<Operand<TFloat32>> gradients) {
+    List<Operand<org.tensorflow.types.TBool>> parts = new ArrayList<>();
+    parts.add(scope.reduceAll(scope.math.isFinite(loss), scope.constant(new int[0])));
+    for (Operand<TFloat32> g : gradients) {
+      parts.add(scope.reduceAll(scope.math.isFinite(g), allAxes(scope, g)));
+    }
+    Operand<org.tensorflow.types.TBool> all = scope.reduceAll(scope.stack(parts), scope.constant(new int[] {0}));
+    return scope.withName("finite_check").assertThat(all, List.of(scope.constant(NON_FINITE)));
+  }
+
+  private static Operand<org.tensorflow.types.TInt32> allAxes(Ops scope, Operand<?> t) {
+    return scope.range(scope.constant(0), scope.rank(t), scope.constant(1));
   }
 
   /** Keras's AdamW exclusion used by our default: rank-0/1 variables (biases, norm scales/offsets). */
