@@ -17,7 +17,6 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 import java.util.Locale;
-import java.util.Map;
 import java.util.OptionalDouble;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
@@ -352,12 +351,5 @@ public final class BatchRunner {
           o.epochs(), o.seconds(), o.status() == Status.FAILED ? o.message() : o.job().out().toString()));
     }
     return Collections.unmodifiableList(rows);
-  }
-
-  /** Settings per job, for printing the plan of a batch. */
-  public static Map<String, String> describe(List<Job> jobs) {
-    Map<String, String> out = new java.util.LinkedHashMap<>();
-    jobs.forEach(j -> out.put(j.name(), j.describeSettings()));
-    return out;
   }
 }

@@ -81,10 +81,6 @@ final class LegalStudy {
     }
   }
 
-  TextCorpus legalTrain() {
-    return legalTrain;
-  }
-
   static TextDataset dataset(TextCorpus corpus, boolean shuffle) {
     return TextDataset.of(TextTraining.tokens(corpus), Gpt2Tokenizer.END_OF_TEXT,
         new TextDataset.Options(LENGTH, BATCH, shuffle, 1234));

@@ -127,11 +127,6 @@ public final class TextCorpus {
     }
   }
 
-  /** Characters over all documents. */
-  public long characters() {
-    return documents.stream().mapToLong(d -> d.text().length()).sum();
-  }
-
   private static List<Path> filesUnder(Path root) {
     if (!Files.isDirectory(root)) {
       return List.of(root);

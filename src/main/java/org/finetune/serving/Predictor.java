@@ -3,7 +3,6 @@ package org.finetune.serving;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
-import java.util.Objects;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
 import org.finetune.data.NpyArray;
@@ -124,7 +123,10 @@ public final class Predictor implements AutoCloseable {
 
   /** The signature's inputs of the current model. */
   public List<TensorSpec> inputs() {
-    Loaded l = Objects.requireNonNull(current.get(), "closed");
+    Loaded l = current.get();
+    if (l == null) {
+      throw new IllegalStateException("this predictor is closed");
+    }
     return l.model.info().selectedSignature().inputs();
   }
 

@@ -155,15 +155,64 @@ public final class TextGenerator {
     return best;
   }
 
+  /** Whether token {@code a} comes before {@code b}: the larger logit first, the lower id on a tie. */
+  private static boolean before(float[] logits, int a, int b) {
+    return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
+  }
+
+  /**
+   * The {@code k} likeliest token ids, likeliest first (ties by id). With {@code k} below the
+   * vocabulary they are selected with a k-element heap rather than by sorting every token: a
+   * generation step with top-k samples costs O(vocab log k), not O(vocab log vocab).
+   */
+  static Integer[] likeliest(float[] logits, int k) {
+    int n = logits.length;
+    int[] heap = new int[k]; // the worst kept token at the root
+    int size = 0;
+    for (int i = 0; i < n; i++) {
+      if (size < k) {
+        int at = size++;
+        heap[at] = i;
+        while (at > 0 && before(logits, heap[(at - 1) / 2], heap[at])) {
+          int parent = (at - 1) / 2;
+          int t = heap[parent];
+          heap[parent] = heap[at];
+          heap[at] = t;
+          at = parent;
+        }
+      } else if (before(logits, i, heap[0])) {
+        heap[0] = i;
+        int at = 0;
+        while (true) {
+          int worst = at;
+          for (int child = 2 * at + 1; child <= 2 * at + 2 && child < size; child++) {
+            if (before(logits, heap[worst], heap[child])) {
+              worst = child;
+            }
+          }
+          if (worst == at) {
+            break;
+          }
+          int t = heap[worst];
+          heap[worst] = heap[at];
+          heap[at] = t;
+          at = worst;
+        }
+      }
+    }
+    Integer[] out = new Integer[size];
+    for (int i = 0; i < size; i++) {
+      out[i] = heap[i];
+    }
+    Arrays.sort(out, (a, b) -> before(logits, a, b) ? -1 : before(logits, b, a) ? 1 : 0);
+    return out;
+  }
+
   /** A token drawn from softmax(logits / temperature), restricted by top-k and top-p. */
   static int sample(float[] logits, Sampling s, Random random) {
     int n = logits.length;
-    Integer[] order = new Integer[n];
-    for (int i = 0; i < n; i++) {
-      order[i] = i;
-    }
-    Arrays.sort(order, (a, b) -> logits[a] != logits[b] ? Float.compare(logits[b], logits[a]) : Integer.compare(a, b));
     int keep = s.topK() > 0 ? Math.min(s.topK(), n) : n;
+    Integer[] order = likeliest(logits, keep);
     double max = logits[order[0]] / s.temperature();
     double[] p = new double[keep];
     double total = 0;

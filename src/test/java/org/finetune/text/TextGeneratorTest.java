@@ -50,6 +50,20 @@ class TextGeneratorTest {
   }
 
   @Test
+  void theKLikeliestTokensAreTheHeadOfTheFullOrderTiesIncluded() {
+    Random r = new Random(5);
+    float[] logits = new float[5000];
+    for (int i = 0; i < logits.length; i++) {
+      logits[i] = r.nextInt(40) / 4f; // many ties
+    }
+    Integer[] all = java.util.stream.IntStream.range(0, logits.length).boxed().sorted((a, b) ->
+        logits[a] != logits[b] ? Float.compare(logits[b], logits[a]) : Integer.compare(a, b)).toArray(Integer[]::new);
+    for (int k : new int[] {1, 2, 7, 40, 1000, 5000}) {
+      assertArrayEquals(Arrays.copyOf(all, k), TextGenerator.likeliest(logits, k), "k = " + k);
+    }
+  }
+
+  @Test
   void samplingIsSeededAndRespectsTopK() {
     float[] logits = new float[50];
     for (int i = 0; i < logits.length; i++) {
