@@ -22,20 +22,25 @@ final class EvaluateCommand implements Command {
 
   @Override
   public String synopsis() {
-    return "MODEL --data DIR [--task image-classification|causal-lm] [--batch-size N] [--preprocess MODE]"
+    return "MODEL --data DIR [--task image-classification|video-classification|causal-lm] [--batch-size N]"
+        + " [--preprocess MODE]"
         + " [--image-size HxW]";
   }
 
   @Override
   public String summary() {
-    return "evaluate an image classifier on a labelled folder: accuracy, per-class precision/recall/F1, confusion";
+    return "evaluate an image or video classifier on a labelled folder: accuracy, per-class precision/recall/F1,"
+        + " confusion";
   }
 
   @Override
   public String details() {
     return "DIR holds one sub-folder per class, in the order of the model's outputs (sorted names, as\n"
         + "finetune train and Keras's image_dataset_from_directory use). The loss is the cross-entropy of\n"
-        + "the output taken as probabilities (clipped to [1e-7, 1 - 1e-7], as Keras does).";
+        + "the output taken as probabilities (clipped to [1e-7, 1 - 1e-7], as Keras does).\n\n"
+        + "A video model (one that takes [batch, frames, height, width, 3], as finetune train --task\n"
+        + "video-classification exports) is evaluated on clips: DIR/<class>/<clip>/<frame>.png|jpg, its\n"
+        + "number of frames taken evenly from each clip.";
   }
 
   @Override
@@ -45,7 +50,8 @@ final class EvaluateCommand implements Command {
     o.addOption(Option.builder().longOpt("data").hasArg().argName("DIR").desc("labelled images (required); with"
         + " --task causal-lm, text files and folders, comma-separated").build());
     o.addOption(Option.builder().longOpt("task").hasArg().argName("TASK")
-        .desc("image-classification (default) or causal-lm (perplexity of a language model on text)").build());
+        .desc("image-classification (default), video-classification (the model's input decides between these"
+            + " two) or causal-lm (perplexity of a language model on text)").build());
     o.addOption(Option.builder().longOpt("seq-len").hasArg().argName("N")
         .desc("causal-lm: tokens per block (default: 128, at most the model's positions)").build());
     o.addOption(Option.builder().longOpt("batch-size").hasArg().argName("N").desc("images per run (default: 32)").build());
@@ -67,18 +73,18 @@ final class EvaluateCommand implements Command {
     if (task.equals("causal-lm")) {
       return TextTraining.evaluate(line, Path.of(args.get(0)), out, err);
     }
-    if (!task.equals("image-classification")) {
-      throw new UsageException("--task must be image-classification or causal-lm, got '" + task + "'");
-    }
-    ImageFolder folder;
-    try {
-      folder = ImageFolder.scan(Path.of(line.getOptionValue("data")));
-    } catch (IllegalArgumentException e) {
-      throw new UsageException(e.getMessage());
+    if (!task.equals("image-classification") && !task.equals("video-classification")) {
+      throw new UsageException("--task must be image-classification, video-classification or causal-lm, got '" + task
+          + "'");
     }
     Path modelDir = Path.of(args.get(0));
     try (KerasSavedModel model = KerasSavedModel.open(modelDir, ModelFlags.trusting(line))) {
       ImageModels image = ImageModels.of(model, ImageModels.parseSize(line.getOptionValue("image-size")));
+      if (task.equals("video-classification") && image.frames() == 0) {
+        throw new UsageException(modelDir + " takes images, not clips [batch, frames, height, width, 3]; evaluate it"
+            + " with --task image-classification");
+      }
+      Labelled folder = Labelled.scan(Path.of(line.getOptionValue("data")), image.frames());
       ImageOps.Preprocess preprocess = preprocess(line, image, modelDir);
       Optional<List<String>> recorded = ImageClassifier.recordedClasses(modelDir);
       if (recorded.isPresent() && !recorded.get().equals(folder.classes())) {
@@ -88,7 +94,8 @@ final class EvaluateCommand implements Command {
       ImageDataset.Options options = ImageDataset.Options.of(image.height(), image.width(), preprocess,
           (int) TrainCommand.longValue(line, "batch-size", 32)).shuffled(false);
       List<ImageClassifier.Prediction> predictions;
-      try (ImageDataset data = ImageDataset.open(folder.items(), options)) {
+      try (ImageDataset data = image.frames() > 0 ? ImageDataset.clips(folder.items(), image.frames(), options)
+          : ImageDataset.open(folder.items(), options)) {
         if (!data.skipped().isEmpty()) {
           err.println("warning: skipped " + data.skipped().size() + " unreadable image(s): "
               + String.join(", ", data.skipped().stream().map(Path::toString).sorted().toList()));
@@ -112,7 +119,8 @@ final class EvaluateCommand implements Command {
       for (int c = 0; c < k; c++) {
         hits += confusion[c][c];
       }
-      out.printf(Locale.ROOT, "%s on %s: %d images, %d classes%n", modelDir, folder.root(), n, k);
+      out.printf(Locale.ROOT, "%s on %s: %d %s, %d classes%n", modelDir, folder.root(), n,
+          image.frames() > 0 ? "clips of " + image.frames() + " frames" : "images", k);
       out.printf(Locale.ROOT, "loss %.4f, accuracy %.4f%n%n", loss / n, (double) hits / n);
       int width = Math.max(8, folder.classes().stream().mapToInt(String::length).max().orElse(8));
       out.printf(Locale.ROOT, "%-" + width + "s %9s %9s %9s %8s%n", "class", "precision", "recall", "f1", "support");
@@ -150,6 +158,22 @@ final class EvaluateCommand implements Command {
       }
     }
     return ExitCode.OK;
+  }
+
+  /** A labelled folder of images, or of clips (their frames, {@code frames} per clip, in order). */
+  record Labelled(Path root, List<String> classes, List<ImageFolder.Item> items) {
+    static Labelled scan(Path root, int frames) {
+      try {
+        if (frames > 0) {
+          org.finetune.data.ClipFolder clips = org.finetune.data.ClipFolder.scan(root);
+          return new Labelled(clips.root(), clips.classes(), org.finetune.data.ClipFolder.frames(clips.clips(), frames));
+        }
+        ImageFolder folder = ImageFolder.scan(root);
+        return new Labelled(folder.root(), folder.classes(), folder.items());
+      } catch (IllegalArgumentException e) {
+        throw new UsageException(e.getMessage());
+      }
+    }
   }
 
   static ImageOps.Preprocess preprocess(CommandLine line, ImageModels image, Path modelDir) {

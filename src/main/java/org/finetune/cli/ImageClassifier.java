@@ -21,7 +21,7 @@ import org.tensorflow.Tensor;
 
 /** Runs an image classifier (a SavedModel whose output is [batch, classes]) over image files. */
 final class ImageClassifier {
-  /** One image's class probabilities (or scores). */
+  /** One image's (or clip's: its folder) class probabilities (or scores). */
   record Prediction(Path file, int label, float[] scores) {
     int top() {
       int best = 0;
@@ -40,6 +40,12 @@ final class ImageClassifier {
   static List<Prediction> run(KerasSavedModel model, ImageModels image, ImageDataset data) {
     TensorSpec output = model.info().selectedSignature().outputs().get(0);
     return run(data, images -> {
+      if (image.frames() > 0) {
+        // Frames of a clip come consecutively: [clips * frames, h, w, 3] is [clips, frames, h, w, 3].
+        long[] s = images.shape();
+        images = new NpyArray(images.dtype(), new long[] {s[0] / image.frames(), image.frames(), s[1], s[2], s[3]},
+            images.data());
+      }
       try (Tensor x = images.toTensor()) {
         Map<String, Tensor> result = model.predict(model.info().signature(), Map.of(image.input(), x));
         try {
@@ -51,13 +57,17 @@ final class ImageClassifier {
     });
   }
 
-  /** Predictions of {@code predictor} (a batch of images to {@code [batch, classes]} scores) over the dataset. */
+  /**
+   * Predictions of {@code predictor} (a batch of images to {@code [batch, classes]} scores) over the
+   * dataset; for a dataset of clips, one per clip (named by its folder).
+   */
   static List<Prediction> run(ImageDataset data, java.util.function.Function<NpyArray, NpyArray> predictor) {
     List<Prediction> out = new ArrayList<>();
     Iterator<ImageDataset.Batch> it = data.epoch(0, 0);
     while (it.hasNext()) {
       ImageDataset.Batch b = it.next();
-      int n = (int) b.images().shape()[0];
+      int group = data.framesPerClip();
+      int n = (int) b.images().shape()[0] / group;
       if (n == 0) {
         continue;
       }
@@ -74,7 +84,8 @@ final class ImageClassifier {
         for (int c = 0; c < classes; c++) {
           row[c] = (float) v[i * classes + c];
         }
-        out.add(new Prediction(b.files().get(i), (int) labels[i], row));
+        Path file = group == 1 ? b.files().get(i) : b.files().get(i * group).getParent();
+        out.add(new Prediction(file, (int) labels[i], row));
       }
     }
     return out;
@@ -101,6 +112,38 @@ final class ImageClassifier {
     return Optional.empty();
   }
 
+  /**
+   * The frames of the clips under {@code paths} ({@code frames} per clip, label 0): every folder
+   * that holds image files directly is a clip, in sorted order.
+   */
+  static List<ImageFolder.Item> clipItems(List<String> paths, int frames) {
+    java.util.TreeSet<Path> clips = new java.util.TreeSet<>();
+    for (String p : paths) {
+      Path path = Path.of(p);
+      if (!Files.isDirectory(path)) {
+        throw new UsageException("no clip folder " + path + "; give folders of frames (or folders of such folders)");
+      }
+      try (var walk = Files.walk(path)) {
+        walk.filter(Files::isRegularFile).filter(ImageFolder::isImageName).forEach(f -> clips.add(f.getParent()));
+      } catch (java.io.IOException e) {
+        throw new UsageException("cannot list " + path + ": " + e.getMessage());
+      }
+    }
+    if (clips.isEmpty()) {
+      throw new UsageException("no frames found in " + String.join(", ", paths));
+    }
+    List<org.finetune.data.ClipFolder.Clip> list = new ArrayList<>();
+    for (Path dir : clips) {
+      try (var files = Files.list(dir)) {
+        List<Path> frameFiles = files.filter(Files::isRegularFile).filter(ImageFolder::isImageName).sorted().toList();
+        list.add(new org.finetune.data.ClipFolder.Clip(dir, frameFiles, 0));
+      } catch (java.io.IOException e) {
+        throw new UsageException("cannot list " + dir + ": " + e.getMessage());
+      }
+    }
+    return org.finetune.data.ClipFolder.frames(list, frames);
+  }
+
   /** Items for files or folders given on the command line (folders searched for images; label 0). */
   static List<ImageFolder.Item> items(List<String> paths) {
     Map<Path, ImageFolder.Item> out = new LinkedHashMap<>();
@@ -108,11 +151,8 @@ final class ImageClassifier {
       Path path = Path.of(p);
       if (Files.isDirectory(path)) {
         try (var walk = Files.walk(path)) {
-          walk.filter(Files::isRegularFile).filter(f -> {
-            String n = f.getFileName().toString().toLowerCase(java.util.Locale.ROOT);
-            int dot = n.lastIndexOf('.');
-            return !n.startsWith(".") && dot >= 0 && ImageFolder.EXTENSIONS.contains(n.substring(dot));
-          }).sorted().forEach(f -> out.putIfAbsent(f, new ImageFolder.Item(f, 0)));
+          walk.filter(Files::isRegularFile).filter(ImageFolder::isImageName).sorted()
+              .forEach(f -> out.putIfAbsent(f, new ImageFolder.Item(f, 0)));
         } catch (java.io.IOException e) {
           throw new UsageException("cannot list " + path + ": " + e.getMessage());
         }

@@ -11,12 +11,14 @@ import org.finetune.savedmodel.TensorSpec;
 
 /** What the image commands need to know about a model: its image input, family and conventions. */
 record ImageModels(String input, int height, int width, String family, ImageOps.Preprocess preprocess,
-    Optional<String> featuresAt, List<String> groups) {
+    Optional<String> featuresAt, List<String> groups, int frames) {
 
   /**
    * Reads the signature's image input ({@code [batch, height, width, 3]}) and recognises the
    * family by its layers: VGG16 ("caffe" preprocessing, features at {@code block5_pool}, blocks
    * 5..1 as unfreezing groups), InceptionV3 ("tf", {@code mixed10}, the mixed blocks from the top).
+   * A video model of ours takes clips, {@code [batch, frames, height, width, 3]}: then
+   * {@link #frames()} is the clip length (0 for image models).
    */
   static ImageModels of(KerasSavedModel model, Optional<int[]> size) {
     SignatureInfo sig = model.info().selectedSignature();
@@ -25,12 +27,18 @@ record ImageModels(String input, int height, int width, String family, ImageOps.
           + sig.inputs().stream().map(TensorSpec::key).toList());
     }
     TensorSpec in = sig.inputs().get(0);
-    if (!in.dtype().equals("float32") || in.shape().size() != 4 || in.shape().get(3) != 3) {
-      throw new UsageException("input '" + in.key() + "' is " + in.dtype() + " " + in.shape()
-          + ", not a batch of RGB images [batch, height, width, 3]");
+    List<Long> shape = in.shape();
+    int frames = 0;
+    if (shape.size() == 5 && shape.get(1) > 1 && shape.get(4) == 3) {
+      frames = (int) (long) shape.get(1);
+      shape = shape.subList(1, 5);
     }
-    int h = (int) (long) in.shape().get(1);
-    int w = (int) (long) in.shape().get(2);
+    if (!in.dtype().equals("float32") || shape.size() != 4 || shape.get(3) != 3) {
+      throw new UsageException("input '" + in.key() + "' is " + in.dtype() + " " + in.shape()
+          + ", not a batch of RGB images [batch, height, width, 3] (or of clips [batch, frames, height, width, 3])");
+    }
+    int h = (int) (long) shape.get(1);
+    int w = (int) (long) shape.get(2);
     if (size.isPresent()) {
       if ((h > 0 && h != size.get()[0]) || (w > 0 && w != size.get()[1])) {
         throw new UsageException("--image-size " + size.get()[0] + "x" + size.get()[1] + " does not fit the model's"
@@ -45,14 +53,15 @@ record ImageModels(String input, int height, int width, String family, ImageOps.
     List<String> layers = model.info().layers().stream().map(LayerInfo::name).toList();
     if (layers.contains("block1_conv1") && layers.contains("block5_conv3")) {
       return new ImageModels(in.key(), h, w, "VGG16", ImageOps.Preprocess.CAFFE, Optional.of("block5_pool"),
-          List.of("block5", "block4", "block3", "block2", "block1"));
+          List.of("block5", "block4", "block3", "block2", "block1"), frames);
     }
     var flat = model.flatSignature(sig.name()).graphDef();
     if (!LayerScopes.nodesOf(flat, "mixed10").isEmpty()) {
       return new ImageModels(in.key(), h, w, "InceptionV3", ImageOps.Preprocess.TF, Optional.of("mixed10"),
-          List.of("mixed9", "mixed8", "mixed7", "mixed6", "mixed5", "mixed4", "mixed3", "mixed2", "mixed1", "mixed0"));
+          List.of("mixed9", "mixed8", "mixed7", "mixed6", "mixed5", "mixed4", "mixed3", "mixed2", "mixed1", "mixed0"),
+          frames);
     }
-    return new ImageModels(in.key(), h, w, "unknown", ImageOps.Preprocess.NONE, Optional.empty(), List.of());
+    return new ImageModels(in.key(), h, w, "unknown", ImageOps.Preprocess.NONE, Optional.empty(), List.of(), frames);
   }
 
   /** The preprocessing an export of ours records (assets/finetune.json, "extra"."preprocess"), if any. */

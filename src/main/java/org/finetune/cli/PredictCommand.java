@@ -27,7 +27,8 @@ final class PredictCommand implements Command {
 
   @Override
   public String synopsis() {
-    return "MODEL (--input [NAME=]FILE.npy ... | --images FILE_OR_DIR ...) [--top K] [--format table|json|csv]";
+    return "MODEL (--input [NAME=]FILE.npy ... | --images FILE_OR_DIR ... | --clips DIR ...) [--top K]"
+        + " [--format table|json|csv]";
   }
 
   @Override
@@ -43,6 +44,9 @@ final class PredictCommand implements Command {
         + "--images classifies image files (folders are searched): decoded, resized and preprocessed as for\n"
         + "training, then the top K classes per image, named as the training folders were when the model\n"
         + "is a finetune export; --format json or csv for machines.\n"
+        + "--clips classifies video clips with a video model (input [batch, frames, height, width, 3]): each\n"
+        + "folder that holds frames (.png, .jpg, ...) is one clip, found under the folders given; the\n"
+        + "model's number of frames is taken evenly from each, in name order.\n"
         + "Exit codes: 0 ok, 1 failed, 2 bad input.";
   }
 
@@ -56,6 +60,8 @@ final class PredictCommand implements Command {
     o.addOption(Option.builder().longOpt("out").hasArg().argName("DIR").desc("write each output as DIR/<name>.npy").build());
     o.addOption(Option.builder().longOpt("images").hasArg().argName("FILE_OR_DIR")
         .desc("image files or folders to classify; repeatable").build());
+    o.addOption(Option.builder().longOpt("clips").hasArg().argName("DIR")
+        .desc("clip folders (of frames) or folders of them, for a video model; repeatable").build());
     o.addOption(Option.builder().longOpt("format").hasArg().argName("FORMAT")
         .desc("for --images: table (default), json or csv").build());
     o.addOption(Option.builder().longOpt("preprocess").hasArg().argName("MODE")
@@ -70,7 +76,10 @@ final class PredictCommand implements Command {
     if (args.size() != 1) {
       throw new UsageException("give one SavedModel directory: finetune predict MODEL --input FILE.npy");
     }
-    if (line.hasOption("images")) {
+    if (line.hasOption("images") && line.hasOption("clips")) {
+      throw new UsageException("give --images or --clips, not both");
+    }
+    if (line.hasOption("images") || line.hasOption("clips")) {
       return images(line, Path.of(args.get(0)), out, err);
     }
     String[] inputSpecs = line.getOptionValues("input");
@@ -99,14 +108,25 @@ final class PredictCommand implements Command {
     if (!List.of("table", "json", "csv").contains(format)) {
       throw new UsageException("--format must be table, json or csv, got '" + format + "'");
     }
-    List<org.finetune.data.ImageFolder.Item> items = ImageClassifier.items(List.of(line.getOptionValues("images")));
+    boolean clips = line.hasOption("clips");
+    List<org.finetune.data.ImageFolder.Item> items = clips ? List.of()
+        : ImageClassifier.items(List.of(line.getOptionValues("images")));
     try (KerasSavedModel model = KerasSavedModel.open(modelDir, ModelFlags.trusting(line))) {
       ImageModels image = ImageModels.of(model, Optional.empty());
+      if (clips != (image.frames() > 0)) {
+        throw new UsageException(modelDir + (clips ? " takes images, not clips: use --images"
+            : " takes clips of " + image.frames() + " frames: use --clips"));
+      }
+      if (clips) {
+        items = ImageClassifier.clipItems(List.of(line.getOptionValues("clips")), image.frames());
+      }
       org.finetune.data.ImageOps.Preprocess preprocess = EvaluateCommand.preprocess(line, image, modelDir);
       List<String> names = ImageClassifier.recordedClasses(modelDir).orElse(List.of());
       List<ImageClassifier.Prediction> predictions;
-      try (org.finetune.data.ImageDataset data = org.finetune.data.ImageDataset.open(items,
-          org.finetune.data.ImageDataset.Options.of(image.height(), image.width(), preprocess, 32).shuffled(false))) {
+      var options = org.finetune.data.ImageDataset.Options.of(image.height(), image.width(), preprocess, 32)
+          .shuffled(false);
+      try (org.finetune.data.ImageDataset data = clips ? org.finetune.data.ImageDataset.clips(items, image.frames(),
+          options) : org.finetune.data.ImageDataset.open(items, options)) {
         if (!data.skipped().isEmpty()) {
           err.println("warning: skipped " + data.skipped().size() + " unreadable image(s): "
               + String.join(", ", data.skipped().stream().map(Path::toString).sorted().toList()));

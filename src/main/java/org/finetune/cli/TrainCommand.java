@@ -52,13 +52,14 @@ final class TrainCommand implements Command {
 
   @Override
   public String synopsis() {
-    return "MODEL --data PATH [--task image-classification|causal-lm] [--out DIR] [--head] [--epochs N]"
+    return "MODEL --data PATH [--task image-classification|video-classification|causal-lm] [--out DIR] [--head]"
+        + " [--epochs N]"
         + " [--unfreeze gradual:K] [...]";
   }
 
   @Override
   public String summary() {
-    return "fine-tune a SavedModel on labelled images or on text (causal LM) and export it";
+    return "fine-tune a SavedModel on labelled images, video clips or text (causal LM) and export it";
   }
 
   @Override
@@ -72,6 +73,11 @@ final class TrainCommand implements Command {
         + "(--discriminative-lr). --plan FILE takes the whole plan from JSON instead; the resolved plan\n"
         + "is printed and kept in the export's assets/finetune.json. Checkpoints (--checkpoints DIR) hold\n"
         + "the optimizer state and data position: --resume DIR/last continues exactly.\n\n"
+        + "--task video-classification trains on clips: DIR/<class>/<clip>/<frame>.png|jpg, frames in name\n"
+        + "order, --frames N of them taken evenly from each clip. The image model runs on every frame with\n"
+        + "shared weights, then a temporal head (--temporal conv: a 1-D convolution over time that sees the\n"
+        + "order of frames; average: the mean over frames) and the classifier. The export takes\n"
+        + "[batch, frames, height, width, 3] and returns class probabilities.\n\n"
         + "--task causal-lm fine-tunes a language model exported like keras-hub's GPT2CausalLM (inputs\n"
         + "token_ids and padding_mask) on text: --data takes files and folders (of *.txt), comma-separated;\n"
         + "documents are tokenised with GPT-2's BPE, joined with <|endoftext|> and cut into blocks of\n"
@@ -86,7 +92,10 @@ final class TrainCommand implements Command {
     o.addOption(ModelFlags.allowUnsafeOps());
     o.addOption(opt("data", "PATH", "labelled images: one sub-folder per class; with --task causal-lm, text files"
         + " and folders, comma-separated (required)"));
-    o.addOption(opt("task", "TASK", "image-classification (default) or causal-lm"));
+    o.addOption(opt("task", "TASK", "image-classification (default), video-classification or causal-lm"));
+    o.addOption(opt("frames", "N", "video: frames taken evenly from each clip (default: 8)"));
+    o.addOption(opt("temporal", "KIND", "video: how the head joins frames: conv (default, sees their order) or"
+        + " average"));
     o.addOption(opt("val-data", "PATH", "causal-lm: validation text files and folders, comma-separated"));
     o.addOption(opt("seq-len", "N", "causal-lm: tokens per block (default: 128, at most the model's positions)"));
     o.addOption(opt("out", "DIR", "export the fine-tuned SavedModel here"));
@@ -145,8 +154,13 @@ final class TrainCommand implements Command {
       throw new UsageException("give one SavedModel directory: finetune train MODEL --data DIR");
     }
     String task = line.getOptionValue("task", "image-classification");
-    if (!task.equals("image-classification") && !task.equals("causal-lm")) {
-      throw new UsageException("--task must be image-classification or causal-lm, got '" + task + "'");
+    if (!task.equals("image-classification") && !task.equals("video-classification") && !task.equals("causal-lm")) {
+      throw new UsageException("--task must be image-classification, video-classification or causal-lm, got '" + task
+          + "'");
+    }
+    boolean video = task.equals("video-classification");
+    if (!video && (line.hasOption("frames") || line.hasOption("temporal"))) {
+      throw new UsageException("--frames and --temporal are for --task video-classification");
     }
     if (!line.hasOption("data")) {
       throw new UsageException(task.equals("causal-lm") ? "--data PATH is required: text files or folders of *.txt"
@@ -163,37 +177,30 @@ final class TrainCommand implements Command {
     int batchSize = (int) longValue(line, "batch-size", 32);
     int epochs = (int) longValue(line, "epochs", 5);
     double valSplit = doubleValue(line, "val-split", 0.2);
-    ImageFolder folder;
-    ImageFolder.Split split;
-    try {
-      folder = ImageFolder.scan(Path.of(line.getOptionValue("data")));
-      split = folder.split(valSplit, seed);
-    } catch (IllegalArgumentException e) {
-      throw new UsageException(e.getMessage());
-    }
+    Examples data = video ? clips(line, valSplit, seed) : images(line, valSplit, seed);
     Path modelDir = Path.of(args.get(0));
     Optional<Checkpoint.Info> resume = resume(line, modelDir);
     try (KerasSavedModel model = KerasSavedModel.open(modelDir, ModelFlags.trusting(line))) {
       ImageModels image = ImageModels.of(model, ImageModels.parseSize(line.getOptionValue("image-size")));
       ImageOps.Preprocess preprocess = line.hasOption("preprocess")
           ? parse(() -> ImageOps.Preprocess.byName(line.getOptionValue("preprocess"))) : image.preprocess();
-      long totalSteps = (long) epochs * ((split.train().size() + batchSize - 1) / batchSize);
+      long totalSteps = (long) epochs * ((data.trainExamples() + batchSize - 1) / batchSize);
       TrainingPlan plan = resume.isPresent() ? resume.get().plan()
-          : plan(line, headSpec(line, image, folder, seed), image.groups(), LossSpec.SPARSE_CATEGORICAL_CROSSENTROPY,
+          : plan(line, headSpec(line, image, data, seed), image.groups(), LossSpec.SPARSE_CATEGORICAL_CROSSENTROPY,
               totalSteps);
       OptionalInt every = unfreezeEvery(line, plan);
       out.printf(Locale.ROOT, "Model: %s (%s, input %s %dx%d, preprocessing %s)%n", modelDir, image.family(),
           image.input(), image.height(), image.width(), preprocess.name().toLowerCase(Locale.ROOT));
-      out.printf(Locale.ROOT, "Data: %s: %d classes (%s), %d images for training, %d for validation%n",
-          folder.root(), folder.classes().size(), String.join(", ", folder.classes()), split.train().size(),
-          split.validation().size());
+      out.printf(Locale.ROOT, "Data: %s: %d classes (%s), %d %s for training, %d for validation%n",
+          data.root(), data.classes().size(), String.join(", ", data.classes()), data.trainExamples(),
+          video ? "clips of " + data.frames() + " frames" : "images", data.valExamples());
       out.println("Plan: " + new GsonBuilder().disableHtmlEscaping().create().toJson(PlanJson.toJson(plan)));
       ImageDataset.Options options = ImageDataset.Options.of(image.height(), image.width(), preprocess, batchSize)
           .seeded(seed).strictly(line.hasOption("strict")).flipping(line.hasOption("flip"))
           .zooming(doubleValue(line, "zoom", 0)).brightening(doubleValue(line, "brightness", 0));
-      try (ImageDataset train = ImageDataset.open(split.train(), options);
-          ImageDataset val = split.validation().isEmpty() ? null
-              : ImageDataset.open(split.validation(), options.shuffled(false).flipping(false).zooming(0).brightening(0));
+      try (ImageDataset train = data.open(data.train(), options);
+          ImageDataset val = data.validation().isEmpty() ? null
+              : data.open(data.validation(), options.shuffled(false).flipping(false).zooming(0).brightening(0));
           Trainer trainer = new Trainer(model, plan)) {
         Set<Path> skipped = new TreeSet<>(train.skipped());
         if (val != null) {
@@ -231,12 +238,15 @@ final class TrainCommand implements Command {
         }
         com.google.gson.JsonObject extra = new com.google.gson.JsonObject();
         com.google.gson.JsonArray names = new com.google.gson.JsonArray();
-        folder.classes().forEach(names::add);
+        data.classes().forEach(names::add);
         extra.add("classes", names);
         extra.addProperty("preprocess", preprocess.name().toLowerCase(Locale.ROOT));
-        extra.addProperty("data", folder.root().toAbsolutePath().toString());
+        extra.addProperty("data", data.root().toAbsolutePath().toString());
+        if (video) {
+          extra.addProperty("frames", data.frames());
+        }
         finish(line, out, trainer, history, epochs, start, cbs.early(), monitor, exportTo, extra,
-            DirectoryDigest.of(folder.root()));
+            DirectoryDigest.of(data.root()));
       }
     }
     return ExitCode.OK;
@@ -341,15 +351,87 @@ final class TrainCommand implements Command {
     }
   }
 
-  /** The new head --head asks for (one output per class, on the family's features or --features-at). */
-  private static Optional<HeadSpec> headSpec(CommandLine line, ImageModels image, ImageFolder folder, long seed) {
+  /**
+   * Labelled examples split for training and validation: images (one item each) or clips
+   * ({@code frames} consecutive items each).
+   */
+  private record Examples(Path root, List<String> classes, List<ImageFolder.Item> train,
+      List<ImageFolder.Item> validation, int frames) {
+    int trainExamples() {
+      return train.size() / Math.max(1, frames);
+    }
+
+    int valExamples() {
+      return validation.size() / Math.max(1, frames);
+    }
+
+    ImageDataset open(List<ImageFolder.Item> items, ImageDataset.Options options) {
+      if (frames == 0) {
+        return ImageDataset.open(items, options);
+      }
+      try {
+        return ImageDataset.clips(items, frames, options);
+      } catch (IllegalArgumentException e) {
+        throw new UsageException(e.getMessage() + "; leave out --flip, --zoom and --brightness");
+      }
+    }
+  }
+
+  private static Examples images(CommandLine line, double valSplit, long seed) {
+    try {
+      ImageFolder folder = ImageFolder.scan(Path.of(line.getOptionValue("data")));
+      ImageFolder.Split split = folder.split(valSplit, seed);
+      return new Examples(folder.root(), folder.classes(), split.train(), split.validation(), 0);
+    } catch (IllegalArgumentException e) {
+      throw new UsageException(e.getMessage());
+    }
+  }
+
+  private static Examples clips(CommandLine line, double valSplit, long seed) {
+    int frames = (int) longValue(line, "frames", 8);
+    if (frames < 2) {
+      throw new UsageException("--frames must be at least 2, got " + frames);
+    }
+    try {
+      org.finetune.data.ClipFolder folder = org.finetune.data.ClipFolder.scan(Path.of(line.getOptionValue("data")));
+      org.finetune.data.ClipFolder.Split split = folder.split(valSplit, seed);
+      return new Examples(folder.root(), folder.classes(), org.finetune.data.ClipFolder.frames(split.train(), frames),
+          org.finetune.data.ClipFolder.frames(split.validation(), frames), frames);
+    } catch (IllegalArgumentException e) {
+      throw new UsageException(e.getMessage());
+    }
+  }
+
+  /** --temporal: how a video head joins the frames. */
+  static HeadSpec.Temporal temporal(CommandLine line) {
+    String t = line.getOptionValue("temporal", "conv");
+    return switch (t.toLowerCase(Locale.ROOT)) {
+      case "conv" -> HeadSpec.Temporal.CONV;
+      case "average" -> HeadSpec.Temporal.AVERAGE;
+      default -> throw new UsageException("--temporal must be conv or average, got '" + t + "'");
+    };
+  }
+
+  /**
+   * The new head --head asks for (one output per class, on the family's features or --features-at);
+   * for clips, always one, over the frames.
+   */
+  private static Optional<HeadSpec> headSpec(CommandLine line, ImageModels image, Examples data, long seed) {
+    if (data.frames() > 0) {
+      HeadSpec spec = imageHead(line, image, data.classes().size(), seed).clips(data.frames(), temporal(line));
+      return Optional.of(spec);
+    }
     if (!line.hasOption("head")) {
       if (line.hasOption("hidden") || line.hasOption("dropout") || line.hasOption("features-at")) {
         throw new UsageException("--hidden, --dropout and --features-at shape a new head; add --head");
       }
       return Optional.empty();
     }
-    HeadSpec spec = HeadSpec.classifier(folder.classes().size()).seed(seed);
+    return Optional.of(imageHead(line, image, data.classes().size(), seed));
+  }
+
+  private static HeadSpec imageHead(CommandLine line, ImageModels image, int classes, long seed) {
+    HeadSpec spec = HeadSpec.classifier(classes).seed(seed);
     Optional<String> at = Optional.ofNullable(line.getOptionValue("features-at")).or(image::featuresAt);
     if (at.isPresent()) {
       spec = spec.at(at.get());
@@ -359,7 +441,7 @@ final class TrainCommand implements Command {
     } else if (line.hasOption("dropout")) {
       throw new UsageException("--dropout applies after the hidden layer; give --hidden N too");
     }
-    return Optional.of(spec);
+    return spec;
   }
 
   /**

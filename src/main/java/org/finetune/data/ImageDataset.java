@@ -98,19 +98,25 @@ public final class ImageDataset implements AutoCloseable {
     }
   }
 
-  /** One batch: images {@code [n, height, width, 3]} float32, labels {@code [n]} int32, and their files. */
+  /**
+   * One batch: images {@code [n, height, width, 3]} float32, labels {@code [n]} int32 (for
+   * clips: {@code [n / frames]}, one per clip), and their files.
+   */
   public record Batch(NpyArray images, NpyArray labels, List<Path> files) {}
 
   private final List<ImageFolder.Item> items;
   private final Options options;
+  /** Consecutive items that form one example (a clip's frames); 1 for images. */
+  private final int group;
   private final float[][] cache;
   private final Set<Path> skipped = ConcurrentHashMap.newKeySet();
   private final ExecutorService decoders;
   private final java.util.Map<ImageFolder.Item, Integer> index = new java.util.HashMap<>();
 
-  private ImageDataset(List<ImageFolder.Item> items, Options options) {
+  private ImageDataset(List<ImageFolder.Item> items, Options options, int group) {
     this.items = List.copyOf(items);
     this.options = options;
+    this.group = group;
     int threads = Math.max(1, Runtime.getRuntime().availableProcessors());
     this.decoders = Executors.newFixedThreadPool(threads, r -> {
       Thread t = new Thread(r, "finetune-decode");
@@ -130,10 +136,31 @@ public final class ImageDataset implements AutoCloseable {
    * @throws IllegalStateException in strict mode, on an unreadable file
    */
   public static ImageDataset open(List<ImageFolder.Item> items, Options options) {
+    return open(items, options, 1);
+  }
+
+  /**
+   * A dataset of clips: {@code frames} consecutive items make one clip (all with its label), a
+   * batch holds {@link Options#batchSize()} clips with their frames in order, shuffling moves
+   * whole clips, and labels come one per clip. Frames are decoded strictly (a clip with an
+   * unreadable frame cannot be skipped frame by frame); augmentation is refused, since a flip would
+   * turn a clip moving left into one moving right.
+   */
+  public static ImageDataset clips(List<ImageFolder.Item> frames, int framesPerClip, Options options) {
+    if (framesPerClip < 1 || frames.size() % framesPerClip != 0) {
+      throw new IllegalArgumentException(frames.size() + " frames do not make clips of " + framesPerClip);
+    }
+    if (options.augmented()) {
+      throw new IllegalArgumentException("clips cannot be augmented (a flip changes the direction of motion)");
+    }
+    return open(frames, options.strictly(true), framesPerClip);
+  }
+
+  private static ImageDataset open(List<ImageFolder.Item> items, Options options, int group) {
     if (items.isEmpty()) {
       throw new IllegalArgumentException("no images to make batches of");
     }
-    ImageDataset d = new ImageDataset(items, options);
+    ImageDataset d = new ImageDataset(items, options, group);
     if (d.cache != null) {
       List<Future<?>> work = new ArrayList<>();
       for (int i = 0; i < items.size(); i++) {
@@ -155,7 +182,19 @@ public final class ImageDataset implements AutoCloseable {
 
   /** Batches per epoch. */
   public int batchesPerEpoch() {
-    return (items.size() + options.batchSize() - 1) / options.batchSize();
+    int examples = items.size() / group;
+    return (examples + options.batchSize() - 1) / options.batchSize();
+  }
+
+  /** Frames per clip (consecutive items that make one example); 1 for images. */
+  public int framesPerClip() {
+    return group;
+  }
+
+  /** The items of batch {@code b} of an epoch in order {@code order}. */
+  public List<ImageFolder.Item> batchItems(List<ImageFolder.Item> order, int b) {
+    int per = options.batchSize() * group;
+    return order.subList(Math.min(b * per, order.size()), Math.min((b + 1) * per, order.size()));
   }
 
   /** Files found unreadable so far (skipped). */
@@ -169,9 +208,23 @@ public final class ImageDataset implements AutoCloseable {
 
   /** The files in epoch {@code epoch}'s order. */
   public List<ImageFolder.Item> order(int epoch) {
-    List<ImageFolder.Item> order = new ArrayList<>(items);
+    if (group == 1) {
+      List<ImageFolder.Item> order = new ArrayList<>(items);
+      if (options.shuffle()) {
+        Collections.shuffle(order, new Random(options.seed() * 1_000_003L + epoch));
+      }
+      return order;
+    }
+    List<Integer> clips = new ArrayList<>();
+    for (int c = 0; c < items.size() / group; c++) {
+      clips.add(c);
+    }
     if (options.shuffle()) {
-      Collections.shuffle(order, new Random(options.seed() * 1_000_003L + epoch));
+      Collections.shuffle(clips, new Random(options.seed() * 1_000_003L + epoch));
+    }
+    List<ImageFolder.Item> order = new ArrayList<>(items.size());
+    for (int c : clips) {
+      order.addAll(items.subList(c * group, (c + 1) * group));
     }
     return order;
   }
@@ -194,9 +247,7 @@ public final class ImageDataset implements AutoCloseable {
     Thread producer = new Thread(() -> {
       try {
         for (int b = start; b < batches; b++) {
-          int from = b * options.batchSize();
-          List<ImageFolder.Item> part = order.subList(from, Math.min(from + options.batchSize(), order.size()));
-          queue.put(batch(part, epoch, from));
+          queue.put(batch(batchItems(order, b), epoch, b * options.batchSize() * group));
         }
         queue.put(end);
       } catch (InterruptedException e) {
@@ -266,19 +317,24 @@ public final class ImageDataset implements AutoCloseable {
     }
     int size = options.height() * options.width() * 3;
     ByteBuffer x = ByteBuffer.allocate(n * size * 4).order(ByteOrder.LITTLE_ENDIAN);
-    ByteBuffer y = ByteBuffer.allocate(n * 4).order(ByteOrder.LITTLE_ENDIAN);
+    if (group > 1 && n != part.size()) {
+      throw new IllegalStateException("a clip has an unreadable frame");
+    }
+    ByteBuffer y = ByteBuffer.allocate(n / group * 4).order(ByteOrder.LITTLE_ENDIAN);
     List<Path> files = new ArrayList<>();
     for (int i = 0; i < part.size(); i++) {
       if (images[i] != null) {
         for (float v : images[i]) {
           x.putFloat(v);
         }
-        y.putInt(part.get(i).label());
+        if (i % group == 0) {
+          y.putInt(part.get(i).label());
+        }
         files.add(part.get(i).file());
       }
     }
     return new Batch(new NpyArray("float32", new long[] {n, options.height(), options.width(), 3}, x.array()),
-        new NpyArray("int32", new long[] {n}, y.array()), files);
+        new NpyArray("int32", new long[] {n / group}, y.array()), files);
   }
 
   /** Decoded and resized (0..255), or null when unreadable and not strict. */

@@ -102,11 +102,16 @@ public record ImageFolder(Path root, List<String> classes, List<Item> items) {
         shuffled.subList(shuffled.size() - validation, shuffled.size()));
   }
 
-  private static boolean hidden(Path p) {
+  /** Whether {@code p} is named as an image we take (a known extension, not hidden). */
+  public static boolean isImageName(Path p) {
+    return !hidden(p) && imageName(p);
+  }
+
+  static boolean hidden(Path p) {
     return p.getFileName().toString().startsWith(".");
   }
 
-  private static boolean imageName(Path p) {
+  static boolean imageName(Path p) {
     String name = p.getFileName().toString().toLowerCase(Locale.ROOT);
     int dot = name.lastIndexOf('.');
     return dot >= 0 && EXTENSIONS.contains(name.substring(dot));

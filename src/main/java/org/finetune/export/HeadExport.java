@@ -86,11 +86,21 @@ final class HeadExport {
     GraphDef pruned = prune(flat.graphDef(), roots);
     Map<String, NodeDef> nodes = new HashMap<>();
     pruned.getNodeList().forEach(n -> nodes.put(n.getName(), n));
+    int frames = head.spec().frames();
+    if (frames > 0) {
+      if (flat.inputs().size() != 1) {
+        throw new IllegalArgumentException("a model over clips needs a signature with one (image) input; "
+            + flat.signature() + " has " + flat.inputs().keySet());
+      }
+      pruned = takeClips(pruned, nodes.get(nodeOf(flat.local(flat.inputs().values().iterator().next()))), frames);
+      nodes.clear();
+      pruned.getNodeList().forEach(n -> nodes.put(n.getName(), n));
+    }
 
     // Inputs, sorted by key (the order a signature's arguments take).
     List<In> inputs = new ArrayList<>();
     for (Map.Entry<String, String> in : new TreeMap<>(flat.inputs()).entrySet()) {
-      NodeDef p = nodes.get(nodeOf(flat.local(in.getValue())));
+      NodeDef p = nodes.get(nodeOf(flat.local(in.getValue())) + (frames > 0 ? CLIPS_SUFFIX : ""));
       inputs.add(new In(in.getKey(), p.getName(), p.getAttrMap().get("dtype").getType(),
           p.getAttrMap().getOrDefault("shape", AttrValue.getDefaultInstance()).getShape()));
     }
@@ -242,6 +252,57 @@ final class HeadExport {
         values);
     trainer.model().session().runner().addTarget(saveTrained).run();
     return vars.size();
+  }
+
+  /** The name of the clip input beside the frame input it replaces. */
+  static final String CLIPS_SUFFIX = "_clips";
+
+  /**
+   * The body with its frame input {@code [n, h, w, c]} fed from a clip input
+   * {@code [clips, frames, h, w, c]} (named {@code <input>_clips}): the frame placeholder becomes a
+   * reshape of the clips to {@code [clips * frames, h, w, c]}, frames of a clip consecutive, which
+   * is the layout training fed.
+   */
+  private static GraphDef takeClips(GraphDef body, NodeDef input, int frames) {
+    TensorShapeProto frameShape = input.getAttrMap().get("shape").getShape();
+    if (frameShape.getUnknownRank() || frameShape.getDimCount() != 4) {
+      throw new IllegalArgumentException("a model over clips needs an image input of rank 4; " + input.getName()
+          + " has shape " + frameShape);
+    }
+    TensorShapeProto.Builder clipShape = TensorShapeProto.newBuilder()
+        .addDim(TensorShapeProto.Dim.newBuilder().setSize(-1)).addDim(TensorShapeProto.Dim.newBuilder().setSize(frames));
+    for (int i = 1; i < 4; i++) {
+      clipShape.addDim(frameShape.getDim(i));
+    }
+    GraphDef reshape;
+    try (Graph g = new Graph()) {
+      Ops tf = Ops.create(g);
+      DataType dtype = input.getAttrMap().get("dtype").getType();
+      @SuppressWarnings("unchecked")
+      Class<TType> type = (Class<TType>) TensorTypeRegistry.find(dtype).type();
+      long[] dims = new long[5];
+      for (int i = 0; i < 5; i++) {
+        dims[i] = clipShape.getDim(i).getSize();
+      }
+      Operand<TType> clips = tf.withName(input.getName() + CLIPS_SUFFIX).placeholder(type,
+          org.tensorflow.op.core.Placeholder.shape(org.tensorflow.ndarray.Shape.of(dims)));
+      Ops scope = tf.withSubScope(input.getName() + CLIPS_SUFFIX + "_reshape");
+      // [-1] followed by the clip's frame dimensions (height, width, channels), known or not.
+      Operand<org.tensorflow.types.TInt32> frameDims = scope.stridedSlice(scope.shape(clips), scope.constant(new int[] {2}),
+          scope.constant(new int[] {5}), scope.constant(new int[] {1}));
+      Operand<org.tensorflow.types.TInt32> target = scope.concat(List.of(scope.constant(new int[] {-1}), frameDims),
+          scope.constant(0));
+      tf.withName(input.getName()).reshape(clips, target);
+      reshape = g.toGraphDef();
+    }
+    GraphDef.Builder out = body.toBuilder().clearNode();
+    for (NodeDef n : body.getNodeList()) {
+      if (!n.getName().equals(input.getName())) {
+        out.addNode(n);
+      }
+    }
+    reshape.getNodeList().forEach(out::addNode);
+    return out.build();
   }
 
   /**

@@ -148,8 +148,7 @@ public final class FeatureCache implements Fit.BatchSource, AutoCloseable {
         if (!hasNext()) {
           throw new java.util.NoSuchElementException();
         }
-        int batchSize = data.options().batchSize();
-        List<ImageFolder.Item> part = order.subList(b * batchSize, Math.min((b + 1) * batchSize, order.size()));
+        List<ImageFolder.Item> part = data.batchItems(order, b);
         b++;
         return batch(part);
       }
@@ -159,31 +158,35 @@ public final class FeatureCache implements Fit.BatchSource, AutoCloseable {
   private Batch batch(List<ImageFolder.Item> part) {
     List<Integer> present = new ArrayList<>();
     List<Integer> y = new ArrayList<>();
-    for (ImageFolder.Item item : part) {
+    int group = data.framesPerClip();
+    for (int i = 0; i < part.size(); i++) {
+      ImageFolder.Item item = part.get(i);
       Integer s = slot.get(item.file());
       if (s != null) {
         present.add(s);
-        y.add(item.label());
+        if (i % group == 0) {
+          y.add(item.label());
+        }
       }
     }
     if (present.isEmpty()) {
       return Batch.unlabelled(Map.of());
     }
     ByteBuffer x = ByteBuffer.allocate(present.size() * size * 4).order(ByteOrder.LITTLE_ENDIAN);
-    ByteBuffer l = ByteBuffer.allocate(present.size() * 4).order(ByteOrder.LITTLE_ENDIAN);
+    ByteBuffer l = ByteBuffer.allocate(y.size() * 4).order(ByteOrder.LITTLE_ENDIAN);
     for (int i = 0; i < present.size(); i++) {
       ByteBuffer seg = segment(present.get(i));
       int off = offset(present.get(i));
       for (int k = 0; k < size; k++) {
         x.putFloat(seg.getFloat(off + k * 4));
       }
-      l.putInt(y.get(i));
     }
+    y.forEach(l::putInt);
     long[] shape = new long[featureShape.length + 1];
     shape[0] = present.size();
     System.arraycopy(featureShape, 0, shape, 1, featureShape.length);
     return Batch.of(Map.of(Trainer.FEATURES, new NpyArray("float32", shape, x.array())),
-        new NpyArray("int32", new long[] {present.size()}, l.array()));
+        new NpyArray("int32", new long[] {y.size()}, l.array()));
   }
 
   @Override

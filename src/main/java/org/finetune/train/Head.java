@@ -146,6 +146,16 @@ final class Head {
           + "; their last dimension must be known");
     }
     SplittableRandom random = new SplittableRandom(spec.seed());
+    if (spec.frames() > 0) {
+      // One row per frame, clip after clip: [clips * frames, width] -> [clips, frames, width].
+      Operand<TFloat32> clips = tf.withName("frames").reshape(x, tf.constant(new long[] {-1, spec.frames(), width}));
+      if (spec.temporal() == HeadSpec.Temporal.AVERAGE) {
+        x = tf.withName("temporal_pooled").math.mean(clips, tf.constant(1));
+      } else {
+        x = temporalConv(tf, clips, width, random, maker);
+        width = HeadSpec.TEMPORAL_CHANNELS;
+      }
+    }
     if (spec.hiddenUnits() > 0) {
       x = tf.nn.relu(dense(tf, x, width, spec.hiddenUnits(), HeadSpec.HIDDEN, random, maker));
       if (spec.dropout() > 0 && dropoutRate.isPresent()) {
@@ -194,6 +204,38 @@ final class Head {
     }
     throw new IllegalArgumentException("the head's features have shape " + features.shape()
         + "; a head pools features of rank 2, 3 or 4");
+  }
+
+  /**
+   * Keras's Conv1D over the frames ({@code [clips, frames, width]}, valid padding, kernel
+   * {@code [span, width, channels]} Glorot-uniform, bias zero), ReLU, then the mean over the
+   * positions left: {@code [clips, channels]}.
+   */
+  private static Operand<TFloat32> temporalConv(Ops tf, Operand<TFloat32> clips, long width, SplittableRandom random,
+      VariableMaker maker) {
+    String layer = HeadSpec.TEMPORAL;
+    Ops scope = tf.withSubScope(layer);
+    int span = HeadSpec.TEMPORAL_KERNEL;
+    int channels = HeadSpec.TEMPORAL_CHANNELS;
+    double limit = Math.sqrt(6.0 / (span * width + span * channels));
+    Operand<TFloat32> k = maker.make(scope, layer, "kernel", Shape.of(span, width, channels), () -> {
+      float[][][] kernel = new float[span][(int) width][channels];
+      for (float[][] tap : kernel) {
+        for (float[] row : tap) {
+          for (int j = 0; j < row.length; j++) {
+            row[j] = (float) (random.nextDouble() * 2 * limit - limit);
+          }
+        }
+      }
+      return TFloat32.tensorOf(StdArrays.ndCopyOf(kernel));
+    });
+    Operand<TFloat32> b = maker.make(scope, layer, "bias", Shape.of(channels), () -> TFloat32.vectorOf(new float[channels]));
+    // As a 2-D convolution of height 1: input [clips, 1, frames, width], kernel [1, span, width, channels].
+    Operand<TFloat32> image = scope.expandDims(clips, scope.constant(1));
+    Operand<TFloat32> kernel2d = scope.expandDims(k, scope.constant(0));
+    Operand<TFloat32> conv = scope.nn.conv2d(image, kernel2d, List.of(1L, 1L, 1L, 1L), "VALID");
+    Operand<TFloat32> activated = scope.nn.relu(scope.nn.biasAdd(conv, b));
+    return tf.withName("temporal_pooled").math.mean(activated, tf.constant(new int[] {1, 2}));
   }
 
   /** Keras's Dense: {@code x @ kernel + bias}, kernel Glorot-uniform, bias zero. */

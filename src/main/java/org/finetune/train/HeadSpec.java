@@ -20,9 +20,12 @@ import java.util.Optional;
  * @param classes number of outputs
  * @param activation the output activation
  * @param seed seeds the initial weights and the dropout masks
+ * @param frames 0 for images; for clips, the frames per clip: the model runs on every frame (its
+ *     input holds {@code [clips * frames, ...]}) and the head sees {@code [clips, frames, features]}
+ * @param temporal how a clip's frame features become one vector (ignored when {@code frames} is 0)
  */
 public record HeadSpec(Optional<String> at, Pooling pooling, int hiddenUnits, double dropout, int classes,
-    Activation activation, long seed) {
+    Activation activation, long seed, int frames, Temporal temporal) {
   /** The name of the hidden layer a head adds. */
   public static final String HIDDEN = "head_hidden";
   /** The name of the output layer a head adds. */
@@ -40,6 +43,25 @@ public record HeadSpec(Optional<String> at, Pooling pooling, int hiddenUnits, do
     AVERAGE,
     /** Features must already be 2-D. */
     NONE
+  }
+
+  /** The name of the temporal layer a head over clips adds ({@link Temporal#CONV}). */
+  public static final String TEMPORAL = "head_temporal";
+  /** Output channels of the temporal convolution. */
+  public static final int TEMPORAL_CHANNELS = 64;
+  /** Frames the temporal convolution spans. */
+  public static final int TEMPORAL_KERNEL = 3;
+
+  /** How the features of a clip's frames become one vector. */
+  public enum Temporal {
+    /** The mean over frames: blind to their order (the baseline). */
+    AVERAGE,
+    /**
+     * A 1-D convolution over time (Keras's Conv1D: {@value #TEMPORAL_CHANNELS} filters spanning
+     * {@value #TEMPORAL_KERNEL} frames, valid padding) with ReLU, then the mean over the remaining
+     * positions: it sees the order of frames, so motion.
+     */
+    CONV
   }
 
   /** The output activation. */
@@ -73,6 +95,20 @@ public record HeadSpec(Optional<String> at, Pooling pooling, int hiddenUnits, do
     if (dropout > 0 && hiddenUnits == 0) {
       throw new IllegalArgumentException("dropout applies after the hidden layer; give hidden units too");
     }
+    Objects.requireNonNull(temporal, "temporal");
+    if (frames < 0 || frames == 1) {
+      throw new IllegalArgumentException("a head over clips needs at least 2 frames per clip, got " + frames);
+    }
+    if (frames > 0 && temporal == Temporal.CONV && frames < TEMPORAL_KERNEL) {
+      throw new IllegalArgumentException("the temporal convolution spans " + TEMPORAL_KERNEL + " frames; clips have "
+          + frames);
+    }
+  }
+
+  /** An image head (no frames). */
+  public HeadSpec(Optional<String> at, Pooling pooling, int hiddenUnits, double dropout, int classes,
+      Activation activation, long seed) {
+    this(at, pooling, hiddenUnits, dropout, classes, activation, seed, 0, Temporal.AVERAGE);
   }
 
   /** A softmax classifier over {@code classes} on the signature's output: average pooling, no hidden layer. */
@@ -82,23 +118,28 @@ public record HeadSpec(Optional<String> at, Pooling pooling, int hiddenUnits, do
 
   /** The same head on the output of layer {@code layer} (the model above it is cut away). */
   public HeadSpec at(String layer) {
-    return new HeadSpec(Optional.of(layer), pooling, hiddenUnits, dropout, classes, activation, seed);
+    return new HeadSpec(Optional.of(layer), pooling, hiddenUnits, dropout, classes, activation, seed, frames, temporal);
   }
 
   /** The same head with a hidden Dense({@code units}) + ReLU, then dropout at {@code rate}. */
   public HeadSpec hidden(int units, double rate) {
-    return new HeadSpec(at, pooling, units, rate, classes, activation, seed);
+    return new HeadSpec(at, pooling, units, rate, classes, activation, seed, frames, temporal);
   }
 
   public HeadSpec pooling(Pooling p) {
-    return new HeadSpec(at, p, hiddenUnits, dropout, classes, activation, seed);
+    return new HeadSpec(at, p, hiddenUnits, dropout, classes, activation, seed, frames, temporal);
   }
 
   public HeadSpec activation(Activation a) {
-    return new HeadSpec(at, pooling, hiddenUnits, dropout, classes, a, seed);
+    return new HeadSpec(at, pooling, hiddenUnits, dropout, classes, a, seed, frames, temporal);
   }
 
   public HeadSpec seed(long s) {
-    return new HeadSpec(at, pooling, hiddenUnits, dropout, classes, activation, s);
+    return new HeadSpec(at, pooling, hiddenUnits, dropout, classes, activation, s, frames, temporal);
+  }
+
+  /** The same head over clips of {@code n} frames, joining them as {@code t} says. */
+  public HeadSpec clips(int n, Temporal t) {
+    return new HeadSpec(at, pooling, hiddenUnits, dropout, classes, activation, seed, n, t);
   }
 }

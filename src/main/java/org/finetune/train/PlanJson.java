@@ -210,6 +210,10 @@ public final class PlanJson {
     o.addProperty("classes", h.classes());
     o.addProperty("activation", h.activation().kerasName());
     o.addProperty("seed", h.seed());
+    if (h.frames() > 0) {
+      o.addProperty("frames", h.frames());
+      o.addProperty("temporal", h.temporal().name().toLowerCase(Locale.ROOT));
+    }
     return o;
   }
 
@@ -225,7 +229,17 @@ public final class PlanJson {
         has(o, "pooling") ? HeadSpec.Pooling.valueOf(o.get("pooling").getAsString().toUpperCase(Locale.ROOT))
             : HeadSpec.Pooling.AVERAGE,
         has(o, "hidden") ? o.get("hidden").getAsInt() : 0, num(o, "dropout", 0), o.get("classes").getAsInt(),
-        activation, has(o, "seed") ? o.get("seed").getAsLong() : HeadSpec.DEFAULT_SEED);
+        activation, has(o, "seed") ? o.get("seed").getAsLong() : HeadSpec.DEFAULT_SEED,
+        has(o, "frames") ? o.get("frames").getAsInt() : 0, temporal(o));
+  }
+
+  private static HeadSpec.Temporal temporal(JsonObject o) {
+    if (!has(o, "temporal")) {
+      return HeadSpec.Temporal.AVERAGE;
+    }
+    String t = o.get("temporal").getAsString();
+    return java.util.Arrays.stream(HeadSpec.Temporal.values()).filter(x -> x.name().equalsIgnoreCase(t)).findFirst()
+        .orElseThrow(() -> new IllegalArgumentException("unknown temporal head '" + t + "'; use average or conv"));
   }
 
   private static boolean has(JsonObject o, String key) {
