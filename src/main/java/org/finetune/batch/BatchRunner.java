@@ -23,6 +23,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import org.finetune.export.Checkpoint;
 
 /**
  * Runs a batch's jobs, each as a child process ({@code finetune train}), one after another or
@@ -167,7 +168,8 @@ public final class BatchRunner {
     command.addAll(job.trainArguments());
     command.addAll(List.of("--history", history.toString(), "--checkpoints", dir.resolve("checkpoints").toString()));
     Path last = dir.resolve("checkpoints").resolve("last");
-    boolean resuming = Files.isDirectory(last);
+    // A run killed while replacing its checkpoint has it moved aside; recover() puts it back.
+    boolean resuming = Checkpoint.recover(last) && Files.isDirectory(last);
     if (resuming) {
       command.addAll(List.of("--resume", last.toString()));
     } else {

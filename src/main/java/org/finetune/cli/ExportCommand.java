@@ -67,7 +67,8 @@ final class ExportCommand implements Command {
       throw new UsageException("--out DIR is required: where to write the SavedModel");
     }
     Path checkpointDir = Path.of(args.get(0));
-    if (!Files.isDirectory(checkpointDir)) {
+    // A save killed mid-way may have left the checkpoint moved aside; recover() puts it back.
+    if (!Checkpoint.recover(checkpointDir) || !Files.isDirectory(checkpointDir)) {
       throw new UsageException("no checkpoint directory " + checkpointDir);
     }
     Checkpoint.Info info;

@@ -124,6 +124,7 @@ final class TrainCommand implements Command {
     o.addOption(opt("schedule", "NAME", "learning-rate schedule over the run: constant (default), cosine (10% warmup"
         + " then cosine decay to 0) or slanted (ULMFiT's slanted triangular)"));
     o.addOption(opt("checkpoints", "DIR", "write checkpoints (DIR/last every epoch, DIR/best)"));
+    o.addOption(opt("checkpoint-every", "N", "with --checkpoints: also write DIR/last every N batches within an epoch"));
     o.addOption(opt("resume", "CHECKPOINT", "continue from a checkpoint (e.g. DIR/last)"));
     o.addOption(opt("history", "CSV", "write the per-epoch history as CSV"));
     o.addOption(opt("tensorboard", "DIR", "write TensorBoard event files (DIR/train, DIR/validation)"));
@@ -162,6 +163,7 @@ final class TrainCommand implements Command {
     if (!video && (line.hasOption("frames") || line.hasOption("temporal"))) {
       throw new UsageException("--frames and --temporal are for --task video-classification");
     }
+    checkpointEvery(line);
     if (!line.hasOption("data")) {
       throw new UsageException(task.equals("causal-lm") ? "--data PATH is required: text files or folders of *.txt"
           : "--data DIR is required: a folder with one sub-folder of images per class");
@@ -311,7 +313,8 @@ final class TrainCommand implements Command {
           1e-7));
     }
     if (line.hasOption("checkpoints")) {
-      callbacks.add(new CheckpointCallback(Path.of(line.getOptionValue("checkpoints")), monitor, 0));
+      callbacks.add(new CheckpointCallback(Path.of(line.getOptionValue("checkpoints")), monitor,
+          checkpointEvery(line)));
     }
     if (line.hasOption("history")) {
       callbacks.add(new CsvLogger(Path.of(line.getOptionValue("history")), resumed));
@@ -323,6 +326,22 @@ final class TrainCommand implements Command {
       callbacks.add(new org.finetune.train.CurvesPlot(Path.of(line.getOptionValue("curves"))));
     }
     return new Callbacks(callbacks, early);
+  }
+
+  /** Batches between checkpoints within an epoch (--checkpoint-every), 0 for none; checked before anything runs. */
+  static int checkpointEvery(CommandLine line) {
+    if (!line.hasOption("checkpoint-every")) {
+      return 0;
+    }
+    if (!line.hasOption("checkpoints")) {
+      throw new UsageException("--checkpoint-every needs --checkpoints DIR: where to write the checkpoints");
+    }
+    long every = longValue(line, "checkpoint-every", 0);
+    if (every < 1 || every > Integer.MAX_VALUE) {
+      throw new UsageException("--checkpoint-every takes a number of batches >= 1, got '"
+          + line.getOptionValue("checkpoint-every") + "'");
+    }
+    return (int) every;
   }
 
   /** After training: the best epoch when early stopping ran, and the export (--out). */

@@ -22,7 +22,9 @@ import org.finetune.train.TrainingPlan;
  * ({@code state.json}: base model and its digest, optimizer steps, stage, stages built, and what
  * the caller adds, such as epoch and data position) and every variable training changes,
  * optimizer state included ({@code variables/variables.*}, a TensorFlow checkpoint written from
- * the runtime). Written atomically: a checkpoint directory is either the old one or the new one.
+ * the runtime). Written atomically: a checkpoint directory is either the old one or the new one;
+ * a save killed between moving the old one aside and renaming the new one into place is undone
+ * by the next {@link #read} or {@link #recover} (the old one is put back).
  */
 public final class Checkpoint {
   public static final String PLAN = "plan.json";
@@ -75,11 +77,28 @@ public final class Checkpoint {
   }
 
   /**
-   * Reads a checkpoint's plan and state (not its variables).
+   * Settles what a save killed part-way left beside {@code dir} (see {@link #save}): the previous
+   * checkpoint, if it was moved aside and never replaced, is put back; unfinished copies are
+   * deleted.
+   *
+   * @return whether {@code dir} exists afterwards
+   */
+  public static boolean recover(Path dir) {
+    try {
+      return AtomicDirectory.recover(dir);
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot tidy up beside the checkpoint " + dir + ": " + e.getMessage(), e);
+    }
+  }
+
+  /**
+   * Reads a checkpoint's plan and state (not its variables), after {@link #recover} has put back
+   * a checkpoint an interrupted save left moved aside.
    *
    * @throws IllegalArgumentException when {@code dir} is not a checkpoint, naming what is missing
    */
   public static Info read(Path dir) {
+    recover(dir);
     try {
       JsonObject plan = JsonParser.parseString(Files.readString(dir.resolve(PLAN), StandardCharsets.UTF_8))
           .getAsJsonObject();

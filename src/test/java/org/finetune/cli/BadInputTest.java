@@ -53,6 +53,15 @@ class BadInputTest {
   }
 
   @Test
+  void checkpointEveryNeedsCheckpointsAndAWholeNumberOfBatches() {
+    String model = Fixture.of("vgg16_small/keras3_export").model().toString();
+    assertOneLineError(CliRun.of("train", model, "--data", tmp.toString(), "--checkpoint-every", "2"),
+        "--checkpoint-every needs --checkpoints DIR");
+    assertOneLineError(CliRun.of("train", model, "--data", tmp.toString(), "--checkpoints", tmp.resolve("c").toString(),
+        "--checkpoint-every", "0"), "--checkpoint-every takes a number of batches >= 1, got '0'");
+  }
+
+  @Test
   void missingPath() {
     Path missing = tmp.resolve("no-such-model");
     assertOneLineError(CliRun.of("inspect", missing.toString()), missing.toString(), "does not exist",
