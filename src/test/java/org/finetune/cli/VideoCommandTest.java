@@ -190,4 +190,49 @@ class VideoCommandTest {
         + " TFSMLayer) vs Java: %.3g%n", some.size(), some.size(), FRAMES, worst);
     assertTrue(worst <= 1e-5, "outputs within 1e-5: " + worst);
   }
+
+  private static void assertBadInput(CliRun run, String... mustContain) {
+    assertEquals(ExitCode.BAD_INPUT, run.exit(), run.err());
+    assertEquals(1, run.errLine().lines().count(), run.err());
+    for (String m : mustContain) {
+      assertTrue(run.err().contains(m), "stderr should contain '" + m + "': " + run.err());
+    }
+  }
+
+  @Test
+  void clipFoldersThatCannotBeUsedEndInOneLineNamingTheFolder() throws IOException {
+    Path root = tmp.resolve("bad_clips");
+    Path emptyClip = Files.createDirectories(root.resolve("left").resolve("clip_000"));
+    Files.createDirectories(root.resolve("right").resolve("clip_000"));
+    Files.copy(clips.resolve("train/right/right_000/frame_00.png"), root.resolve("right/clip_000/frame_00.png"));
+    assertBadInput(CliRun.of("train", BACKBONE.toString(), "--task", "video-classification", "--data", root.toString()),
+        emptyClip.toString(), "has no frames");
+    Files.delete(emptyClip);
+    assertBadInput(CliRun.of("train", BACKBONE.toString(), "--task", "video-classification", "--data", root.toString()),
+        root.resolve("left").toString(), "has no clip folders");
+    assertBadInput(CliRun.of("train", BACKBONE.toString(), "--task", "video-classification", "--data",
+        clips.resolve("train").toString(), "--frames", "1"), "--frames must be at least 2");
+    assertBadInput(CliRun.of("train", BACKBONE.toString(), "--task", "video-classification", "--data",
+        clips.resolve("train").toString(), "--temporal", "lstm"), "--temporal must be conv or average");
+    assertBadInput(CliRun.of("train", BACKBONE.toString(), "--data", clips.resolve("train").toString(), "--frames", "8"),
+        "--frames and --temporal are for --task video-classification");
+    Path out = tmp.resolve("never");
+    assertBadInput(CliRun.of("train", BACKBONE.toString(), "--task", "video-classification", "--data",
+        clips.resolve("train").toString(), "--flip", "--out", out.toString()), "clips cannot be augmented");
+    assertTrue(Files.notExists(out), "no partial output");
+    assertBadInput(CliRun.of("predict", conv.toString(), "--images", clips.resolve("test/left/left_000").toString()),
+        "takes clips of 8 frames: use --clips");
+    assertBadInput(CliRun.of("evaluate", BACKBONE.toString(), "--task", "video-classification", "--data",
+        clips.resolve("test").toString()), "takes images, not clips");
+  }
+
+  @Test
+  void aClipShorterThanTheFramesAskedForRepeatsFramesEvenly() {
+    ClipFolder.Clip c = new ClipFolder.Clip(Path.of("c"), List.of(Path.of("a"), Path.of("b"), Path.of("c")), 0);
+    // round(i * 2 / 4) for i = 0..4: 0, 0.5, 1, 1.5, 2 rounded half up.
+    assertEquals(List.of(Path.of("a"), Path.of("b"), Path.of("b"), Path.of("c"), Path.of("c")), c.sample(5));
+    ClipFolder.Clip longer = new ClipFolder.Clip(Path.of("d"), java.util.stream.IntStream.range(0, 10)
+        .mapToObj(i -> Path.of("f" + i)).toList(), 1);
+    assertEquals(List.of(Path.of("f0"), Path.of("f3"), Path.of("f6"), Path.of("f9")), longer.sample(4));
+  }
 }
