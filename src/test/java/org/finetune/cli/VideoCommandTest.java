@@ -235,4 +235,25 @@ class VideoCommandTest {
         .mapToObj(i -> Path.of("f" + i)).toList(), 1);
     assertEquals(List.of(Path.of("f0"), Path.of("f3"), Path.of("f6"), Path.of("f9")), longer.sample(4));
   }
+
+  @Test
+  void gradualUnfreezingReachesInceptionsTopBlocksThroughEveryFrame() throws IOException {
+    Path few = tmp.resolve("few");
+    Python.run("make_clips.py", "--out", few.toString(), "--train", "4", "--test", "1", "--frames", "4", "--seed", "3");
+    Path out = tmp.resolve("video_unfrozen");
+    CliRun run = CliRun.of("train", BACKBONE.toString(), "--task", "video-classification", "--data",
+        few.resolve("train").toString(), "--frames", "4", "--epochs", "2", "--batch-size", "4", "--unfreeze", "gradual:1",
+        "--val-split", "0", "--lr", "1e-4", "--out", out.toString());
+    assertEquals(0, run.exit(), run.err());
+    // Stage 2 trains the head (4 variables: temporal and output kernels and biases) and mixed9.
+    assertTrue(run.out().contains("stage 1/11, 4 variables training"), run.out());
+    assertTrue(run.out().contains("stage 2/11, 22 variables training"), run.out());
+    assertTrue(!run.out().contains("Caching the base's features"), "no cache while the base trains");
+    List<Scored> scored = predict(out, few.resolve("test"));
+    assertEquals(5, scored.size());
+    for (Scored sc : scored) {
+      assertEquals(1.0, sc.scores().values().stream().mapToDouble(Double::doubleValue).sum(), 1e-5);
+    }
+    assertEquals(backboneDigest, TreeDigest.of(BACKBONE));
+  }
 }
