@@ -14,13 +14,14 @@ case.json:
   stderr     substrings of the single stderr line (the file at fault and the fix), or [] for none
   stdout     (optional) substrings stdout must hold (what is still done when a file is skipped);
              with exit 2, stdout must be empty
-  decodes    (optional) a file the library must decode: width, height and the sum of its RGB
-             samples as tf.io.decode_jpeg/decode_png give them (the oracle)
+  decodes    (optional) a file the library must decode: width, height, and the sum and SHA-256 of
+             its RGB samples (row-major, uint8) as tf.io.decode_jpeg/decode_image give them (the oracle)
 
 Model cases hold a damaged copy of savedmodels/tf1_linear/tf1/model (10 KB), never of a large model.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -176,14 +177,15 @@ def flip_bit(path, offset, bit=0):
 
 
 def reference(data, kind):
-    """width, height and the sum of the samples TensorFlow decodes (the oracle)."""
+    """width, height, the sum and the SHA-256 of the uint8 RGB samples TensorFlow decodes (the oracle)."""
     import tensorflow as tf
     if kind == "jpeg":
         img = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE").numpy()
     else:
         img = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
     assert img.dtype == np.uint8, img.dtype
-    return {"width": int(img.shape[1]), "height": int(img.shape[0]), "sum": int(img.astype(np.int64).sum())}
+    return {"width": int(img.shape[1]), "height": int(img.shape[0]), "sum": int(img.astype(np.int64).sum()),
+            "sha256": hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest()}
 
 
 def build(corpus):
@@ -257,10 +259,9 @@ def build(corpus):
                 ["predict", "{case}/model", "--input", "{case}/features.npy", "--out", "{out}"], 2,
                 [pb, "has no signatures", "export the model with one"], files={"features.npy": features}, model=drop_signatures)
     corpus.case("signature-unknown", "a missing signature",
-                ["predict", "{case}/model", "--signature", "classify", "--input", "{case}/features.npy",
+                ["predict", "{fixture:tf1_linear/tf1}", "--signature", "classify", "--input", "{case}/features.npy",
                  "--out", "{out}"], 2,
-                ["no signature 'classify'", "serving_default", "--signature"], files={"features.npy": features},
-                model=lambda m: None)
+                ["no signature 'classify'", "serving_default", "--signature"], files={"features.npy": features})
 
     # --- npy inputs
     corpus.case("npy-bad-magic", "an input array with a bad header",

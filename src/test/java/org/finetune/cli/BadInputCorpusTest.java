@@ -11,7 +11,10 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
+import java.util.HexFormat;
 import java.util.List;
 import java.util.Set;
 import java.util.TreeSet;
@@ -102,7 +105,7 @@ class BadInputCorpusTest {
     }
   }
 
-  /** The file decodes to TensorFlow's size and samples (their sum, exactly: every sample is an integer). */
+  /** The file decodes to TensorFlow's size and samples: their sum, and every one of them (a SHA-256 of them as bytes). */
   private static void assertDecodesAsTensorFlow(JsonObject expected, Path dir, Path out) {
     Path file = Path.of(substitute(expected.get("file").getAsString(), dir, out));
     ImageDecoder.Image image;
@@ -114,10 +117,18 @@ class BadInputCorpusTest {
     assertEquals(expected.get("width").getAsInt(), image.width(), "width");
     assertEquals(expected.get("height").getAsInt(), image.height(), "height");
     long sum = 0;
-    for (float v : image.rgb()) {
-      sum += (long) v;
+    byte[] samples = new byte[image.rgb().length];
+    for (int i = 0; i < samples.length; i++) {
+      sum += (long) image.rgb()[i];
+      samples[i] = (byte) image.rgb()[i];
     }
     assertEquals(expected.get("sum").getAsLong(), sum, "sum of the RGB samples (TensorFlow's decode)");
+    try {
+      assertEquals(expected.get("sha256").getAsString(),
+          HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(samples)), "the RGB samples");
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
   }
 
   @Test
