@@ -7,11 +7,14 @@ import java.awt.image.Raster;
 import java.io.ByteArrayInputStream;
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
+import java.util.Locale;
+import java.util.OptionalInt;
 import java.util.zip.CRC32;
 import javax.imageio.ImageIO;
 import javax.imageio.ImageReader;
@@ -152,7 +155,7 @@ public final class ImageDecoder {
   private static void checkSize(Path file, int width, int height) throws UnreadableImageException {
     long pixels = (long) width * height;
     if (pixels > MAX_PIXELS) {
-      throw new UnreadableImageException(file, String.format(java.util.Locale.ROOT, "its header says %dx%d (%,d pixels),"
+      throw new UnreadableImageException(file, String.format(Locale.ROOT, "its header says %dx%d (%,d pixels),"
           + " more than the %,d pixels we decode; scale it down", width, height, pixels, MAX_PIXELS), null);
     }
   }
@@ -170,7 +173,7 @@ public final class ImageDecoder {
         throw new UnreadableImageException(file, "truncated PNG (it ends at byte " + b.length + " without IEND)", null);
       }
       long length = in.getInt(pos) & 0xffffffffL;
-      String type = new String(b, pos + 4, 4, java.nio.charset.StandardCharsets.ISO_8859_1);
+      String type = new String(b, pos + 4, 4, StandardCharsets.ISO_8859_1);
       if (pos + 12 + length > b.length) {
         throw new UnreadableImageException(file, "truncated PNG (its " + type + " chunk at byte " + pos
             + " ends after the file's " + b.length + " bytes)", null);
@@ -190,11 +193,11 @@ public final class ImageDecoder {
     }
   }
 
-  /** What a JPEG's markers say before its scan: component count and Adobe's APP14 transform (-1: none). */
-  record Jpeg(int components, int adobeTransform) {
+  /** What a JPEG's markers say before its scan: component count and Adobe's APP14 transform, if any. */
+  record Jpeg(int components, OptionalInt adobeTransform) {
     static Jpeg scan(byte[] b) {
       int components = 0;
-      int transform = -1;
+      OptionalInt transform = OptionalInt.empty();
       int pos = 2;
       while (pos + 4 <= b.length) {
         if ((b[pos] & 0xff) != 0xff) {
@@ -215,8 +218,8 @@ public final class ImageDecoder {
         if (sof && payload + 5 < b.length) {
           components = b[payload + 5] & 0xff;
         } else if (marker == 0xee && length >= 14 && payload + 12 <= b.length
-            && new String(b, payload, 5, java.nio.charset.StandardCharsets.ISO_8859_1).equals("Adobe")) {
-          transform = b[payload + 11] & 0xff;
+            && new String(b, payload, 5, StandardCharsets.ISO_8859_1).equals("Adobe")) {
+          transform = OptionalInt.of(b[payload + 11] & 0xff);
         }
         if (marker == 0xda || marker == 0xd9) {
           break;
@@ -249,8 +252,8 @@ public final class ImageDecoder {
       throw new UnreadableImageException(file, "a four-component JPEG that decodes to " + raster.getNumBands()
           + " bands", null);
     }
-    boolean adobe = jpeg.adobeTransform() >= 0;
-    boolean ycck = jpeg.adobeTransform() == 2;
+    boolean adobe = jpeg.adobeTransform().isPresent();
+    boolean ycck = adobe && jpeg.adobeTransform().getAsInt() == 2;
     int w = raster.getWidth();
     int h = raster.getHeight();
     float[] rgb = new float[w * h * 3];
