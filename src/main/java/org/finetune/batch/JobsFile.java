@@ -63,7 +63,8 @@ public final class JobsFile {
     } catch (IOException e) {
       throw new UncheckedIOException("cannot read " + file, e);
     } catch (JsonParseException e) {
-      throw new IllegalArgumentException(file + " is not valid JSON: " + e.getMessage());
+      throw new IllegalArgumentException(file + " is not valid JSON (" + org.finetune.train.PlanJson.syntaxError(e)
+          + "); fix it there");
     }
     Path base = file.toAbsolutePath().getParent();
     try {

@@ -79,6 +79,10 @@ public final class Cli {
       err.println("finetune " + command.name() + ": " + e.getMessage());
       trace(e, verbose, err);
       return ExitCode.BAD_INPUT;
+    } catch (org.finetune.data.InvalidDataException e) {
+      err.println("finetune " + command.name() + ": " + e.getMessage());
+      trace(e, verbose, err);
+      return ExitCode.BAD_INPUT;
     } catch (org.finetune.train.Fit.NonFiniteLossException e) {
       err.println("finetune " + command.name() + ": " + e.getMessage());
       trace(e, verbose, err);

@@ -91,16 +91,27 @@ final class EvaluateCommand implements Command {
         throw new UsageException("the model was trained on classes " + recorded.get() + " but " + folder.root()
             + " has " + folder.classes());
       }
+      java.util.OptionalInt outputs = ImageModels.outputClasses(model);
+      if (outputs.isPresent() && outputs.getAsInt() != folder.classes().size()) {
+        throw new UsageException(modelDir + " scores " + outputs.getAsInt() + " classes but " + folder.root() + " has "
+            + folder.classes().size() + " class folders; evaluate on a folder with one sub-folder per class the model"
+            + " was trained on (sorted by name), or train a head for these classes (finetune train --head)");
+      }
       ImageDataset.Options options = ImageDataset.Options.of(image.height(), image.width(), preprocess,
           (int) TrainCommand.longValue(line, "batch-size", 32)).shuffled(false);
       List<ImageClassifier.Prediction> predictions;
       try (ImageDataset data = image.frames() > 0 ? ImageDataset.clips(folder.items(), image.frames(), options)
           : ImageDataset.open(folder.items(), options)) {
+        predictions = ImageClassifier.run(model, image, data);
+        if (predictions.isEmpty()) {
+          throw new UsageException("no readable image in " + folder.root() + " (unreadable: " + String.join(", ",
+              data.skipped().stream().map(Path::toString).sorted().toList()) + "); give JPEG, PNG, GIF, BMP or TIFF"
+              + " files");
+        }
         if (!data.skipped().isEmpty()) {
           err.println("warning: skipped " + data.skipped().size() + " unreadable image(s): "
               + String.join(", ", data.skipped().stream().map(Path::toString).sorted().toList()));
         }
-        predictions = ImageClassifier.run(model, image, data);
       }
       int k = folder.classes().size();
       if (!predictions.isEmpty() && predictions.get(0).scores().length != k) {

@@ -64,6 +64,16 @@ record ImageModels(String input, int height, int width, String family, ImageOps.
     return new ImageModels(in.key(), h, w, "unknown", ImageOps.Preprocess.NONE, Optional.empty(), List.of(), frames);
   }
 
+  /** The classes the signature's first output scores ({@code [batch, classes]}), when its shape says. */
+  static java.util.OptionalInt outputClasses(KerasSavedModel model) {
+    List<TensorSpec> outputs = model.info().selectedSignature().outputs();
+    if (outputs.isEmpty() || !outputs.get(0).rankKnown() || outputs.get(0).shape().size() != 2
+        || outputs.get(0).shape().get(1) <= 0) {
+      return java.util.OptionalInt.empty();
+    }
+    return java.util.OptionalInt.of((int) (long) outputs.get(0).shape().get(1));
+  }
+
   /** The preprocessing an export of ours records (assets/finetune.json, "extra"."preprocess"), if any. */
   static Optional<ImageOps.Preprocess> recordedPreprocess(java.nio.file.Path modelDir) {
     java.nio.file.Path provenance = modelDir.resolve("assets").resolve(org.finetune.export.Exporter.PROVENANCE);

@@ -127,11 +127,17 @@ final class PredictCommand implements Command {
           .shuffled(false);
       try (org.finetune.data.ImageDataset data = clips ? org.finetune.data.ImageDataset.clips(items, image.frames(),
           options) : org.finetune.data.ImageDataset.open(items, options)) {
+        predictions = ImageClassifier.run(model, image, data);
+        if (predictions.isEmpty()) {
+          throw new UsageException("no readable image among the " + items.size() + " file(s) given by --images "
+              + String.join(", ", line.getOptionValues("images")) + " (unreadable: " + String.join(", ",
+              data.skipped().stream().map(Path::toString).sorted().toList()) + "); give JPEG, PNG, GIF, BMP or TIFF"
+              + " files");
+        }
         if (!data.skipped().isEmpty()) {
           err.println("warning: skipped " + data.skipped().size() + " unreadable image(s): "
               + String.join(", ", data.skipped().stream().map(Path::toString).sorted().toList()));
         }
-        predictions = ImageClassifier.run(model, image, data);
       }
       com.google.gson.JsonArray json = new com.google.gson.JsonArray();
       if (format.equals("csv")) {
@@ -192,6 +198,10 @@ final class PredictCommand implements Command {
       if (sig.inputs().stream().noneMatch(t -> t.key().equals(name))) {
         throw new UsageException("--input " + spec + ": signature '" + sig.name() + "' has no input '" + name
             + "'; its inputs are " + String.join(", ", sig.inputs().stream().map(TensorSpec::key).toList()));
+      }
+      if (Files.isDirectory(Path.of(file))) {
+        throw new UsageException("--input " + spec + ": " + file + " is a folder; give a .npy file (numpy.save writes"
+            + " one)");
       }
       try {
         arrays.put(name, NpyArray.read(Path.of(file)));

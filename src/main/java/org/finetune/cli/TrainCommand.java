@@ -191,12 +191,12 @@ final class TrainCommand implements Command {
           : plan(line, headSpec(line, image, data, seed), image.groups(), LossSpec.SPARSE_CATEGORICAL_CROSSENTROPY,
               totalSteps);
       OptionalInt every = unfreezeEvery(line, plan);
-      out.printf(Locale.ROOT, "Model: %s (%s, input %s %dx%d, preprocessing %s)%n", modelDir, image.family(),
-          image.input(), image.height(), image.width(), preprocess.name().toLowerCase(Locale.ROOT));
-      out.printf(Locale.ROOT, "Data: %s: %d classes (%s), %d %s for training, %d for validation%n",
-          data.root(), data.classes().size(), String.join(", ", data.classes()), data.trainExamples(),
-          video ? "clips of " + data.frames() + " frames" : "images", data.valExamples());
-      out.println("Plan: " + new GsonBuilder().disableHtmlEscaping().create().toJson(PlanJson.toJson(plan)));
+      OptionalInt outputs = ImageModels.outputClasses(model);
+      if (plan.head().isEmpty() && outputs.isPresent() && data.classes().size() > outputs.getAsInt()) {
+        throw new UsageException(modelDir + " scores " + outputs.getAsInt() + " classes but " + data.root() + " has "
+            + data.classes().size() + " class folders, so labels would run past its output; add --head to train a"
+            + " new classifier with one output per class folder");
+      }
       ImageDataset.Options options = ImageDataset.Options.of(image.height(), image.width(), preprocess, batchSize)
           .seeded(seed).strictly(line.hasOption("strict")).flipping(line.hasOption("flip"))
           .zooming(doubleValue(line, "zoom", 0)).brightening(doubleValue(line, "brightness", 0));
@@ -204,6 +204,13 @@ final class TrainCommand implements Command {
           ImageDataset val = data.validation().isEmpty() ? null
               : data.open(data.validation(), options.shuffled(false).flipping(false).zooming(0).brightening(0));
           Trainer trainer = new Trainer(model, plan)) {
+        // printed once the data has been read, so that a bad image (with --strict) leaves nothing on stdout
+        out.printf(Locale.ROOT, "Model: %s (%s, input %s %dx%d, preprocessing %s)%n", modelDir, image.family(),
+            image.input(), image.height(), image.width(), preprocess.name().toLowerCase(Locale.ROOT));
+        out.printf(Locale.ROOT, "Data: %s: %d classes (%s), %d %s for training, %d for validation%n",
+            data.root(), data.classes().size(), String.join(", ", data.classes()), data.trainExamples(),
+            video ? "clips of " + data.frames() + " frames" : "images", data.valExamples());
+        out.println("Plan: " + new GsonBuilder().disableHtmlEscaping().create().toJson(PlanJson.toJson(plan)));
         Set<Path> skipped = new TreeSet<>(train.skipped());
         if (val != null) {
           skipped.addAll(val.skipped());
@@ -470,13 +477,27 @@ final class TrainCommand implements Command {
   static TrainingPlan plan(CommandLine line, Optional<HeadSpec> head, List<String> groups, LossSpec loss,
       long totalSteps) {
     if (line.hasOption("plan")) {
+      String file = line.getOptionValue("plan");
+      com.google.gson.JsonElement json;
       try {
-        return PlanJson.fromJson(JsonParser.parseString(Files.readString(Path.of(line.getOptionValue("plan"))))
-            .getAsJsonObject());
+        if (Files.isDirectory(Path.of(file))) {
+          throw new UsageException("--plan " + file + " is a folder; give the plan's JSON file");
+        }
+        json = JsonParser.parseString(Files.readString(Path.of(file)));
       } catch (IOException e) {
-        throw new UsageException("cannot read the plan " + line.getOptionValue("plan") + ": " + e.getMessage());
-      } catch (RuntimeException e) {
-        throw new UsageException("the plan " + line.getOptionValue("plan") + " is not valid: " + e.getMessage());
+        throw new UsageException("cannot read the plan " + file + ": " + e.getMessage());
+      } catch (com.google.gson.JsonParseException e) {
+        throw new UsageException("the plan " + file + " is not valid JSON (" + PlanJson.syntaxError(e) + "); fix it"
+            + " there");
+      }
+      if (!json.isJsonObject()) {
+        throw new UsageException("the plan " + file + " must be a JSON object, as the Plan line of finetune train"
+            + " prints it (e.g. {\"optimizer\": {\"name\": \"adam\", \"learning_rate\": 0.001}}); got " + json);
+      }
+      try {
+        return PlanJson.fromJson(json.getAsJsonObject());
+      } catch (IllegalArgumentException e) {
+        throw new UsageException("the plan " + file + " is not valid: " + e.getMessage() + "; fix it there");
       }
     }
     TrainingPlan.Builder b = TrainingPlan.builder().loss(loss);

@@ -133,7 +133,7 @@ public final class ImageDataset implements AutoCloseable {
   /**
    * A dataset over {@code items}; decodes everything now when it fits the cache.
    *
-   * @throws IllegalStateException in strict mode, on an unreadable file
+   * @throws InvalidDataException in strict mode, on an unreadable file
    */
   public static ImageDataset open(List<ImageFolder.Item> items, Options options) {
     return open(items, options, 1);
@@ -344,7 +344,8 @@ public final class ImageDataset implements AutoCloseable {
       return ImageOps.resizeBilinear(img.rgb(), img.height(), img.width(), options.height(), options.width());
     } catch (IOException e) {
       if (options.strict()) {
-        throw new IllegalStateException("unreadable image " + e.getMessage(), e);
+        throw new InvalidDataException(item.file(), "unreadable image " + e.getMessage() + "; replace or remove it"
+            + " (without --strict an unreadable image is skipped with a warning)", e);
       }
       skipped.add(item.file());
       return null;

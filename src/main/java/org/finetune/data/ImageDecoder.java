@@ -6,11 +6,16 @@ import java.awt.image.IndexColorModel;
 import java.awt.image.Raster;
 import java.io.ByteArrayInputStream;
 import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
+import java.util.Locale;
+import java.util.OptionalInt;
+import java.util.zip.CRC32;
 import javax.imageio.ImageIO;
 import javax.imageio.ImageReader;
 import javax.imageio.stream.ImageInputStream;
@@ -28,8 +33,23 @@ import org.apache.commons.imaging.Imaging;
  * grey PNGs back converted through a linear-grey colour space (a stored 30 reads as 3 in its
  * raster and 28 through {@code getRGB}). Commons Imaging is only the fallback for a file ImageIO
  * has no reader for. A reader's warning (a JPEG that ends early) is an error, not a grey tail.
+ *
+ * <p>Before any pixel is decoded, the header's size is checked against {@link #MAX_PIXELS}, so a
+ * file that claims 50000x50000 is refused without allocating for it; a PNG's chunk CRCs are
+ * checked first too (libpng, and so TensorFlow, refuses a PNG whose CRC does not match). A CMYK
+ * JPEG (four components, which ImageIO's {@code read} refuses) is read at the raster and converted
+ * as TensorFlow converts it: with Adobe's APP14 marker (inverted samples, as Photoshop writes
+ * them) {@code r = c * k / 255}, without it {@code r = (255 - c) * (255 - k) / 255}, in integers; an
+ * Adobe YCCK JPEG (transform 2) is first turned into CMYK with libjpeg's fixed-point YCbCr
+ * tables, as libjpeg-turbo does inside TensorFlow.
  */
 public final class ImageDecoder {
+  /**
+   * The most pixels we decode in one image: 64 megapixels (8192x8192; a 48-megapixel phone photo
+   * fits). Beyond it a file is unreadable, as decoding it would take gigabytes.
+   */
+  public static final long MAX_PIXELS = 1L << 26;
+
   private ImageDecoder() {}
 
   /** A decoded image: {@code height x width x 3} samples, 0..255, row-major, RGB. */
@@ -58,8 +78,17 @@ public final class ImageDecoder {
       throw new UnreadableImageException(file, bytes.length == 0 ? "empty file"
           : "not a JPEG, PNG, GIF, BMP or TIFF image (by its first bytes)", null);
     }
+    if (format == Format.PNG) {
+      checkPngChunks(file, bytes);
+    }
     BufferedImage image;
     try {
+      if (format == Format.JPEG) {
+        Jpeg jpeg = Jpeg.scan(bytes);
+        if (jpeg.components() == 4) {
+          return cmykToRgb(file, bytes, jpeg);
+        }
+      }
       image = readWithImageIo(file, bytes, format);
       if (image == null) {
         image = Imaging.getBufferedImage(bytes);
@@ -110,6 +139,7 @@ public final class ImageDecoder {
       try {
         reader.setInput(in, true, true);
         reader.addIIOReadWarningListener((source, warning) -> warnings.add(warning));
+        checkSize(file, reader.getWidth(0), reader.getHeight(0));
         BufferedImage image = reader.read(0);
         if (!warnings.isEmpty()) {
           throw new UnreadableImageException(file, "damaged " + format + " (" + String.join("; ", warnings) + ")", null);
@@ -119,6 +149,153 @@ public final class ImageDecoder {
         reader.dispose();
       }
     }
+  }
+
+  /** Refuses a header size over {@link #MAX_PIXELS} (the reader has read the header only). */
+  private static void checkSize(Path file, int width, int height) throws UnreadableImageException {
+    long pixels = (long) width * height;
+    if (pixels > MAX_PIXELS) {
+      throw new UnreadableImageException(file, String.format(Locale.ROOT, "its header says %dx%d (%,d pixels),"
+          + " more than the %,d pixels we decode; scale it down", width, height, pixels, MAX_PIXELS), null);
+    }
+  }
+
+  /**
+   * Walks a PNG's chunks up to IEND, checking the CRC-32 (over type and data) of each critical
+   * chunk as libpng does (it only warns about an ancillary chunk's); a file that ends inside a
+   * chunk is truncated. A file that ends between chunks is left to the decoder.
+   */
+  static void checkPngChunks(Path file, byte[] b) throws UnreadableImageException {
+    ByteBuffer in = ByteBuffer.wrap(b);
+    int pos = 8;
+    while (pos < b.length) {
+      if (pos + 8 > b.length) {
+        throw new UnreadableImageException(file, "truncated PNG (it ends at byte " + b.length + " without IEND)", null);
+      }
+      long length = in.getInt(pos) & 0xffffffffL;
+      String type = new String(b, pos + 4, 4, StandardCharsets.ISO_8859_1);
+      if (pos + 12 + length > b.length) {
+        throw new UnreadableImageException(file, "truncated PNG (its " + type + " chunk at byte " + pos
+            + " ends after the file's " + b.length + " bytes)", null);
+      }
+      CRC32 crc = new CRC32();
+      crc.update(b, pos + 4, (int) length + 4);
+      long stored = in.getInt(pos + 8 + (int) length) & 0xffffffffL;
+      boolean critical = Character.isUpperCase(type.charAt(0));
+      if (critical && crc.getValue() != stored) {
+        throw new UnreadableImageException(file, "damaged PNG (the CRC of its " + type + " chunk at byte " + pos
+            + " does not match)", null);
+      }
+      if (type.equals("IEND")) {
+        return;
+      }
+      pos += 12 + (int) length;
+    }
+  }
+
+  /** What a JPEG's markers say before its scan: component count and Adobe's APP14 transform, if any. */
+  record Jpeg(int components, OptionalInt adobeTransform) {
+    static Jpeg scan(byte[] b) {
+      int components = 0;
+      OptionalInt transform = OptionalInt.empty();
+      int pos = 2;
+      while (pos + 4 <= b.length) {
+        if ((b[pos] & 0xff) != 0xff) {
+          break;
+        }
+        int marker = b[pos + 1] & 0xff;
+        if (marker == 0xff) {
+          pos++;
+          continue;
+        }
+        if (marker == 0xd8 || (marker >= 0xd0 && marker <= 0xd7) || marker == 0x01) {
+          pos += 2;
+          continue;
+        }
+        int length = ((b[pos + 2] & 0xff) << 8) | (b[pos + 3] & 0xff);
+        int payload = pos + 4;
+        boolean sof = marker >= 0xc0 && marker <= 0xcf && marker != 0xc4 && marker != 0xc8 && marker != 0xcc;
+        if (sof && payload + 5 < b.length) {
+          components = b[payload + 5] & 0xff;
+        } else if (marker == 0xee && length >= 14 && payload + 12 <= b.length
+            && new String(b, payload, 5, StandardCharsets.ISO_8859_1).equals("Adobe")) {
+          transform = OptionalInt.of(b[payload + 11] & 0xff);
+        }
+        if (marker == 0xda || marker == 0xd9) {
+          break;
+        }
+        pos += 2 + length;
+      }
+      return new Jpeg(components, transform);
+    }
+  }
+
+  /** A four-component JPEG read at the raster and converted to RGB as TensorFlow does (see the class doc). */
+  private static Image cmykToRgb(Path file, byte[] bytes, Jpeg jpeg) throws IOException {
+    Raster raster;
+    try (ImageInputStream in = ImageIO.createImageInputStream(new ByteArrayInputStream(bytes))) {
+      ImageReader reader = ImageIO.getImageReadersByFormatName("jpeg").next();
+      List<String> warnings = new ArrayList<>();
+      try {
+        reader.setInput(in, true, true);
+        reader.addIIOReadWarningListener((source, warning) -> warnings.add(warning));
+        checkSize(file, reader.getWidth(0), reader.getHeight(0));
+        raster = reader.readRaster(0, null);
+      } finally {
+        reader.dispose();
+      }
+      if (!warnings.isEmpty()) {
+        throw new UnreadableImageException(file, "damaged JPEG (" + String.join("; ", warnings) + ")", null);
+      }
+    }
+    if (raster.getNumBands() != 4) {
+      throw new UnreadableImageException(file, "a four-component JPEG that decodes to " + raster.getNumBands()
+          + " bands", null);
+    }
+    boolean adobe = jpeg.adobeTransform().isPresent();
+    boolean ycck = adobe && jpeg.adobeTransform().getAsInt() == 2;
+    int w = raster.getWidth();
+    int h = raster.getHeight();
+    float[] rgb = new float[w * h * 3];
+    int[] cmyk = new int[4];
+    for (int y = 0; y < h; y++) {
+      for (int x = 0; x < w; x++) {
+        raster.getPixel(raster.getMinX() + x, raster.getMinY() + y, cmyk);
+        if (ycck) {
+          yccToCmy(cmyk);
+        }
+        int k = adobe ? cmyk[3] : 255 - cmyk[3];
+        int o = (y * w + x) * 3;
+        for (int c = 0; c < 3; c++) {
+          rgb[o + c] = (adobe ? cmyk[c] : 255 - cmyk[c]) * k / 255;
+        }
+      }
+    }
+    return new Image(w, h, rgb);
+  }
+
+  private static final int SCALE_BITS = 16;
+  private static final int ONE_HALF = 1 << (SCALE_BITS - 1);
+
+  /** libjpeg's FIX(x): x in 16-bit fixed point, rounded. */
+  private static int fix(double x) {
+    return (int) (x * (1 << SCALE_BITS) + 0.5);
+  }
+
+  /**
+   * Y, Cb, Cr (the first three samples) to C, M, Y in place, exactly as libjpeg's
+   * {@code ycck_cmyk_convert}: R, G, B from its fixed-point tables, clamped, then 255 minus each.
+   */
+  private static void yccToCmy(int[] p) {
+    int luma = p[0];
+    int cb = p[1] - 128;
+    int cr = p[2] - 128;
+    int r = luma + ((fix(1.40200) * cr + ONE_HALF) >> SCALE_BITS);
+    int g = luma + ((-fix(0.34414) * cb + ONE_HALF - fix(0.71414) * cr) >> SCALE_BITS);
+    int b = luma + ((fix(1.77200) * cb + ONE_HALF) >> SCALE_BITS);
+    p[0] = 255 - Math.min(255, Math.max(0, r));
+    p[1] = 255 - Math.min(255, Math.max(0, g));
+    p[2] = 255 - Math.min(255, Math.max(0, b));
   }
 
   private static Image toRgb(Path file, BufferedImage image) throws UnreadableImageException {

@@ -100,10 +100,8 @@ public final class Checkpoint {
   public static Info read(Path dir) {
     recover(dir);
     try {
-      JsonObject plan = JsonParser.parseString(Files.readString(dir.resolve(PLAN), StandardCharsets.UTF_8))
-          .getAsJsonObject();
-      JsonObject state = JsonParser.parseString(Files.readString(dir.resolve(STATE), StandardCharsets.UTF_8))
-          .getAsJsonObject();
+      JsonObject plan = jsonObject(dir, PLAN);
+      JsonObject state = jsonObject(dir, STATE);
       if (!Files.isRegularFile(dir.resolve("variables").resolve("variables.index"))) {
         throw new IllegalArgumentException(dir + " is not a finetune checkpoint: variables/variables.index is missing");
       }
@@ -121,6 +119,23 @@ public final class Checkpoint {
     } catch (IllegalStateException | NullPointerException | UnsupportedOperationException
         | com.google.gson.JsonParseException e) {
       throw new IllegalArgumentException("the checkpoint " + dir + " is damaged: " + e.getMessage(), e);
+    }
+  }
+
+  /** {@code dir/name} as a JSON object; a file that is not one makes the checkpoint damaged, naming the file. */
+  private static JsonObject jsonObject(Path dir, String name) throws IOException {
+    Path file = dir.resolve(name);
+    String text = Files.readString(file, StandardCharsets.UTF_8);
+    try {
+      JsonElement e = JsonParser.parseString(text);
+      if (e.isJsonObject()) {
+        return e.getAsJsonObject();
+      }
+      throw new IllegalArgumentException("the checkpoint " + dir + " is damaged: " + file + " is not a JSON object;"
+          + " resume from another checkpoint (e.g. best/ beside last/) or train again");
+    } catch (com.google.gson.JsonParseException e) {
+      throw new IllegalArgumentException("the checkpoint " + dir + " is damaged: " + file + " is not valid JSON ("
+          + PlanJson.syntaxError(e) + "); resume from another checkpoint (e.g. best/ beside last/) or train again", e);
     }
   }
 

@@ -87,6 +87,16 @@ public final class KerasSavedModel implements AutoCloseable {
     try {
       bundle = SavedModelBundle.loader(dir.toString()).withTags(tags.toArray(new String[0])).load();
     } catch (TensorFlowException e) {
+      java.util.regex.Matcher checksum = java.util.regex.Pattern.compile("shard (\\d+) \\(\\d+ bytes\\): Checksum does"
+          + " not match").matcher(String.valueOf(e.getMessage()));
+      if (checksum.find() && files.checkpoint().isPresent()) {
+        // the restore op checks each tensor's CRC32C; name the shard file it read, not the prefix
+        Path data = dir.resolve("variables").resolve(String.format(java.util.Locale.ROOT,
+            "variables.data-%05d-of-%05d", Integer.parseInt(checksum.group(1)),
+            files.checkpoint().get().header().getNumShards()));
+        throw new InvalidModelException(data, data + " is damaged: the checksum of a tensor in it does not match"
+            + " the one variables.index records. Re-copy or re-export the SavedModel.", e);
+      }
       throw new InvalidModelException(dir, "TensorFlow could not load " + dir + ": " + firstLine(e.getMessage())
           + ". Check that it was exported completely (saved_model.pb and variables/) with TensorFlow 2.18 or older.", e);
     }

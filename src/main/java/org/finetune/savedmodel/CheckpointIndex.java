@@ -201,6 +201,13 @@ public final class CheckpointIndex {
     }
     int start = (int) offset;
     int end = (int) (offset + size);
+    // the trailer: the compression type, then the masked CRC32C of the block and that type byte
+    java.util.zip.CRC32C crc = new java.util.zip.CRC32C();
+    crc.update(file, start, (int) size + 1);
+    int stored = ByteBuffer.wrap(file, end + 1, 4).order(ByteOrder.LITTLE_ENDIAN).getInt();
+    if (mask((int) crc.getValue()) != stored) {
+      throw new IllegalArgumentException("the checksum of the block at byte " + offset + " does not match");
+    }
     int compression = file[end];
     if (compression != 0) {
       throw new IllegalArgumentException("compressed block (type " + compression + "), TensorFlow writes none");
@@ -235,6 +242,11 @@ public final class CheckpointIndex {
       }
     }
     return values;
+  }
+
+  /** LevelDB's (and TensorFlow's) masking of a stored CRC32C. */
+  static int mask(int crc) {
+    return ((crc >>> 15) | (crc << 17)) + 0xa282ead8;
   }
 
   private static final class Cursor {

@@ -73,7 +73,57 @@ public final class SavedModelDirectory {
     if (hasVariables(meta)) {
       checkpoint = Optional.of(CheckpointIndex.read(dir.resolve("variables").resolve("variables")));
     }
-    return new SavedModelDirectory(dir, meta, checkpoint, Files.isRegularFile(dir.resolve("keras_metadata.pb")));
+    SavedModelDirectory opened = new SavedModelDirectory(dir, meta, checkpoint,
+        Files.isRegularFile(dir.resolve("keras_metadata.pb")));
+    opened.checkVariableShapes();
+    return opened;
+  }
+
+  /**
+   * Refuses a checkpoint whose tensors do not fit the graph's variables (the variables/ of another
+   * model): the runtime would fail while restoring them, naming neither file nor variable. TF1
+   * graphs save each variable under its node's name; object graphs through {@link CheckpointKeys}.
+   */
+  private void checkVariableShapes() {
+    if (checkpoint.isEmpty()) {
+      return;
+    }
+    Map<String, NodeDef> variables = new java.util.HashMap<>();
+    for (NodeDef n : metaGraph.getGraphDef().getNodeList()) {
+      if (n.getOp().equals("VarHandleOp") || n.getOp().equals("VariableV2") || n.getOp().equals("Variable")) {
+        variables.put(n.getName(), n);
+      }
+    }
+    Map<String, String> keyByHandle = new java.util.LinkedHashMap<>();
+    if (metaGraph.getObjectGraphDef().getNodesCount() == 0) {
+      variables.keySet().stream().sorted().forEach(name -> keyByHandle.put(name, name));
+    } else {
+      CheckpointKeys.forCapturedHandles(this).forEach(r -> keyByHandle.put(r.handle(), r.key()));
+    }
+    for (Map.Entry<String, String> e : keyByHandle.entrySet()) {
+      NodeDef node = variables.get(e.getKey());
+      org.tensorflow.proto.BundleEntryProto entry = checkpoint.get().entries().get(e.getValue());
+      if (node == null || entry == null || !node.getAttrMap().containsKey("shape")) {
+        continue;
+      }
+      org.tensorflow.proto.TensorShapeProto graphShape = node.getAttrMap().get("shape").getShape();
+      if (graphShape.getUnknownRank() || graphShape.getDimList().stream().anyMatch(d -> d.getSize() < 0)) {
+        continue;
+      }
+      List<Long> expected = graphShape.getDimList().stream().map(d -> d.getSize()).toList();
+      List<Long> stored = entry.getShape().getDimList().stream().map(d -> d.getSize()).toList();
+      if (!expected.equals(stored)) {
+        Path index = dir.resolve("variables").resolve("variables.index");
+        throw new InvalidModelException(index, index + " stores '" + e.getValue() + "' with shape " + shapeText(stored)
+            + " but the graph's variable " + e.getKey() + " is " + shapeText(expected) + ": the variables/ do not"
+            + " belong to this saved_model.pb. Re-copy or re-export the SavedModel.");
+      }
+    }
+  }
+
+  private static String shapeText(List<Long> dims) {
+    List<String> parts = dims.stream().map(String::valueOf).toList();
+    return "(" + String.join(", ", parts) + (parts.size() == 1 ? ",)" : ")");
   }
 
   public Path dir() {
@@ -115,6 +165,10 @@ public final class SavedModelDirectory {
     Path pb = dir.resolve("saved_model.pb");
     if (Files.isRegularFile(pb)) {
       return pb;
+    }
+    if (Files.isDirectory(pb)) {
+      throw new InvalidModelException(pb, pb + " is a folder, not a file; export the model again (Keras"
+          + " model.export() or tf.saved_model.save()) so that saved_model.pb is the serialized SavedModel");
     }
     if (Files.isRegularFile(dir.resolve("saved_model.pbtxt"))) {
       throw new InvalidModelException(dir, dir + " holds a text-format saved_model.pbtxt, which finetune does not"

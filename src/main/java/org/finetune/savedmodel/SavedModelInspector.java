@@ -50,6 +50,11 @@ public final class SavedModelInspector {
       }
       return requested.get();
     }
+    if (signatures.isEmpty()) {
+      Path pb = dir.resolve("saved_model.pb");
+      throw new InvalidModelException(pb, pb + " has no signatures, so nothing in it can be run; export the model with"
+          + " one (Keras model.export(), or tf.saved_model.save(model, dir, signatures=...))");
+    }
     if (signatures.containsKey(DEFAULT_SIGNATURE)) {
       return DEFAULT_SIGNATURE;
     }
@@ -57,8 +62,7 @@ public final class SavedModelInspector {
       return signatures.keySet().iterator().next();
     }
     throw new InvalidModelException(dir, dir + " has no '" + DEFAULT_SIGNATURE + "' signature; it has "
-        + (signatures.isEmpty() ? "none: export the model with a serving signature"
-            : String.join(", ", signatures.keySet()) + ". Choose one with --signature."));
+        + String.join(", ", signatures.keySet()) + ". Choose one with --signature.");
   }
 
   private static SignatureInfo signatureInfo(String name, SignatureDef def) {

@@ -49,13 +49,16 @@ public final class PlanJson {
   }
 
   /**
-   * Reads a plan; absent keys take the builder's defaults.
+   * Reads a plan; absent keys take the builder's defaults. Unknown keys are errors (listing the
+   * known ones), so a misspelt key is never silently ignored.
    *
    * @throws IllegalArgumentException naming the key at fault
    */
   public static TrainingPlan fromJson(JsonObject o) {
     TrainingPlan.Builder b = TrainingPlan.builder();
     try {
+      known(o, "the plan", "signature", "output", "loss", "optimizer", "stages", "schedule", "clip_global_norm", "l2sp",
+          "head");
       if (has(o, "signature")) {
         b.signature(o.get("signature").getAsString());
       }
@@ -66,18 +69,28 @@ public final class PlanJson {
         b.loss(LossSpec.byName(o.get("loss").getAsString()));
       }
       if (has(o, "optimizer")) {
-        b.optimizer(optimizer(o.getAsJsonObject("optimizer")));
+        b.optimizer(optimizer(object(o, "optimizer")));
       }
       if (has(o, "stages")) {
         List<Stage> stages = new ArrayList<>();
-        for (JsonElement e : o.getAsJsonArray("stages")) {
+        for (JsonElement e : array(o, "stages")) {
           List<Stage.Group> groups = new ArrayList<>();
-          JsonArray list = e.isJsonObject() ? e.getAsJsonObject().getAsJsonArray("groups") : e.getAsJsonArray();
+          JsonArray list;
+          if (e.isJsonObject()) {
+            known(e.getAsJsonObject(), "a stage", "groups");
+            list = array(e.getAsJsonObject(), "groups");
+          } else if (e.isJsonArray()) {
+            list = e.getAsJsonArray();
+          } else {
+            throw new IllegalArgumentException("each of \"stages\" is an array of groups or {\"groups\": [...]}, got "
+                + e);
+          }
           for (JsonElement g : list) {
             if (g.isJsonPrimitive()) {
               groups.add(new Stage.Group(Selector.parse(g.getAsString()), 1.0));
             } else {
               JsonObject go = g.getAsJsonObject();
+              known(go, "a group", "select", "lr_factor");
               groups.add(new Stage.Group(Selector.parse(go.get("select").getAsString()),
                   has(go, "lr_factor") ? go.get("lr_factor").getAsDouble() : 1.0));
             }
@@ -87,7 +100,7 @@ public final class PlanJson {
         b.stages(stages);
       }
       if (has(o, "schedule")) {
-        b.schedule(schedule(o.getAsJsonObject("schedule")));
+        b.schedule(schedule(object(o, "schedule")));
       }
       if (has(o, "clip_global_norm")) {
         b.clipGlobalNorm(o.get("clip_global_norm").getAsDouble());
@@ -96,12 +109,38 @@ public final class PlanJson {
         b.l2sp(o.get("l2sp").getAsDouble());
       }
       if (has(o, "head")) {
-        b.head(head(o.getAsJsonObject("head")));
+        b.head(head(object(o, "head")));
       }
-    } catch (IllegalStateException | ClassCastException | NullPointerException | UnsupportedOperationException e) {
+    } catch (IllegalStateException | ClassCastException | NullPointerException | UnsupportedOperationException
+        | NumberFormatException e) {
       throw new IllegalArgumentException("the plan is malformed: " + e.getMessage(), e);
     }
     return b.build();
+  }
+
+  /** Refuses keys other than {@code keys}, listing those. */
+  private static void known(JsonObject o, String where, String... keys) {
+    List<String> allowed = List.of(keys);
+    for (String k : o.keySet()) {
+      if (!allowed.contains(k)) {
+        throw new IllegalArgumentException("unknown key '" + k + "' in " + where + " (known: " + String.join(", ", keys)
+            + ")");
+      }
+    }
+  }
+
+  private static JsonObject object(JsonObject o, String key) {
+    if (!o.get(key).isJsonObject()) {
+      throw new IllegalArgumentException("\"" + key + "\" must be a JSON object, got " + o.get(key));
+    }
+    return o.getAsJsonObject(key);
+  }
+
+  private static JsonArray array(JsonObject o, String key) {
+    if (!o.get(key).isJsonArray()) {
+      throw new IllegalArgumentException("\"" + key + "\" must be a JSON array, got " + o.get(key));
+    }
+    return o.getAsJsonArray(key);
   }
 
   static JsonObject optimizer(OptimizerSpec spec) {
@@ -130,7 +169,24 @@ public final class PlanJson {
   }
 
   static OptimizerSpec optimizer(JsonObject o) {
+    if (!has(o, "name")) {
+      throw new IllegalArgumentException("\"optimizer\" needs a \"name\": sgd, adam or adamw");
+    }
     String name = o.get("name").getAsString().toLowerCase(Locale.ROOT);
+    switch (name) {
+      case "sgd":
+        known(o, "the sgd optimizer", "name", "learning_rate", "momentum", "nesterov");
+        break;
+      case "adam":
+        known(o, "the adam optimizer", "name", "learning_rate", "beta_1", "beta_2", "epsilon");
+        break;
+      case "adamw":
+        known(o, "the adamw optimizer", "name", "learning_rate", "beta_1", "beta_2", "epsilon", "weight_decay",
+            "exclude_biases_and_norms");
+        break;
+      default:
+        break;
+    }
     switch (name) {
       case "sgd": {
         OptimizerSpec.Sgd d = OptimizerSpec.Sgd.defaults();
@@ -182,7 +238,20 @@ public final class PlanJson {
   }
 
   static LearningRateSchedule schedule(JsonObject o) {
+    if (!has(o, "name")) {
+      throw new IllegalArgumentException("\"schedule\" needs a \"name\": constant, step, cosine_warmup or"
+          + " slanted_triangular");
+    }
     String name = o.get("name").getAsString();
+    switch (name) {
+      case "constant" -> known(o, "the constant schedule", "name", "rate");
+      case "step" -> known(o, "the step schedule", "name", "rate", "every", "factor");
+      case "cosine_warmup" -> known(o, "the cosine_warmup schedule", "name", "initial", "target", "warmup_steps",
+          "decay_steps", "alpha");
+      case "slanted_triangular" -> known(o, "the slanted_triangular schedule", "name", "max", "total_steps",
+          "cut_fraction", "ratio");
+      default -> { }
+    }
     switch (name) {
       case "constant":
         return new LearningRateSchedule.Constant(o.get("rate").getAsDouble());
@@ -218,6 +287,8 @@ public final class PlanJson {
   }
 
   static HeadSpec head(JsonObject o) {
+    known(o, "the head", "at", "pooling", "hidden", "dropout", "classes", "activation", "seed", "frames",
+        "temporal");
     HeadSpec.Activation activation = HeadSpec.Activation.SOFTMAX;
     if (has(o, "activation")) {
       String a = o.get("activation").getAsString();
@@ -240,6 +311,18 @@ public final class PlanJson {
     String t = o.get("temporal").getAsString();
     return java.util.Arrays.stream(HeadSpec.Temporal.values()).filter(x -> x.name().equalsIgnoreCase(t)).findFirst()
         .orElseThrow(() -> new IllegalArgumentException("unknown temporal head '" + t + "'; use average or conv"));
+  }
+
+  /**
+   * Gson's complaint about a file that is not JSON, as one line for a person ("malformed JSON at
+   * line 1 column 5"): without the exception class, the reader's JSON path and the advice to read
+   * leniently that Gson appends.
+   */
+  public static String syntaxError(com.google.gson.JsonParseException e) {
+    Throwable t = e.getCause() != null && e.getCause().getMessage() != null ? e.getCause() : e;
+    String m = t.getMessage() == null ? t.getClass().getSimpleName() : t.getMessage().lines().findFirst().orElse("");
+    return m.replace("Use JsonReader.setStrictness(Strictness.LENIENT) to accept malformed JSON", "malformed JSON")
+        .replaceAll(" path \\S*$", "");
   }
 
   private static boolean has(JsonObject o, String key) {
