@@ -37,8 +37,8 @@ IMAGE_WORKLOADS = {
     "inception_mixed9": ("inception_v3", 75, "mixed9", 32, 3, 10),
 }
 TEXT_WORKLOADS = {
-    "gpt2_base": ("gpt2_base", 4, 128, 2, 3),
-    "gpt2_small": ("gpt2_small", 4, 128, 3, 20),
+    "gpt2_base": ("gpt2_base", 4, 128, 1, 3),
+    "gpt2_small": ("gpt2_small", 4, 128, 2, 10),
 }
 
 
@@ -133,6 +133,7 @@ def run_steps(result, model, loss, x, y, w, warmup, timed, items, unit, t0):
         total = sum(timed_steps)
         result["jit_compile"] = False
         result["how"] = "plain @tf.function step (GradientTape, Keras loss, Keras Adam), not XLA-compiled"
+    result["warmup_steps"] = warmup
     result["warmup_step_s"] = warm
     result["step_s"] = timed_steps
     result["timed_steps"] = timed

@@ -100,9 +100,9 @@ public final class CompareBenchmark {
           imageSteps(result, "generated/inception_v3/keras3_export", 75, 32, "block:mixed9", quick ? 1 : 3,
               quick ? 2 : 10);
       case "vgg16_head_e2e" -> endToEnd(result, quick);
-      case "gpt2_base" -> textSteps(result, "generated/gpt2_base/keras3_export", 4, 128, quick ? 1 : 2, quick ? 1 : 3);
-      case "gpt2_small" -> textSteps(result, "generated/gpt2_small/keras3_export", 4, 128, quick ? 1 : 3,
-          quick ? 2 : 20);
+      case "gpt2_base" -> textSteps(result, "generated/gpt2_base/keras3_export", 4, 128, 1, quick ? 1 : 3);
+      case "gpt2_small" -> textSteps(result, "generated/gpt2_small/keras3_export", 4, 128, quick ? 1 : 2,
+          quick ? 2 : 10);
       case "scale_batch" -> scaleBatch(result, quick);
       case "scale_seq" -> scaleSeq(result, quick);
       case "scale_build" -> scaleBuild(result, quick);
@@ -216,6 +216,7 @@ public final class CompareBenchmark {
       steps[i] = (System.nanoTime() - s) / 1e9;
     }
     double total = (System.nanoTime() - start) / 1e9;
+    result.addProperty("warmup_steps", warmup);
     result.add("warmup_step_s", array(warm));
     result.add("step_s", array(steps));
     result.addProperty("timed_steps", timed);
