@@ -240,7 +240,7 @@ def report(results, args, started, elapsed):
         "keras3_export`), as `finetune train` does; Keras loads the same fixture's `keras/model.keras`, freezes the"
         " same layers, adds the same head (GlobalAveragePooling2D, Dense(classes, softmax)) and calls the base in"
         " inference mode, Adam 1e-3 on both sides. Keras `fit`: %s. Keras `tf.function`: %s."
-        % ("; ".join(sorted(hows.get("keras-fit", {"-"}))), "; ".join(sorted(hows.get("keras-function", {"-"})))),
+        % ("; ".join(sorted(hows.get("keras-fit", {"-"}), key=len)), "; ".join(sorted(hows.get("keras-function", {"-"})))),
         "Inputs are seeded random values, the same batch every step; step throughput counts only the timed"
         " steps after warm-up (%s). GPT-2's"
         " dropout is off on both sides (Java runs the serving graph). InceptionV3 runs at 75x75, not 96x96:"

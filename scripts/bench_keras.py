@@ -197,7 +197,7 @@ def end_to_end(result):
     model.fit(x, y, batch_size=32, epochs=epochs, shuffle=True, verbose=0)
     total = time.perf_counter() - t0
     result.update(images=len(files), epochs=epochs, end_to_end_s=total, throughput=total, throughput_unit="s")
-    result["how"] = ("images decoded into memory once (tf.io.decode_image), then model.fit, jit_compile=%s;"
+    result["how"] = ("end-to-end row: images decoded into memory once (tf.io.decode_image), then model.fit, jit_compile=%s;"
                      " timed from loading the model file" % result["jit_compile"])
 
 
