@@ -75,6 +75,9 @@ class BatchCommandTest {
           break;
         }
       }
+      // Freeze the batch first (SIGSTOP), so that it cannot start a run between the list of its
+      // children and the kill: a run started then would live on as an orphan and finish by itself.
+      assertEquals(0, new ProcessBuilder("kill", "-STOP", Long.toString(batch.pid())).start().waitFor());
       List<ProcessHandle> tree = new ArrayList<>(batch.descendants().toList());
       tree.add(batch.toHandle());
       tree.forEach(ProcessHandle::destroyForcibly);
