@@ -30,6 +30,13 @@ import org.apache.commons.imaging.Imaging;
  * has no reader for. A reader's warning (a JPEG that ends early) is an error, not a grey tail.
  */
 public final class ImageDecoder {
+  /**
+   * The most pixels an image may have (64 megapixels, e.g. 9504x6336). Its header is read before
+   * its samples, so a file that claims more is refused before anything that size is allocated;
+   * decoding takes about 20 bytes per pixel.
+   */
+  public static final long MAX_PIXELS = 1L << 26;
+
   private ImageDecoder() {}
 
   /** A decoded image: {@code height x width x 3} samples, 0..255, row-major, RGB. */
@@ -62,6 +69,8 @@ public final class ImageDecoder {
     try {
       image = readWithImageIo(file, bytes, format);
       if (image == null) {
+        java.awt.Dimension size = Imaging.getImageSize(bytes);
+        checkSize(file, format, size.width, size.height);
         image = Imaging.getBufferedImage(bytes);
       }
     } catch (UnreadableImageException e) {
@@ -110,6 +119,7 @@ public final class ImageDecoder {
       try {
         reader.setInput(in, true, true);
         reader.addIIOReadWarningListener((source, warning) -> warnings.add(warning));
+        checkSize(file, format, reader.getWidth(0), reader.getHeight(0));
         BufferedImage image = reader.read(0);
         if (!warnings.isEmpty()) {
           throw new UnreadableImageException(file, "damaged " + format + " (" + String.join("; ", warnings) + ")", null);
@@ -118,6 +128,19 @@ public final class ImageDecoder {
       } finally {
         reader.dispose();
       }
+    }
+  }
+
+  /** Refuses a header whose size is empty or beyond {@link #MAX_PIXELS}, before the samples are read. */
+  private static void checkSize(Path file, Format format, int width, int height) throws UnreadableImageException {
+    if (width < 1 || height < 1) {
+      throw new UnreadableImageException(file, "its " + format + " header gives a size of " + width + "x" + height
+          + " pixels; the file is damaged", null);
+    }
+    if ((long) width * height > MAX_PIXELS) {
+      throw new UnreadableImageException(file, "its " + format + " header gives " + width + "x" + height
+          + " pixels, more than the " + MAX_PIXELS / (1 << 20) + " megapixels finetune decodes; scale it down"
+          + " (the model sees it resized anyway) or leave it out", null);
     }
   }
 
