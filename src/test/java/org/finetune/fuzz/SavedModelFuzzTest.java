@@ -58,7 +58,7 @@ class SavedModelFuzzTest {
       UnsafeOps.audit(dir.metaGraph());
       CheckpointKeys.forCapturedHandles(dir);
     } catch (InvalidModelException e) {
-      assertOneLine(e);
+      Messages.assertOneLine(e.getMessage(), e);
       return;
     }
     // Readable as data: the command renders it, as a table and as JSON, and exits 0.
@@ -75,14 +75,7 @@ class SavedModelFuzzTest {
       CheckpointIndex read = CheckpointIndex.read(prefix);
       read.readScalarString(prefix, "_CHECKPOINTABLE_OBJECT_GRAPH");
     } catch (InvalidModelException e) {
-      assertOneLine(e);
-    }
-  }
-
-  private static void assertOneLine(InvalidModelException e) {
-    String message = e.getMessage();
-    if (message == null || message.isBlank() || message.indexOf('\n') >= 0 || message.indexOf('\r') >= 0) {
-      throw new AssertionError("an InvalidModelException must carry one non-empty line, got: " + message, e);
+      Messages.assertOneLine(e.getMessage(), e);
     }
   }
 

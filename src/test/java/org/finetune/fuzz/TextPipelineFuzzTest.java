@@ -85,7 +85,7 @@ class TextPipelineFuzzTest {
       corpus = TextCorpus.read(List.of(folder), false);
     } catch (IllegalArgumentException e) {
       assertTrue(expectedTexts.isEmpty(), () -> "refused a corpus that has text: " + e.getMessage());
-      assertOneLine(e.getMessage());
+      Messages.assertOneLine(e.getMessage(), e);
       return;
     }
     List<String> texts = corpus.documents().stream().map(TextCorpus.Document::text).toList();
@@ -126,7 +126,7 @@ class TextPipelineFuzzTest {
     for (int i = 0; i < expected.size(); i++) {
       assertTrue(warnings.get(i).startsWith(expected.get(i)), "warning '" + warnings.get(i) + "', expected it to"
           + " start with '" + expected.get(i) + "'");
-      assertOneLine(warnings.get(i));
+      Messages.assertOneLine(warnings.get(i), null);
     }
   }
 
@@ -136,7 +136,7 @@ class TextPipelineFuzzTest {
       assertTrue(!anyInvalid, "strict mode accepted invalid UTF-8");
     } catch (IllegalArgumentException e) {
       assertTrue(anyInvalid, () -> "strict mode refused valid UTF-8: " + e.getMessage());
-      assertOneLine(e.getMessage());
+      Messages.assertOneLine(e.getMessage(), e);
     }
   }
 
@@ -252,10 +252,5 @@ class TextPipelineFuzzTest {
       i += n + 1;
     }
     return -1;
-  }
-
-  private static void assertOneLine(String message) {
-    assertTrue(message != null && !message.isBlank() && message.indexOf('\n') < 0 && message.indexOf('\r') < 0,
-        () -> "a bad-input message must be one line, got: " + message);
   }
 }
