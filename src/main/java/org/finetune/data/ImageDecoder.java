@@ -20,7 +20,9 @@ import org.apache.commons.imaging.Imaging;
  * Decodes image files to RGB the way TensorFlow's {@code tf.io.decode_image(channels=3,
  * expand_animations=False)} does, which is what Keras's {@code image_dataset_from_directory}
  * uses: grey is replicated to three channels, alpha is dropped (not composited), 16-bit samples
- * keep their high byte, a GIF gives its first frame, EXIF orientation is ignored.
+ * keep their high byte, a GIF gives its first frame, EXIF orientation is ignored. Samples of other
+ * widths, which TensorFlow does not decode (a TIFF's, a 16-bit BMP's), are brought to 0..255 band
+ * by band the same way: wider ones keep their high byte, narrower ones are scaled up.
  *
  * <p>The format comes from the file's first bytes, not its name. Every format goes through
  * ImageIO, read at the raster (the samples as stored): Commons Imaging 1.0.0-alpha6 decodes
@@ -81,7 +83,12 @@ public final class ImageDecoder {
     if (image == null) {
       throw new UnreadableImageException(file, "cannot decode this " + format, null);
     }
-    return toRgb(file, image);
+    try {
+      return toRgb(file, image);
+    } catch (RuntimeException e) {
+      // A raster that does not fit its colour model; the reader accepted a file it should not have.
+      throw new UnreadableImageException(file, "cannot decode this " + format + " (" + e + ")", e);
+    }
   }
 
   static Format sniff(byte[] b) {
@@ -167,23 +174,46 @@ public final class ImageDecoder {
       throw new UnreadableImageException(file, colors + "-component colour (" + cm.getColorSpace().getType()
           + ") is not RGB or grey", null);
     }
-    int bits = raster.getSampleModel().getSampleSize(0);
-    int shift = Math.max(0, bits - 8);
+    int type = raster.getDataBuffer().getDataType();
+    if (type == java.awt.image.DataBuffer.TYPE_FLOAT || type == java.awt.image.DataBuffer.TYPE_DOUBLE) {
+      throw new UnreadableImageException(file, "floating-point samples are not supported; save it with 8- or"
+          + " 16-bit integer samples", null);
+    }
+    // Bands may differ in width (a TIFF may say 8, 8 and 25 bits), so each is brought to 0..255 on its own.
+    int[] bits = new int[colors];
+    for (int c = 0; c < colors; c++) {
+      bits[c] = raster.getSampleModel().getSampleSize(c);
+    }
     for (int y = 0; y < h; y++) {
       for (int x = 0; x < w; x++) {
         int o = (y * w + x) * 3;
         if (colors == 1) {
-          float v = raster.getSample(x, y, 0) >> shift;
+          float v = to8Bits(raster.getSample(x, y, 0), bits[0]);
           rgb[o] = v;
           rgb[o + 1] = v;
           rgb[o + 2] = v;
         } else {
           for (int c = 0; c < 3; c++) {
-            rgb[o + c] = raster.getSample(x, y, c) >> shift;
+            rgb[o + c] = to8Bits(raster.getSample(x, y, c), bits[c]);
           }
         }
       }
     }
     return new Image(w, h, rgb);
+  }
+
+  /**
+   * A stored sample of {@code bits} bits as 0..255: a wider one keeps its high byte (TensorFlow's
+   * rule for 16-bit PNGs), a narrower one is scaled to the full range, a band of no bits is 0.
+   */
+  private static float to8Bits(int sample, int bits) {
+    if (bits >= 8) {
+      return (sample >>> (bits - 8)) & 0xff;
+    }
+    if (bits <= 0) {
+      return 0;
+    }
+    int max = (1 << bits) - 1;
+    return Math.round((sample & max) * 255f / max);
   }
 }
