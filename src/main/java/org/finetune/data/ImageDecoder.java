@@ -127,6 +127,9 @@ public final class ImageDecoder {
         reader.setInput(in, true, true);
         reader.addIIOReadWarningListener((source, warning) -> warnings.add(warning));
         checkSize(file, format, reader.getWidth(0), reader.getHeight(0));
+        if (format == Format.TIFF) {
+          checkTiffSamples(file, reader);
+        }
         BufferedImage image = reader.read(0);
         if (!warnings.isEmpty()) {
           throw new UnreadableImageException(file, "damaged " + format + " (" + String.join("; ", warnings) + ")", null);
@@ -148,6 +151,32 @@ public final class ImageDecoder {
       throw new UnreadableImageException(file, "its " + format + " header gives " + width + "x" + height
           + " pixels, more than the " + MAX_PIXELS / (1 << 20) + " megapixels finetune decodes; scale it down"
           + " (the model sees it resized anyway) or leave it out", null);
+    }
+  }
+
+  /**
+   * Refuses a TIFF whose pixels are not 1 to 4 samples of 1 to 16 bits, from its header: ImageIO's
+   * TIFF reader sizes a lookup table per sample by its bit width (2^27 entries for a 27-bit
+   * sample), so a damaged header could make it allocate gigabytes for a small image.
+   */
+  private static void checkTiffSamples(Path file, ImageReader reader) throws IOException {
+    javax.imageio.plugins.tiff.TIFFDirectory dir =
+        javax.imageio.plugins.tiff.TIFFDirectory.createFromMetadata(reader.getImageMetadata(0));
+    javax.imageio.plugins.tiff.TIFFField samples =
+        dir.getTIFFField(javax.imageio.plugins.tiff.BaselineTIFFTagSet.TAG_SAMPLES_PER_PIXEL);
+    javax.imageio.plugins.tiff.TIFFField bits =
+        dir.getTIFFField(javax.imageio.plugins.tiff.BaselineTIFFTagSet.TAG_BITS_PER_SAMPLE);
+    int perPixel = samples == null || samples.getCount() == 0 ? 1 : samples.getAsInt(0);
+    if (perPixel < 1 || perPixel > 4) {
+      throw new UnreadableImageException(file, "its TIFF header gives " + perPixel + " samples per pixel;"
+          + " finetune reads grey, RGB and either with alpha (1 to 4)", null);
+    }
+    for (int i = 0; bits != null && i < bits.getCount(); i++) {
+      int width = bits.getAsInt(i);
+      if (width < 1 || width > 16) {
+        throw new UnreadableImageException(file, "its TIFF header gives samples of " + width + " bits;"
+            + " finetune reads 1 to 16 bits per sample", null);
+      }
     }
   }
 
