@@ -34,26 +34,34 @@ class SavedModelFuzzTest {
   @TempDir
   static Path work;
 
-  private static Path model;
+  /** One copy of the fixture per target, so that neither sees the other's last input. */
+  private static Path pbModel;
+
+  private static Path indexModel;
 
   /** A tf_keras export: an object graph, concrete functions, keras_metadata.pb and a one-shard checkpoint. */
   @BeforeAll
   static void copyFixture() throws IOException {
+    pbModel = copyOfFixture(work.resolve("pb"));
+    indexModel = copyOfFixture(work.resolve("index"));
+  }
+
+  private static Path copyOfFixture(Path model) throws IOException {
     Path source = Fixture.of("text_embedding/tf_keras").model();
-    model = work.resolve("model");
     Files.createDirectories(model.resolve("variables"));
     for (String file : new String[] {"saved_model.pb", "keras_metadata.pb", "fingerprint.pb",
         "variables/variables.index", "variables/variables.data-00000-of-00001"}) {
       Files.copy(source.resolve(file), model.resolve(file));
     }
+    return model;
   }
 
   /** {@code finetune inspect} and what opening a model reads before the runtime sees it. */
   @FuzzTest
   void savedModelPb(byte[] pb) throws IOException {
-    Files.write(model.resolve("saved_model.pb"), pb);
+    Files.write(pbModel.resolve("saved_model.pb"), pb);
     try {
-      SavedModelDirectory dir = SavedModelDirectory.open(model, SavedModelDirectory.SERVE);
+      SavedModelDirectory dir = SavedModelDirectory.open(pbModel, SavedModelDirectory.SERVE);
       SavedModelInspector.inspect(dir, Optional.empty());
       UnsafeOps.audit(dir.metaGraph());
       CheckpointKeys.forCapturedHandles(dir);
@@ -69,8 +77,8 @@ class SavedModelFuzzTest {
   /** The checkpoint index, its check against the data shard, and the one tensor read without the runtime. */
   @FuzzTest
   void variablesIndex(byte[] index) throws IOException {
-    Files.write(model.resolve("variables/variables.index"), index);
-    Path prefix = model.resolve("variables/variables");
+    Files.write(indexModel.resolve("variables/variables.index"), index);
+    Path prefix = indexModel.resolve("variables/variables");
     try {
       CheckpointIndex read = CheckpointIndex.read(prefix);
       read.readScalarString(prefix, "_CHECKPOINTABLE_OBJECT_GRAPH");
@@ -82,7 +90,7 @@ class SavedModelFuzzTest {
   private void assertInspectSucceeds(String... flags) {
     String[] args = new String[flags.length + 3];
     args[0] = "inspect";
-    args[1] = model.toString();
+    args[1] = pbModel.toString();
     args[2] = "--verbose";
     System.arraycopy(flags, 0, args, 3, flags.length);
     StringWriter err = new StringWriter();
