@@ -72,7 +72,7 @@ public final class ImageDecoder {
       image = readWithImageIo(file, bytes, format);
       if (image == null) {
         java.awt.Dimension size = Imaging.getImageSize(bytes);
-        checkSize(file, format, size.width, size.height);
+        checkSize(file, format, size.width, size.height, bytes.length);
         image = Imaging.getBufferedImage(bytes);
       }
     } catch (UnreadableImageException e) {
@@ -126,7 +126,7 @@ public final class ImageDecoder {
       try {
         reader.setInput(in, true, true);
         reader.addIIOReadWarningListener((source, warning) -> warnings.add(warning));
-        checkSize(file, format, reader.getWidth(0), reader.getHeight(0));
+        checkSize(file, format, reader.getWidth(0), reader.getHeight(0), bytes.length);
         if (format == Format.TIFF) {
           checkTiffSamples(file, reader);
         }
@@ -141,8 +141,19 @@ public final class ImageDecoder {
     }
   }
 
-  /** Refuses a header whose size is empty or beyond {@link #MAX_PIXELS}, before the samples are read. */
-  private static void checkSize(Path file, Format format, int width, int height) throws UnreadableImageException {
+  /**
+   * The most pixels a file may hold per byte. No format we read compresses further (deflate stops
+   * near 1032:1, i.e. 8256 one-bit pixels per byte), so a header that claims more belongs to a
+   * truncated or damaged file, and decoding it would only allocate for samples that are not there.
+   */
+  private static final long MAX_PIXELS_PER_BYTE = 16384;
+
+  /**
+   * Refuses a header whose size is empty, beyond {@link #MAX_PIXELS} or beyond what {@code fileBytes}
+   * can hold, before the samples are read.
+   */
+  private static void checkSize(Path file, Format format, int width, int height, long fileBytes)
+      throws UnreadableImageException {
     if (width < 1 || height < 1) {
       throw new UnreadableImageException(file, "its " + format + " header gives a size of " + width + "x" + height
           + " pixels; the file is damaged", null);
@@ -151,6 +162,10 @@ public final class ImageDecoder {
       throw new UnreadableImageException(file, "its " + format + " header gives " + width + "x" + height
           + " pixels, more than the " + MAX_PIXELS / (1 << 20) + " megapixels finetune decodes; scale it down"
           + " (the model sees it resized anyway) or leave it out", null);
+    }
+    if ((long) width * height > MAX_PIXELS_PER_BYTE * fileBytes) {
+      throw new UnreadableImageException(file, "its " + format + " header gives " + width + "x" + height
+          + " pixels, more than " + fileBytes + " bytes can hold; the file is truncated or damaged", null);
     }
   }
 
