@@ -9,7 +9,8 @@ import java.nio.file.Path;
  *
  * <p>Messages quote names read from the model's files (nodes, functions, signatures, checkpoint
  * keys), which may hold any character; line breaks and other control characters in the message
- * are written as escapes ({@code \n}, {@code \u0000}), so that it stays one line.
+ * are written as Java escapes (a newline as backslash and n, others as backslash, u and four hex
+ * digits), so that it stays one line.
  */
 public class InvalidModelException extends RuntimeException {
   private static final long serialVersionUID = 1L;
