@@ -6,6 +6,7 @@ import java.awt.image.IndexColorModel;
 import java.awt.image.Raster;
 import java.io.ByteArrayInputStream;
 import java.io.IOException;
+import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -129,6 +130,8 @@ public final class ImageDecoder {
         checkSize(file, format, reader.getWidth(0), reader.getHeight(0), bytes.length);
         if (format == Format.TIFF) {
           checkTiffSamples(file, reader);
+        } else if (format == Format.BMP) {
+          checkBmpData(file, bytes);
         }
         BufferedImage image = reader.read(0);
         if (!warnings.isEmpty()) {
@@ -192,6 +195,29 @@ public final class ImageDecoder {
         throw new UnreadableImageException(file, "its TIFF header gives samples of " + width + " bits;"
             + " finetune reads 1 to 16 bits per sample", null);
       }
+    }
+  }
+
+  /**
+   * Refuses a BMP whose header asks for a JPEG or PNG inside it (which TensorFlow does not decode
+   * either, and whose own header would go unchecked) or gives more bytes of run-length data than
+   * the file has: ImageIO allocates that many bytes before it reads them.
+   */
+  private static void checkBmpData(Path file, byte[] bytes) throws UnreadableImageException {
+    ByteBuffer header = ByteBuffer.wrap(bytes).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+    if (bytes.length < 38 || header.getInt(14) < 40) {
+      return; // an OS/2 header: no compression, no size field
+    }
+    int compression = header.getInt(30);
+    long dataBytes = Integer.toUnsignedLong(header.getInt(34));
+    if (compression == 4 || compression == 5) {
+      throw new UnreadableImageException(file, "a BMP holding a " + (compression == 4 ? "JPEG" : "PNG")
+          + " is not supported; save the image as a plain JPEG or PNG", null);
+    }
+    // Only run-length data is allocated by this size; uncompressed writers are often careless with it.
+    if ((compression == 1 || compression == 2) && dataBytes > bytes.length) {
+      throw new UnreadableImageException(file, "its BMP header gives " + dataBytes + " bytes of pixel data, but"
+          + " the file has " + bytes.length + "; it is truncated or damaged", null);
     }
   }
 
