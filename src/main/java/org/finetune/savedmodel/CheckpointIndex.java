@@ -89,6 +89,10 @@ public final class CheckpointIndex {
       return java.util.Optional.empty();
     }
     Path data = dataFile(prefix, entry.getShardId());
+    if (entry.getSize() > Integer.MAX_VALUE - 8) {
+      throw new InvalidModelException(data, "tensor '" + key + "' in " + data + " claims " + entry.getSize()
+          + " bytes, more than a string tensor can hold; the index is damaged. Re-copy or re-export the SavedModel.");
+    }
     byte[] raw = new byte[(int) entry.getSize()];
     try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(data)) {
       ByteBuffer buf = ByteBuffer.wrap(raw);
@@ -104,14 +108,20 @@ public final class CheckpointIndex {
     } catch (IOException e) {
       throw new InvalidModelException(data, "cannot read " + data + ": " + e.getMessage(), e);
     }
+    InvalidModelException damaged = new InvalidModelException(data, "tensor '" + key + "' in " + data
+        + " is damaged: it does not hold one string. Re-copy or re-export the SavedModel.");
     Cursor c = new Cursor(raw, 0);
-    long length = c.varint64();
-    int start = c.pos + 4; // skip the masked CRC32C of the lengths
-    if (start + length > raw.length) {
-      throw new InvalidModelException(data, "tensor '" + key + "' in " + data + " is damaged."
-          + " Re-copy or re-export the SavedModel.");
+    long length;
+    try {
+      length = c.varint64();
+    } catch (IllegalArgumentException e) {
+      throw damaged;
     }
-    return java.util.Optional.of(java.util.Arrays.copyOfRange(raw, start, (int) (start + length)));
+    long start = c.pos + 4L; // skip the masked CRC32C of the lengths
+    if (length < 0 || start + length > raw.length) {
+      throw damaged;
+    }
+    return java.util.Optional.of(java.util.Arrays.copyOfRange(raw, (int) start, (int) (start + length)));
   }
 
   private Path dataFile(Path prefix, int shard) {
@@ -121,7 +131,8 @@ public final class CheckpointIndex {
 
   private void checkShards(Path prefix) {
     int shards = header.getNumShards();
-    long[] needed = new long[Math.max(shards, 1)];
+    // By shard, the end of its last tensor; a map, as the header's shard count is not to be trusted.
+    Map<Integer, Long> needed = new java.util.HashMap<>();
     for (Map.Entry<String, BundleEntryProto> e : entries.entrySet()) {
       BundleEntryProto entry = e.getValue();
       if (entry.getShardId() < 0 || entry.getShardId() >= shards) {
@@ -129,7 +140,13 @@ public final class CheckpointIndex {
             + entry.getShardId() + " of " + shards + " in " + prefix + ".index: the index is damaged."
             + " Re-copy or re-export the SavedModel.");
       }
-      needed[entry.getShardId()] = Math.max(needed[entry.getShardId()], entry.getOffset() + entry.getSize());
+      // Offsets and sizes are unsigned in the file; read as longs, a damaged one is negative or overflows.
+      if (entry.getOffset() < 0 || entry.getSize() < 0 || entry.getSize() > Long.MAX_VALUE - entry.getOffset()) {
+        throw new InvalidModelException(prefix, "checkpoint entry '" + e.getKey() + "' in " + prefix
+            + ".index places its tensor at byte " + Long.toUnsignedString(entry.getOffset()) + " with "
+            + Long.toUnsignedString(entry.getSize()) + " bytes: the index is damaged. Re-copy or re-export the SavedModel.");
+      }
+      needed.merge(entry.getShardId(), entry.getOffset() + entry.getSize(), Math::max);
     }
     for (int shard = 0; shard < shards; shard++) {
       Path data = dataFile(prefix, shard);
@@ -142,9 +159,10 @@ public final class CheckpointIndex {
       } catch (IOException e) {
         throw new InvalidModelException(data, "cannot read " + data + ": " + e.getMessage(), e);
       }
-      if (size < needed[shard]) {
+      long end = needed.getOrDefault(shard, 0L);
+      if (size < end) {
         throw new InvalidModelException(data, data + " is truncated: " + size + " bytes, but the index places"
-            + " tensors up to byte " + needed[shard] + ". Re-copy or re-export the SavedModel.");
+            + " tensors up to byte " + end + ". Re-copy or re-export the SavedModel.");
       }
     }
   }

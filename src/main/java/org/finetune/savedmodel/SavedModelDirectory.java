@@ -18,8 +18,11 @@ import org.tensorflow.proto.FunctionDef;
 import org.tensorflow.proto.MetaGraphDef;
 import org.tensorflow.proto.NodeDef;
 import org.tensorflow.proto.SavedModel;
+import org.tensorflow.proto.SavedObjectGraphOuterClass.SavedConcreteFunction;
+import org.tensorflow.proto.SavedObjectGraphOuterClass.SavedObjectGraph;
 import org.tensorflow.proto.SignatureDef;
 import org.tensorflow.proto.TensorInfo;
+import org.tensorflow.proto.TrackableObjectGraphOuterClass.TrackableObjectGraph.TrackableObject.ObjectReference;
 
 /**
  * A SavedModel directory read as data, without the TensorFlow runtime (loading a SavedModel runs
@@ -233,6 +236,42 @@ public final class SavedModelDirectory {
     for (FunctionDef f : meta.getGraphDef().getLibrary().getFunctionList()) {
       for (NodeDef node : f.getNodeDefList()) {
         checkFunctionRefs(pb, node, functions, "node " + node.getName() + " of function " + f.getSignature().getName());
+      }
+    }
+    checkObjectGraph(pb, meta);
+  }
+
+  /**
+   * The object graph's references that the readers follow lie inside it: children and the objects
+   * a concrete function captures (its bound inputs) are node ids, and a graph node calling such a
+   * function passes at least as many inputs as it captures (the captures come last).
+   */
+  private static void checkObjectGraph(Path pb, MetaGraphDef meta) {
+    SavedObjectGraph objects = meta.getObjectGraphDef();
+    int count = objects.getNodesCount();
+    for (int id = 0; id < count; id++) {
+      for (ObjectReference child : objects.getNodes(id).getChildrenList()) {
+        if (child.getNodeId() < 0 || child.getNodeId() >= count) {
+          throw damaged(pb, "object " + id + " of its object graph has child '" + child.getLocalName() + "' at node "
+              + child.getNodeId() + ", but the object graph has " + count + " nodes", null);
+        }
+      }
+    }
+    for (Map.Entry<String, SavedConcreteFunction> f : objects.getConcreteFunctionsMap().entrySet()) {
+      for (int id : f.getValue().getBoundInputsList()) {
+        if (id < 0 || id >= count) {
+          throw damaged(pb, "concrete function " + f.getKey() + " captures object " + id + ", but the object graph"
+              + " has " + count + " nodes", null);
+        }
+      }
+    }
+    for (NodeDef node : meta.getGraphDef().getNodeList()) {
+      AttrValue f = node.getAttrMap().get("f");
+      SavedConcreteFunction fn = f == null ? null : objects.getConcreteFunctionsMap().get(f.getFunc().getName());
+      int inputs = fn == null ? 0 : VariableResolver.dataInputs(node).size();
+      if (fn != null && inputs < fn.getBoundInputsCount()) {
+        throw damaged(pb, "graph node " + node.getName() + " calls " + f.getFunc().getName() + " with " + inputs
+            + " inputs, but that function captures " + fn.getBoundInputsCount() + " objects", null);
       }
     }
   }

@@ -252,4 +252,50 @@ class ImageDecodingTest {
     }
     return m;
   }
+
+  /**
+   * A 69-byte PNG whose header claims 9000x9000 pixels (81 megapixels, over the cap): refused with
+   * the reason, and before ImageIO allocates its raster (243 MB for these 8-bit RGB samples).
+   */
+  @Test
+  void aHeaderClaimingMoreThanTheCapIsRefusedBeforeItsPixelsAreAllocated() throws IOException {
+    Path huge = Files.write(tmp.resolve("huge.png"), pngHeaderOnly(9000, 9000));
+    com.sun.management.ThreadMXBean threads =
+        (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
+    long before = threads.getCurrentThreadAllocatedBytes();
+    ImageDecoder.UnreadableImageException e =
+        assertThrows(ImageDecoder.UnreadableImageException.class, () -> ImageDecoder.decode(huge));
+    long allocated = threads.getCurrentThreadAllocatedBytes() - before;
+    assertTrue(allocated < 16L << 20, "decoding a refused header allocated " + allocated + " bytes");
+    assertTrue(e.getMessage().contains("9000x9000") && e.getMessage().contains("64 megapixels"), e.getMessage());
+  }
+
+  /** PNG signature, an IHDR for 8-bit RGB of the given size, one short IDAT, IEND. */
+  private static byte[] pngHeaderOnly(int width, int height) throws IOException {
+    java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+    out.write(new byte[] {(byte) 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'});
+    java.nio.ByteBuffer ihdr = java.nio.ByteBuffer.allocate(13).putInt(width).putInt(height).put((byte) 8)
+        .put((byte) 2).put((byte) 0).put((byte) 0).put((byte) 0);
+    pngChunk(out, "IHDR", ihdr.array());
+    java.util.zip.Deflater deflater = new java.util.zip.Deflater();
+    deflater.setInput(new byte[64]);
+    deflater.finish();
+    byte[] idat = new byte[128];
+    int n = deflater.deflate(idat);
+    deflater.end();
+    pngChunk(out, "IDAT", java.util.Arrays.copyOf(idat, n));
+    pngChunk(out, "IEND", new byte[0]);
+    return out.toByteArray();
+  }
+
+  private static void pngChunk(java.io.ByteArrayOutputStream out, String type, byte[] data) throws IOException {
+    byte[] name = type.getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+    java.util.zip.CRC32 crc = new java.util.zip.CRC32();
+    crc.update(name);
+    crc.update(data);
+    out.write(java.nio.ByteBuffer.allocate(4).putInt(data.length).array());
+    out.write(name);
+    out.write(data);
+    out.write(java.nio.ByteBuffer.allocate(4).putInt((int) crc.getValue()).array());
+  }
 }
