@@ -22,6 +22,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "target", "bench")
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
+GPU_BEGIN = "<!-- bench-gpu:begin -->"
+GPU_END = "<!-- bench-gpu:end -->"
 
 # name, title, compared with Keras
 WORKLOADS = [
@@ -62,18 +64,21 @@ def run(cmd, out_json, log):
     return result
 
 
+RUNTIME_FLAGS = []  # --device D and --mixed-precision, the same for both sides
+
+
 def java_cmd(name, out_json, quick):
     cp = os.environ.get("BENCH_CLASSPATH")
     if not cp:
         raise SystemExit("bench: BENCH_CLASSPATH is not set; run scripts/bench, which compiles and sets it")
     cmd = ["java", "-Xmx6g", "-Dfinetune.root=" + ROOT, "-cp", cp, "org.finetune.bench.CompareBenchmark", name, out_json]
-    return cmd + (["--quick"] if quick else [])
+    return cmd + (["--quick"] if quick else []) + RUNTIME_FLAGS
 
 
 def keras_cmd(name, mode, out_json, quick):
     python = os.environ.get("FINETUNE_PYTHON", os.path.join(ROOT, ".venv", "bin", "python"))
     cmd = [python, os.path.join(ROOT, "scripts", "bench_keras.py"), name, mode, out_json]
-    return cmd + (["--quick"] if quick else [])
+    return cmd + (["--quick"] if quick else []) + RUNTIME_FLAGS
 
 
 def median(values):
@@ -126,8 +131,26 @@ def machine():
         flags = ", ".join(have)
     except OSError:
         pass
-    return "%s, %d cores visible (%s), %.0f GiB memory, %s %s" % (
-        model, os.cpu_count(), flags or "no AVX flags seen", mem, platform.system(), platform.release())
+    gpu = ""
+    try:
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
+        if smi.returncode == 0 and smi.stdout.strip():
+            gpu = "; GPU: " + "; ".join(l.strip() for l in smi.stdout.strip().splitlines()) + " (name, driver, memory)"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "%s, %d cores visible (%s), %.0f GiB memory, %s %s%s" % (
+        model, os.cpu_count(), flags or "no AVX flags seen", mem, platform.system(), platform.release(), gpu)
+
+
+def runtimes(results):
+    seen = {}
+    for sides in results.values():
+        for side, runs in sides.items():
+            for r in runs:
+                if r.get("runtime"):
+                    seen.setdefault("Java" if side == "java" else "Keras", r["runtime"])
+    return "; ".join("%s: %s" % kv for kv in sorted(seen.items())) or "defaults"
 
 
 def versions(results):
@@ -164,6 +187,7 @@ def report(results, args, started, elapsed):
         "",
         "- Machine: " + machine(),
         "- " + versions(results),
+        "- Runtime: " + runtimes(results),
         "",
         "| workload | repeats | Java | Keras `fit` | Keras `tf.function` | Java / Keras (best) |"
         " peak RSS MiB Java / Keras | launch to first step s, Java / Keras |",
@@ -253,17 +277,18 @@ def report(results, args, started, elapsed):
     return "\n".join(lines) + "\n"
 
 
-def write_readme(text):
+def write_readme(text, gpu):
     path = os.path.join(ROOT, "README.md")
     with open(path) as f:
         readme = f.read()
-    if BEGIN not in readme or END not in readme:
-        raise SystemExit("bench: README.md lacks the %s / %s markers in its Benchmarks section" % (BEGIN, END))
-    head, rest = readme.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
+    begin, end = (GPU_BEGIN, GPU_END) if gpu else (BEGIN, END)
+    if begin not in readme or end not in readme:
+        raise SystemExit("bench: README.md lacks the %s / %s markers in its Benchmarks section" % (begin, end))
+    head, rest = readme.split(begin, 1)
+    _, tail = rest.split(end, 1)
     tmp = path + ".bench-tmp"
     with open(tmp, "w") as f:
-        f.write(head + BEGIN + "\n" + text + END + tail)
+        f.write(head + begin + "\n" + text + end + tail)
     os.replace(tmp, path)
 
 
@@ -277,8 +302,13 @@ def main(argv):
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite the report from target/bench/results.json without running anything")
     parser.add_argument("--no-readme", action="store_true", help="write target/bench only, leave README.md alone")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (default) or gpu / gpu:N on a CUDA 12 + cuDNN 9 machine (scripts/bench builds -Pgpu)")
+    parser.add_argument("--mixed-precision", action="store_true",
+                        help="Grappler's automatic mixed precision on both sides (float16 on a GPU, bfloat16 on a CPU)")
     args = parser.parse_args(argv)
     args.argv = argv
+    RUNTIME_FLAGS[:] = ["--device", args.device] + (["--mixed-precision"] if args.mixed_precision else [])
     only = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in only if n not in NAMES]
     if unknown:
@@ -333,10 +363,11 @@ def main(argv):
 
 def publish(results, args, started, elapsed):
     text = report(results, args, started, elapsed)
-    with open(os.path.join(OUT, "BENCHMARKS.md"), "w") as f:
+    gpu = args.device.startswith("gpu")
+    with open(os.path.join(OUT, "BENCHMARKS-gpu.md" if gpu else "BENCHMARKS.md"), "w") as f:
         f.write(text)
     if not args.no_readme:
-        write_readme(text)
+        write_readme(text, gpu)
     sys.stdout.write(text)
     print("bench: %.1f min; report in target/bench/BENCHMARKS.md%s" % (
         elapsed / 60, "" if args.no_readme else " and README.md"))

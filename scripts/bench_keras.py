@@ -212,14 +212,46 @@ def vm_hwm_kib():
     return 0
 
 
+def configure_runtime(device, mixed):
+    """The Java side's --device and --mixed-precision: the same placement and the same Grappler
+    rewrite (automatic mixed precision: float16 on a GPU, oneDNN bfloat16 on a CPU)."""
+    if device == "cpu":
+        tf.config.set_visible_devices([], "GPU")
+    elif device.startswith("gpu"):
+        gpus = tf.config.list_physical_devices("GPU")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= len(gpus):
+            raise SystemExit("bench_keras: --device %s, but TensorFlow sees %d GPU(s)" % (device, len(gpus)))
+        tf.config.set_visible_devices([gpus[index]], "GPU")
+    on_gpu = bool(tf.config.get_visible_devices("GPU"))
+    if mixed:
+        tf.config.optimizer.set_experimental_options(
+            {"auto_mixed_precision": True} if on_gpu else {"auto_mixed_precision_onednn_bfloat16": True})
+    return ("GPU" if on_gpu else "CPU") + (", mixed precision" if mixed else "")
+
+
 def main(argv):
-    args = [a for a in argv[1:] if a != "--quick"]
+    rest = [a for a in argv[1:] if a != "--quick"]
+    device, mixed, args = "auto", False, []
+    i = 0
+    while i < len(rest):
+        if rest[i] == "--device" and i + 1 < len(rest):
+            device = rest[i + 1]
+            i += 2
+            continue
+        if rest[i] == "--mixed-precision":
+            mixed = True
+        else:
+            args.append(rest[i])
+        i += 1
     if len(args) != 3 or args[1] not in ("fit", "function"):
-        print("usage: bench_keras.py WORKLOAD fit|function OUT.json [--quick]", file=sys.stderr)
+        print("usage: bench_keras.py WORKLOAD fit|function OUT.json [--quick] [--device auto|cpu|gpu|gpu:N]"
+              " [--mixed-precision]", file=sys.stderr)
         return 2
     name, mode, out = args
     keras.utils.set_random_seed(1)
     result = {"workload": name, "side": "keras", "mode": mode, "quick": QUICK}
+    result["runtime"] = configure_runtime(device, mixed)
     if name in IMAGE_WORKLOADS:
         image_steps(result, name)
     elif name in TEXT_WORKLOADS:

@@ -47,6 +47,7 @@ final class EvaluateCommand implements Command {
   public Options options() {
     Options o = new Options();
     o.addOption(ModelFlags.allowUnsafeOps());
+    ModelFlags.addRuntime(o);
     o.addOption(Option.builder().longOpt("data").hasArg().argName("DIR").desc("labelled images (required); with"
         + " --task causal-lm, text files and folders, comma-separated").build());
     o.addOption(Option.builder().longOpt("task").hasArg().argName("TASK")
@@ -78,7 +79,7 @@ final class EvaluateCommand implements Command {
           + "'");
     }
     Path modelDir = Path.of(args.get(0));
-    try (KerasSavedModel model = KerasSavedModel.open(modelDir, ModelFlags.trusting(line))) {
+    try (KerasSavedModel model = ModelFlags.open(modelDir, line)) {
       ImageModels image = ImageModels.of(model, ImageModels.parseSize(line.getOptionValue("image-size")));
       if (task.equals("video-classification") && image.frames() == 0) {
         throw new UsageException(modelDir + " takes images, not clips [batch, frames, height, width, 3]; evaluate it"

@@ -48,6 +48,7 @@ final class ExportCommand implements Command {
   public Options options() {
     Options o = new Options();
     o.addOption(ModelFlags.allowUnsafeOps());
+    ModelFlags.addRuntime(o);
     o.addOption(Option.builder().longOpt("out").hasArg().argName("DIR").desc("where to write the SavedModel").build());
     o.addOption(Option.builder().longOpt("model").hasArg().argName("DIR")
         .desc("the base model, if it moved since the checkpoint was written (its digest must match)").build());
@@ -100,7 +101,7 @@ final class ExportCommand implements Command {
     if (info.extra().has("epochs")) {
       options = options.trainingRecord(info.extra().get("epochs").getAsLong(), Map.of(), Optional.empty());
     }
-    try (KerasSavedModel base = KerasSavedModel.open(model, ModelFlags.trusting(line)); Trainer trainer = new Trainer(base, info.plan())) {
+    try (KerasSavedModel base = ModelFlags.open(model, line); Trainer trainer = new Trainer(base, info.plan())) {
       Checkpoint.restore(trainer, info);
       ExportResult result;
       try {

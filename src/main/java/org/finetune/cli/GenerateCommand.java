@@ -41,6 +41,7 @@ final class GenerateCommand implements Command {
   public Options options() {
     Options o = new Options();
     o.addOption(ModelFlags.allowUnsafeOps());
+    ModelFlags.addRuntime(o);
     o.addOption(TrainCommand.opt("model", "DIR", "the SavedModel (or give it as the first argument)"));
     o.addOption(TrainCommand.opt("prompt", "TEXT", "the text to continue (required)"));
     o.addOption(TrainCommand.opt("max-new-tokens", "N", "tokens to generate at most (default: 50)"));
@@ -79,7 +80,7 @@ final class GenerateCommand implements Command {
     if (prompt.length == 0) {
       throw new UsageException("the prompt is empty");
     }
-    try (KerasSavedModel model = KerasSavedModel.open(dir, ModelFlags.trusting(line))) {
+    try (KerasSavedModel model = ModelFlags.open(dir, line)) {
       LanguageModels lm = LanguageModels.of(model);
       TextGenerator generator = new TextGenerator(TextGenerator.of(model), lm.positions(), Gpt2Tokenizer.END_OF_TEXT);
       Gpt2Tokenizer.Detokenizer stream = tokenizer.detokenizer();

@@ -54,6 +54,7 @@ final class PredictCommand implements Command {
   public Options options() {
     Options o = new Options();
     o.addOption(ModelFlags.allowUnsafeOps());
+    ModelFlags.addRuntime(o);
     o.addOption(Option.builder().longOpt("input").hasArg().argName("[NAME=]FILE").desc("an input array (.npy); repeat per input").build());
     o.addOption(Option.builder().longOpt("signature").hasArg().argName("NAME").desc("signature to run (default: serving_default)").build());
     o.addOption(Option.builder().longOpt("tag").hasArg().argName("TAGS").desc("MetaGraph tags, comma-separated (default: serve)").build());
@@ -87,8 +88,8 @@ final class PredictCommand implements Command {
       throw new UsageException("give the inputs: --input [NAME=]FILE.npy (once per signature input)");
     }
     int top = parseTop(line.getOptionValue("top", "3"));
-    try (KerasSavedModel model = KerasSavedModel.open(Path.of(args.get(0)), InspectCommand.parseTags(line.getOptionValue("tag")),
-        Optional.ofNullable(line.getOptionValue("signature")), ModelFlags.trusting(line))) {
+    try (KerasSavedModel model = ModelFlags.open(Path.of(args.get(0)), InspectCommand.parseTags(line.getOptionValue("tag")),
+        Optional.ofNullable(line.getOptionValue("signature")), line)) {
       SignatureInfo sig = model.info().selectedSignature();
       Map<String, NpyArray> arrays = readInputs(sig, inputSpecs);
       Map<String, NpyArray> results = Predictions.run(model, sig.name(), arrays);
@@ -111,7 +112,7 @@ final class PredictCommand implements Command {
     boolean clips = line.hasOption("clips");
     List<org.finetune.data.ImageFolder.Item> items = clips ? List.of()
         : ImageClassifier.items(List.of(line.getOptionValues("images")));
-    try (KerasSavedModel model = KerasSavedModel.open(modelDir, ModelFlags.trusting(line))) {
+    try (KerasSavedModel model = ModelFlags.open(modelDir, line)) {
       ImageModels image = ImageModels.of(model, Optional.empty());
       if (clips != (image.frames() > 0)) {
         throw new UsageException(modelDir + (clips ? " takes images, not clips: use --images"

@@ -95,7 +95,7 @@ final class TextTraining {
     warnings.forEach(w -> err.println("warning: " + w));
     err.flush();
     Optional<Checkpoint.Info> resume = TrainCommand.resume(line, modelDir);
-    try (KerasSavedModel model = KerasSavedModel.open(modelDir, ModelFlags.trusting(line))) {
+    try (KerasSavedModel model = ModelFlags.open(modelDir, line)) {
       LanguageModels lm = LanguageModels.of(model);
       int length = (int) TrainCommand.longValue(line, "seq-len", Math.min(128, lm.positions()));
       if (length > lm.positions()) {
@@ -167,7 +167,7 @@ final class TextTraining {
       throw new UsageException(e.getMessage());
     }
     corpus.warnings().forEach(w -> err.println("warning: " + w));
-    try (KerasSavedModel model = KerasSavedModel.open(modelDir, ModelFlags.trusting(line))) {
+    try (KerasSavedModel model = ModelFlags.open(modelDir, line)) {
       LanguageModels lm = LanguageModels.of(model);
       int length = (int) TrainCommand.longValue(line, "seq-len", Math.min(128, lm.positions()));
       if (length > lm.positions()) {

@@ -90,6 +90,7 @@ final class TrainCommand implements Command {
   public Options options() {
     Options o = new Options();
     o.addOption(ModelFlags.allowUnsafeOps());
+    ModelFlags.addRuntime(o);
     o.addOption(opt("data", "PATH", "labelled images: one sub-folder per class; with --task causal-lm, text files"
         + " and folders, comma-separated (required)"));
     o.addOption(opt("task", "TASK", "image-classification (default), video-classification or causal-lm"));
@@ -182,7 +183,7 @@ final class TrainCommand implements Command {
     Examples data = video ? clips(line, valSplit, seed) : images(line, valSplit, seed);
     Path modelDir = Path.of(args.get(0));
     Optional<Checkpoint.Info> resume = resume(line, modelDir);
-    try (KerasSavedModel model = KerasSavedModel.open(modelDir, ModelFlags.trusting(line))) {
+    try (KerasSavedModel model = ModelFlags.open(modelDir, line)) {
       ImageModels image = ImageModels.of(model, ImageModels.parseSize(line.getOptionValue("image-size")));
       ImageOps.Preprocess preprocess = line.hasOption("preprocess")
           ? parse(() -> ImageOps.Preprocess.byName(line.getOptionValue("preprocess"))) : image.preprocess();

@@ -35,6 +35,10 @@ public final class CustomGradients {
         return out;
       });
     }
+    // Marked Prints stand for matrix products in the graph we train through (MarkedGradients).
+    if (!GradientRegistry.hasRuntimeGradient("Print")) {
+      TensorFlow.registerCustomGradient("Print", MarkedGradients::printGradient);
+    }
     registered = true;
   }
 
@@ -45,6 +49,6 @@ public final class CustomGradients {
 
   /** For tests: the ops this class adds gradients for. */
   public static List<String> opTypes() {
-    return List.of("SparseSoftmaxCrossEntropyWithLogits");
+    return List.of("SparseSoftmaxCrossEntropyWithLogits", "Print");
   }
 }

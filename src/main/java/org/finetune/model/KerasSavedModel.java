@@ -75,6 +75,19 @@ public final class KerasSavedModel implements AutoCloseable {
    *     was loaded then
    */
   public static KerasSavedModel open(Path dir, Set<String> tags, Optional<String> signature, boolean allowUnsafeOps) {
+    return open(dir, tags, signature, allowUnsafeOps, RuntimeOptions.defaults());
+  }
+
+  /**
+   * Like {@link #open(Path, Set, Optional, boolean)}, with the runtime's device, rewrites and threads
+   * chosen by {@code runtime}.
+   *
+   * @throws InvalidModelException as above
+   * @throws IllegalArgumentException when {@code runtime} asks for a GPU the runtime does not see
+   */
+  public static KerasSavedModel open(Path dir, Set<String> tags, Optional<String> signature, boolean allowUnsafeOps,
+      RuntimeOptions runtime) {
+    RuntimeOptions resolved = Devices.resolve(runtime);
     SavedModelDirectory files = SavedModelDirectory.open(dir, tags);
     UnsafeOps.Report audit = UnsafeOps.audit(files.metaGraph());
     if (!allowUnsafeOps && !audit.clean()) {
@@ -85,7 +98,8 @@ public final class KerasSavedModel implements AutoCloseable {
     ModelInfo info = SavedModelInspector.inspect(files, signature);
     SavedModelBundle bundle;
     try {
-      bundle = SavedModelBundle.loader(dir.toString()).withTags(tags.toArray(new String[0])).load();
+      bundle = SavedModelBundle.loader(dir.toString()).withTags(tags.toArray(new String[0]))
+          .withConfigProto(resolved.toConfig()).load();
     } catch (TensorFlowException e) {
       java.util.regex.Matcher checksum = java.util.regex.Pattern.compile("shard (\\d+) \\(\\d+ bytes\\): Checksum does"
           + " not match").matcher(String.valueOf(e.getMessage()));
@@ -198,7 +212,10 @@ public final class KerasSavedModel implements AutoCloseable {
     FunctionFlattener.FlatGraph graph = FunctionFlattener.flatten(files.metaGraph().getGraphDef(), inputs, outputs,
         OpDefs.runtime());
     String prefix = "finetune_flat_" + signature;
-    bundle.graph().importGraphDef(graph.graphDef(), prefix);
+    // Training goes through this copy: its matrix products get the faster gradients of
+    // MarkedGradients. Exports are written from the clean graph FlatSignature keeps.
+    org.finetune.graph.CustomGradients.ensureRegistered();
+    bundle.graph().importGraphDef(org.finetune.graph.MarkedGradients.forTraining(graph.graphDef()), prefix);
     FlatSignature result = FlatSignature.imported(signature, prefix, graph);
     flat.put(signature, result);
     return result;

@@ -1,6 +1,7 @@
 package org.finetune.train;
 
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import org.finetune.model.FlatSignature;
@@ -121,18 +122,25 @@ final class Losses {
         }
         Operand<TNumber> tokens = (Operand<TNumber>) graph.output(ids);
         Operand<TNumber> padding = (Operand<TNumber>) graph.output(mask);
-        Operand<TInt32> targets = tf.dtypes.cast(tf.stridedSlice(tokens, Indices.all(), Indices.sliceFrom(1)),
-            TInt32.class);
-        Operand<TFloat32> weights = tf.dtypes.cast(tf.stridedSlice(padding, Indices.all(), Indices.sliceFrom(1)),
-            TFloat32.class);
-        Operand<TFloat32> z = tf.stridedSlice(y, Indices.all(), Indices.sliceTo(-1), Indices.all());
-        Operand<TFloat32> ce = sparseCrossEntropy(tf, z, targets);
+        // Position t predicts token t+1. The last position has no target: it gets token 0 with
+        // weight 0, so the logits are used whole. Slicing them instead costs a logits-sized
+        // StridedSliceGrad in the backward pass, a third of a small GPT-2's step.
+        Operand<TNumber> next = tf.concat(List.of(tf.stridedSlice(tokens, Indices.all(), Indices.sliceFrom(1)),
+            tf.zerosLike(tf.stridedSlice(tokens, Indices.all(), Indices.sliceTo(1)))), tf.constant(1));
+        Operand<TNumber> nextMask = tf.concat(List.of(tf.stridedSlice(padding, Indices.all(), Indices.sliceFrom(1)),
+            tf.zerosLike(tf.stridedSlice(padding, Indices.all(), Indices.sliceTo(1)))), tf.constant(1));
+        Operand<TInt32> targets = tf.dtypes.cast(next, TInt32.class);
+        Operand<TFloat32> weights = tf.dtypes.cast(nextMask, TFloat32.class);
+        // The loss and the hits come from one softmax over the vocabulary, with a gradient of our
+        // own: the fused kernel and ArgMax cost more than the rest of a small GPT-2's step.
+        org.finetune.graph.MarkedGradients.CrossEntropy xent =
+            org.finetune.graph.MarkedGradients.sparseCrossEntropy(tf, y, targets);
+        Operand<TFloat32> ce = xent.loss();
         Operand<TFloat32> total = tf.math.maximum(tf.reduceSum(weights, allAxes(tf, weights)), tf.constant(1f));
         Operand<TFloat32> loss = tf.withName("loss").math.div(
             tf.reduceSum(tf.math.mul(ce, weights), allAxes(tf, ce)), total);
         metrics.put("perplexity", tf.math.exp(loss));
-        Operand<TFloat32> hits = tf.dtypes.cast(tf.math.equal(tf.math.argMax(z, tf.constant(-1), TInt32.class), targets),
-            TFloat32.class);
+        Operand<TFloat32> hits = xent.hits();
         metrics.put("accuracy", tf.math.div(tf.reduceSum(tf.math.mul(hits, weights), allAxes(tf, hits)), total));
         return new LossGraph(loss, Optional.empty(), metrics, true);
       }

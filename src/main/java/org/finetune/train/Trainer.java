@@ -527,6 +527,17 @@ public final class Trainer implements AutoCloseable {
     return n;
   }
 
+  private java.util.function.Consumer<org.tensorflow.proto.RunMetadata> traceSink;
+
+  /**
+   * For profiling: every following step and evaluation runs with a full trace, whose run metadata
+   * (per-op timings in its step stats) goes to {@code sink}; {@code null} stops tracing. Traced
+   * steps are slower.
+   */
+  public void trace(java.util.function.Consumer<org.tensorflow.proto.RunMetadata> sink) {
+    this.traceSink = sink;
+  }
+
   private StepResult run(Batch batch, Compiled c, double rate, boolean train, long step) {
     List<Tensor> owned = new ArrayList<>();
     try {
@@ -545,7 +556,14 @@ public final class Trainer implements AutoCloseable {
       }
       Result result;
       try {
-        result = runner.run();
+        if (traceSink != null) {
+          runner.setOptions(org.tensorflow.proto.RunOptions.newBuilder()
+              .setTraceLevel(org.tensorflow.proto.RunOptions.TraceLevel.FULL_TRACE).build());
+          result = runner.runAndFetchMetadata();
+          traceSink.accept(result.getMetadata().orElseThrow());
+        } else {
+          result = runner.run();
+        }
       } catch (org.tensorflow.exceptions.TFInvalidArgumentException e) {
         if (train && e.getMessage() != null && e.getMessage().contains(NON_FINITE)) {
           throw new NonFiniteStepException(step, stage);

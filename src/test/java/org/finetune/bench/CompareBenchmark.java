@@ -71,7 +71,30 @@ public final class CompareBenchmark {
       {8, 256, 512, 4}, {8, 512, 512, 4}, {8, 512, 512, 4},
       {4, 512, 512, 5}, {4, 512, 512, 5}, {4, 512, 512, 5}};
 
+  /** How the runtime runs the models: {@code --device D}, {@code --mixed-precision}, {@code --xla}. */
+  private static org.finetune.model.RuntimeOptions runtime = org.finetune.model.RuntimeOptions.defaults();
+
   private CompareBenchmark() {}
+
+  /** Sets the runtime options from {@code --device D}, {@code --mixed-precision} and {@code --xla} in {@code flags}. */
+  static void configure(List<String> flags) {
+    org.finetune.model.RuntimeOptions r = org.finetune.model.RuntimeOptions.defaults();
+    int d = flags.indexOf("--device");
+    if (d >= 0) {
+      r = r.withDevice(flags.get(d + 1));
+    }
+    r = r.withMixedPrecision(flags.contains("--mixed-precision")).withXla(flags.contains("--xla"));
+    runtime = org.finetune.model.Devices.resolve(r);
+  }
+
+  static org.finetune.model.RuntimeOptions runtime() {
+    return runtime;
+  }
+
+  static KerasSavedModel open(Path dir) {
+    return KerasSavedModel.open(dir, org.finetune.savedmodel.SavedModelDirectory.SERVE, Optional.empty(), false,
+        runtime);
+  }
 
   public static void main(String[] args) throws Exception {
     if (args.length < 2) {
@@ -80,12 +103,15 @@ public final class CompareBenchmark {
     }
     String workload = args[0];
     Path out = Path.of(args[1]);
-    boolean quick = Arrays.asList(args).contains("--quick");
+    List<String> flags = Arrays.asList(args);
+    boolean quick = flags.contains("--quick");
+    configure(flags);
     JsonObject result = new JsonObject();
     result.addProperty("workload", workload);
     result.addProperty("side", "java");
     result.addProperty("quick", quick);
     result.addProperty("tf_runtime", org.tensorflow.TensorFlow.version());
+    result.addProperty("runtime", runtime.describe());
     switch (workload) {
       case "prepare" -> prepare(result);
       case "vgg16_head" -> {
@@ -131,7 +157,7 @@ public final class CompareBenchmark {
     result.addProperty("images", root.toString());
   }
 
-  private static TrainingPlan imagePlan(String selector) {
+  static TrainingPlan imagePlan(String selector) {
     Stage stage = selector.equals("head") ? Stage.of(Selector.parse("head"))
         : Stage.of(Selector.parse("head"), Selector.parse(selector));
     return TrainingPlan.builder().head(HeadSpec.classifier(CLASSES)).stage(stage)
@@ -169,7 +195,7 @@ public final class CompareBenchmark {
   private static void imageSteps(JsonObject result, String fixture, int size, int batch, String selector, int warmup,
       int timed) throws Exception {
     long t0 = System.nanoTime();
-    try (KerasSavedModel m = KerasSavedModel.open(Fixture.of(fixture).model());
+    try (KerasSavedModel m = open(Fixture.of(fixture).model());
         Trainer t = new Trainer(m, imagePlan(selector))) {
       String input = m.info().selectedSignature().inputs().get(0).key();
       Batch b = imageBatch(input, batch, size, 1);
@@ -184,7 +210,7 @@ public final class CompareBenchmark {
     long t0 = System.nanoTime();
     TrainingPlan plan = TrainingPlan.builder().loss(LossSpec.CAUSAL_LM).stage(Stage.of(Selector.parse("all")))
         .optimizer(OptimizerSpec.Adam.defaults()).build();
-    try (KerasSavedModel m = KerasSavedModel.open(Fixture.of(fixture).model()); Trainer t = new Trainer(m, plan)) {
+    try (KerasSavedModel m = open(Fixture.of(fixture).model()); Trainer t = new Trainer(m, plan)) {
       timeSteps(result, t, tokenBatch(batch, length, 1), t0, warmup, timed, batch * length, "tokens_per_s");
     }
     result.addProperty("batch", batch);
@@ -246,7 +272,7 @@ public final class CompareBenchmark {
         .stage(Stage.of(Selector.parse("head"))).optimizer(OptimizerSpec.Adam.defaults()).build();
     double cacheS;
     try (ImageDataset d = ImageDataset.open(items, options);
-        KerasSavedModel m = KerasSavedModel.open(Fixture.of("generated/vgg16/keras3_export").model());
+        KerasSavedModel m = open(Fixture.of("generated/vgg16/keras3_export").model());
         Trainer t = new Trainer(m, plan)) {
       String input = m.info().selectedSignature().inputs().get(0).key();
       t.useStage(0);
@@ -336,7 +362,7 @@ public final class CompareBenchmark {
   /** Step time of VGG16 head-only training at batch sizes 8 to 64 on one trainer. */
   private static void scaleBatch(JsonObject result, boolean quick) throws Exception {
     JsonArray rows = new JsonArray();
-    try (KerasSavedModel m = KerasSavedModel.open(Fixture.of("generated/vgg16/keras3_export").model());
+    try (KerasSavedModel m = open(Fixture.of("generated/vgg16/keras3_export").model());
         Trainer t = new Trainer(m, imagePlan("head"))) {
       String input = m.info().selectedSignature().inputs().get(0).key();
       for (int batch : new int[] {8, 16, 32, 64}) {
@@ -356,7 +382,7 @@ public final class CompareBenchmark {
     JsonArray rows = new JsonArray();
     TrainingPlan plan = TrainingPlan.builder().loss(LossSpec.CAUSAL_LM).stage(Stage.of(Selector.parse("all")))
         .optimizer(OptimizerSpec.Adam.defaults()).build();
-    try (KerasSavedModel m = KerasSavedModel.open(Fixture.of("generated/gpt2_small/keras3_export").model());
+    try (KerasSavedModel m = open(Fixture.of("generated/gpt2_small/keras3_export").model());
         Trainer t = new Trainer(m, plan)) {
       for (int length : new int[] {32, 64, 128}) {
         double s = medianStep(t, tokenBatch(4, length, length), quick ? 1 : 2, quick ? 1 : 10);
@@ -402,7 +428,7 @@ public final class CompareBenchmark {
             .optimizer(OptimizerSpec.Adam.defaults()).build();
     JsonObject row = new JsonObject();
     long t0 = System.nanoTime();
-    try (KerasSavedModel m = KerasSavedModel.open(Fixture.of(model[0]).model())) {
+    try (KerasSavedModel m = open(Fixture.of(model[0]).model())) {
       long t1 = System.nanoTime();
       try (Trainer t = new Trainer(m, plan)) {
         long t2 = System.nanoTime();
