@@ -123,6 +123,7 @@ public final class Exporter {
     try (TString prefix = TString.scalarOf(variables.resolve("variables").toString())) {
       model.session().runner().feed(saver.filenameTensor(), prefix).fetch(saver.saveTensor()).run().close();
     }
+    model.releaseAliases();
     Path src = model.info().dir();
     try (Stream<Path> walk = Files.walk(src)) {
       for (Path p : walk.toList()) {
@@ -152,36 +153,8 @@ public final class Exporter {
   /** Copies, in the runtime, the value of each handle the serving function reads into its aliases the saver writes. */
   @SuppressWarnings("unchecked")
   private static void syncAliases(KerasSavedModel model, SavedModelDirectory files, SaverMap saver) {
-    java.util.Set<String> serving = new java.util.HashSet<>();
-    for (VariableInfo v : model.info().variables()) {
-      if (!v.handle().isEmpty()) {
-        serving.add(v.handle());
-      }
-    }
-    Map<String, String> servingByKey = new HashMap<>();
-    for (CheckpointKeys.Restore r : CheckpointKeys.forCapturedHandles(files)) {
-      servingByKey.putIfAbsent(r.key(), r.handle());
-    }
     Graph graph = model.graph();
-    Map<String, String> syncs = new LinkedHashMap<>();
-    saver.handleByKey().forEach((key, handle) -> {
-      if (serving.contains(handle) || syncs.containsKey(handle)) {
-        return;
-      }
-      // Only the handles the serving function reads can have been trained; a copy of anything
-      // else still holds what loading gave it.
-      String source = saver.sourceOf(handle);
-      if (!serving.contains(source)) {
-        source = servingByKey.get(key);
-      }
-      if (source != null && serving.contains(source) && !source.equals(handle)) {
-        GraphOperation target = graph.operation(handle);
-        GraphOperation from = graph.operation(source);
-        if (target != null && from != null && target.type().equals("VarHandleOp") && from.type().equals("VarHandleOp")) {
-          syncs.put(handle, source);
-        }
-      }
-    });
+    Map<String, String> syncs = model.saverAliases();
     if (syncs.isEmpty()) {
       return;
     }

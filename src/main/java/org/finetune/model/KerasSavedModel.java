@@ -10,7 +10,9 @@ import java.util.Set;
 import java.util.TreeSet;
 import org.finetune.graph.FunctionFlattener;
 import org.finetune.graph.OpDefs;
+import org.finetune.savedmodel.CheckpointKeys;
 import org.finetune.savedmodel.InvalidModelException;
+import org.finetune.savedmodel.SaverMap;
 import org.finetune.savedmodel.ModelInfo;
 import org.finetune.savedmodel.SavedModelDirectory;
 import org.finetune.savedmodel.UnsafeOps;
@@ -114,13 +116,124 @@ public final class KerasSavedModel implements AutoCloseable {
       throw new InvalidModelException(dir, "TensorFlow could not load " + dir + ": " + firstLine(e.getMessage())
           + ". Check that it was exported completely (saved_model.pb and variables/) with TensorFlow 2.18 or older.", e);
     }
+    KerasSavedModel model = new KerasSavedModel(info, files, bundle);
     try {
       CapturedVariables.restoreMissing(files, bundle.graph(), bundle.session());
+      model.releaseAliases();
     } catch (RuntimeException e) {
       bundle.close();
       throw e;
     }
-    return new KerasSavedModel(info, files, bundle);
+    return model;
+  }
+
+  private Map<String, String> aliases;
+
+  /**
+   * Handles the model's saver writes that loading made as copies of handles the serving function
+   * reads (alias to source), found by {@code SaverMap}: a Keras 3 {@code model.export()} holds every
+   * weight two or three times (GPT-2 124M: 662 handles for 215 variables). Only the sources are
+   * read and trained; an export copies each source into its aliases just before the saver runs.
+   * Aliases that some signature's call reads directly are left out.
+   */
+  public synchronized Map<String, String> saverAliases() {
+    checkOpen();
+    if (aliases == null) {
+      aliases = findAliases();
+    }
+    return aliases;
+  }
+
+  private Map<String, String> findAliases() {
+    java.util.Optional<SaverMap> saver = SaverMap.of(files);
+    if (saver.isEmpty()) {
+      return Map.of();
+    }
+    java.util.Set<String> serving = new java.util.HashSet<>();
+    for (org.finetune.savedmodel.VariableInfo v : info.variables()) {
+      if (!v.handle().isEmpty()) {
+        serving.add(v.handle());
+      }
+    }
+    Map<String, String> servingByKey = new java.util.HashMap<>();
+    for (CheckpointKeys.Restore r : CheckpointKeys.forCapturedHandles(files)) {
+      servingByKey.putIfAbsent(r.key(), r.handle());
+    }
+    Map<String, org.tensorflow.proto.NodeDef> nodes = new java.util.HashMap<>();
+    files.metaGraph().getGraphDef().getNodeList().forEach(n -> nodes.put(n.getName(), n));
+    java.util.Set<String> readBySignatures = handlesReadBySignatures(nodes);
+    Map<String, String> out = new LinkedHashMap<>();
+    saver.get().handleByKey().forEach((key, handle) -> {
+      if (serving.contains(handle) || out.containsKey(handle)) {
+        return;
+      }
+      // Only the handles the serving function reads can have been trained; a copy of anything
+      // else still holds what loading gave it.
+      String source = saver.get().sourceOf(handle);
+      if (!serving.contains(source)) {
+        source = servingByKey.get(key);
+      }
+      if (source != null && serving.contains(source) && !source.equals(handle) && isHandle(nodes.get(handle))
+          && isHandle(nodes.get(source)) && !readBySignatures.contains(handle)) {
+        out.put(handle, source);
+      }
+    });
+    return java.util.Collections.unmodifiableMap(out);
+  }
+
+  private static String nodeName(String tensor) {
+    int colon = tensor.indexOf(':');
+    return colon < 0 ? tensor : tensor.substring(0, colon);
+  }
+
+  private static boolean isHandle(org.tensorflow.proto.NodeDef n) {
+    return n != null && n.getOp().equals("VarHandleOp");
+  }
+
+  /** Variable handles among the top-level inputs of every signature's outputs (the calls' captures). */
+  private java.util.Set<String> handlesReadBySignatures(Map<String, org.tensorflow.proto.NodeDef> nodes) {
+    java.util.Set<String> seen = new java.util.HashSet<>();
+    java.util.ArrayDeque<String> todo = new java.util.ArrayDeque<>();
+    for (SignatureInfo sig : info.signatures().values()) {
+      sig.outputs().forEach(t -> todo.add(nodeName(t.tensorName())));
+    }
+    java.util.Set<String> handles = new java.util.HashSet<>();
+    while (!todo.isEmpty()) {
+      String name = todo.pop();
+      if (!seen.add(name)) {
+        continue;
+      }
+      org.tensorflow.proto.NodeDef n = nodes.get(name);
+      if (n == null) {
+        continue;
+      }
+      if (isHandle(n)) {
+        handles.add(name);
+      }
+      for (String input : n.getInputList()) {
+        todo.add(nodeName(input.startsWith("^") ? input.substring(1) : input));
+      }
+    }
+    return handles;
+  }
+
+  /**
+   * Frees the aliases' memory (their values are copies of the sources until an export writes
+   * them again; {@code AssignVariableOp} recreates a freed handle). Run after loading and after
+   * every export.
+   */
+  public void releaseAliases() {
+    Map<String, String> a = saverAliases();
+    if (a.isEmpty()) {
+      return;
+    }
+    org.tensorflow.op.Ops tf = org.tensorflow.op.Ops.create(bundle.graph()).withSubScope("finetune_release_aliases");
+    Session.Runner runner = bundle.session().runner();
+    for (String handle : a.keySet()) {
+      runner.addTarget(tf.destroyResourceOp(bundle.graph().operation(handle).output(0),
+          org.tensorflow.op.core.DestroyResourceOp.ignoreLookupError(true)));
+    }
+    runner.run().close();
   }
 
   /** The model's files as read (MetaGraph, checkpoint index). */
