@@ -71,7 +71,8 @@ def java_cmd(name, out_json, quick):
     cp = os.environ.get("BENCH_CLASSPATH")
     if not cp:
         raise SystemExit("bench: BENCH_CLASSPATH is not set; run scripts/bench, which compiles and sets it")
-    cmd = ["java", "-Xmx6g", "-Dfinetune.root=" + ROOT, "-cp", cp, "org.finetune.bench.CompareBenchmark", name, out_json]
+    # The JVM options scripts/finetune runs the CLI with (the serial collector).
+    cmd = ["java", "-XX:+UseSerialGC", "-Xmx6g", "-Dfinetune.root=" + ROOT, "-cp", cp, "org.finetune.bench.CompareBenchmark", name, out_json]
     return cmd + (["--quick"] if quick else []) + RUNTIME_FLAGS
 
 
@@ -226,7 +227,7 @@ def report(results, args, started, elapsed):
             if not rs:
                 continue
             lines.append("- %s step, batch 32: %.1f GFLOP per step, achieved %.1f GFLOP/s against a peak MatMul"
-                         " of %.1f GFLOP/s (float32 %dx%d, best of the runs): %.0f%% of peak." % (
+                         " of %.1f GFLOP/s (float32 %dx%d, the best probe): %.0f%% of peak." % (
                              n, median([r["step_flops"] for r in rs]) / 1e9,
                              median([r["achieved_flops_per_s"] for r in rs]) / 1e9,
                              median([r["matmul_peak_flops_per_s"] for r in rs]) / 1e9, rs[0]["matmul_n"],
@@ -234,7 +235,8 @@ def report(results, args, started, elapsed):
         lines.append("  FLOPs counted from VGG16's conv shapes: forward 2·H·W·9·Cin·Cout per 3x3 convolution and"
                      " image; backward, for each trained convolution, the weight gradient (1x forward) and, but for"
                      " the lowest trained one, the input gradient (1x); frozen blocks below run forward only;"
-                     " the head (512 x 10 Dense) 3x its forward. MatMul: 2n^3 per product.")
+                     " the head (512 x 10 Dense) 3x its forward. Peak probe: chains of 4 products of 2048x2048 and of 2 of"
+                     " 3072x3072 in one run each, best of 5 runs, the faster size; 2n^3 FLOPs per product.")
     scale = results.get("scale_batch", {}).get("java")
     if scale:
         lines += ["", "Java step time against batch size, VGG16 head only, 64x64:", "",

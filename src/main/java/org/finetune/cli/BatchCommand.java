@@ -82,6 +82,9 @@ final class BatchCommand implements Command {
     List<String> command = new ArrayList<>();
     command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
     command.add("-Xmx" + memory);
+    // As scripts/finetune runs the CLI: the serial collector keeps the heap small (the weights live
+    // in the runtime, outside it).
+    command.add("-XX:+UseSerialGC");
     String home = System.getProperty("finetune.home");
     if (home != null) {
       command.add("-Dfinetune.home=" + home);

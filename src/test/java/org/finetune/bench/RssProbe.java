@@ -13,12 +13,14 @@ import org.finetune.train.Trainer;
 import org.finetune.train.TrainingPlan;
 
 /**
- * Resident memory of a GPT-2 fixture's training process, phase by phase (runtime loaded, model
+ * Resident memory of a fixture's training process (GPT-2: all layers; images: the new head and
+ * the given selector), phase by phase (runtime loaded, model
  * opened, signature flattened, trainer built, each of three steps), from /proc/self/status:
  * where the peak RSS of the benchmark's GPT-2 rows comes from.
  *
  * <pre>
  *   scripts/benchmark RssProbe generated/gpt2_base/keras3_export
+ *   scripts/benchmark RssProbe generated/inception_v3/keras3_export block:mixed9
  * </pre>
  */
 public final class RssProbe {
@@ -30,15 +32,20 @@ public final class RssProbe {
     try (org.tensorflow.Graph g = new org.tensorflow.Graph(); org.tensorflow.Session s = new org.tensorflow.Session(g)) {
       print("runtime loaded");
     }
-    TrainingPlan plan = TrainingPlan.builder().loss(LossSpec.CAUSAL_LM).stage(Stage.of(Selector.parse("all")))
-        .optimizer(OptimizerSpec.Adam.defaults()).build();
+    boolean text = fixture.contains("gpt2");
+    TrainingPlan plan = text
+        ? TrainingPlan.builder().loss(LossSpec.CAUSAL_LM).stage(Stage.of(Selector.parse("all")))
+            .optimizer(OptimizerSpec.Adam.defaults()).build()
+        : CompareBenchmark.imagePlan(args.length > 1 ? args[1] : "head");
     try (KerasSavedModel m = CompareBenchmark.open(Fixture.of(fixture).model())) {
       print("opened (" + m.saverAliases().size() + " saver aliases freed)");
       m.flatSignature(m.info().selectedSignature().name());
       print("flattened");
       try (Trainer t = new Trainer(m, plan)) {
         print("trainer built");
-        Batch b = CompareBenchmark.tokenBatch(4, 128, 1);
+        Batch b = text ? CompareBenchmark.tokenBatch(4, 128, 1)
+            : CompareBenchmark.imageBatch(m.info().selectedSignature().inputs().get(0).key(), 32,
+                m.info().selectedSignature().inputs().get(0).shape().get(1).intValue(), 1);
         for (int i = 1; i <= 3; i++) {
           t.step(b);
           print("step " + i);
