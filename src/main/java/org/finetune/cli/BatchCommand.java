@@ -72,7 +72,7 @@ final class BatchCommand implements Command {
     } catch (IllegalArgumentException e) {
       throw new UsageException(e.getMessage());
     }
-    int parallel = (int) TrainCommand.longValue(line, "parallel", 1);
+    int parallel = (int) Flags.longValue(line, "parallel", 1);
     String stem = file.getFileName().toString().replaceFirst("\\.json$", "");
     Path runs = Path.of(line.getOptionValue("runs", file.resolveSibling(stem + ".runs").toString())).toAbsolutePath();
     String memory = line.getOptionValue("job-memory", "3g");

@@ -75,6 +75,10 @@ public final class Cli {
     } catch (UsageException e) {
       err.println("finetune " + command.name() + ": " + e.getMessage());
       return ExitCode.BAD_INPUT;
+    } catch (org.finetune.job.JobException e) {
+      err.println("finetune " + command.name() + ": " + Flags.describe(e));
+      trace(e, verbose, err);
+      return ExitCode.BAD_INPUT;
     } catch (InvalidModelException e) {
       err.println("finetune " + command.name() + ": " + e.getMessage());
       trace(e, verbose, err);

@@ -95,13 +95,13 @@ final class DemoCommand implements Command {
             + " (scripts/finetune demo)");
       }
     }
-    int seeds = (int) TrainCommand.longValue(line, "seeds", SEEDS);
+    int seeds = (int) Flags.longValue(line, "seeds", SEEDS);
     if (seeds < 1) {
       throw new UsageException("--seeds must be >= 1");
     }
     Path outDir = Path.of(line.getOptionValue("out", "demo")).toAbsolutePath();
     List<Integer> budgets = line.hasOption("epochs-per-stage")
-        ? List.of((int) TrainCommand.longValue(line, "epochs-per-stage", 4)) : BUDGETS;
+        ? List.of((int) Flags.longValue(line, "epochs-per-stage", 4)) : BUDGETS;
     try {
       Files.createDirectories(outDir);
     } catch (java.io.IOException e) {

@@ -11,7 +11,20 @@ import org.apache.commons.cli.Options;
 import org.finetune.data.ImageDataset;
 import org.finetune.data.ImageFolder;
 import org.finetune.data.ImageOps;
+import org.finetune.data.TextCorpus;
+import org.finetune.data.TextDataset;
+import org.finetune.export.Provenance;
+import org.finetune.job.ImageInput;
+import org.finetune.job.LanguageModelInput;
+import org.finetune.job.ModelFamily;
 import org.finetune.model.KerasSavedModel;
+import org.finetune.text.Gpt2Tokenizer;
+import org.finetune.train.Fit;
+import org.finetune.train.LossSpec;
+import org.finetune.train.Selector;
+import org.finetune.train.Stage;
+import org.finetune.train.Trainer;
+import org.finetune.train.TrainingPlan;
 
 /** {@code finetune evaluate MODEL --data DIR}: loss, accuracy, per-class figures and the confusion matrix. */
 final class EvaluateCommand implements Command {
@@ -72,7 +85,7 @@ final class EvaluateCommand implements Command {
     }
     String task = line.getOptionValue("task", "image-classification");
     if (task.equals("causal-lm")) {
-      return TextTraining.evaluate(line, Path.of(args.get(0)), out, err);
+      return evaluateText(line, Path.of(args.get(0)), out, err);
     }
     if (!task.equals("image-classification") && !task.equals("video-classification")) {
       throw new UsageException("--task must be image-classification, video-classification or causal-lm, got '" + task
@@ -80,26 +93,26 @@ final class EvaluateCommand implements Command {
     }
     Path modelDir = Path.of(args.get(0));
     try (KerasSavedModel model = ModelFlags.open(modelDir, line)) {
-      ImageModels image = ImageModels.of(model, ImageModels.parseSize(line.getOptionValue("image-size")));
+      ImageInput image = ImageInput.of(model, Flags.imageSize(line.getOptionValue("image-size")));
       if (task.equals("video-classification") && image.frames() == 0) {
         throw new UsageException(modelDir + " takes images, not clips [batch, frames, height, width, 3]; evaluate it"
             + " with --task image-classification");
       }
       Labelled folder = Labelled.scan(Path.of(line.getOptionValue("data")), image.frames());
-      ImageOps.Preprocess preprocess = preprocess(line, image, modelDir);
-      Optional<List<String>> recorded = ImageClassifier.recordedClasses(modelDir);
-      if (recorded.isPresent() && !recorded.get().equals(folder.classes())) {
-        throw new UsageException("the model was trained on classes " + recorded.get() + " but " + folder.root()
+      ImageOps.Preprocess preprocess = preprocess(line, model);
+      List<String> recorded = ImageClassifier.recordedClasses(modelDir);
+      if (!recorded.isEmpty() && !recorded.equals(folder.classes())) {
+        throw new UsageException("the model was trained on classes " + recorded + " but " + folder.root()
             + " has " + folder.classes());
       }
-      java.util.OptionalInt outputs = ImageModels.outputClasses(model);
+      java.util.OptionalInt outputs = ImageInput.outputClasses(model);
       if (outputs.isPresent() && outputs.getAsInt() != folder.classes().size()) {
         throw new UsageException(modelDir + " scores " + outputs.getAsInt() + " classes but " + folder.root() + " has "
             + folder.classes().size() + " class folders; evaluate on a folder with one sub-folder per class the model"
             + " was trained on (sorted by name), or train a head for these classes (finetune train --head)");
       }
       ImageDataset.Options options = ImageDataset.Options.of(image.height(), image.width(), preprocess,
-          (int) TrainCommand.longValue(line, "batch-size", 32)).shuffled(false);
+          (int) Flags.longValue(line, "batch-size", 32)).shuffled(false);
       List<ImageClassifier.Prediction> predictions;
       try (ImageDataset data = image.frames() > 0 ? ImageDataset.clips(folder.items(), image.frames(), options)
           : ImageDataset.open(folder.items(), options)) {
@@ -188,15 +201,39 @@ final class EvaluateCommand implements Command {
     }
   }
 
-  static ImageOps.Preprocess preprocess(CommandLine line, ImageModels image, Path modelDir) {
+  /**
+   * --preprocess, else the model family's, else what an export of ours recorded, else none (said
+   * in a warning by the caller's data summary).
+   */
+  static ImageOps.Preprocess preprocess(CommandLine line, KerasSavedModel model) {
     if (line.hasOption("preprocess")) {
-      try {
-        return ImageOps.Preprocess.byName(line.getOptionValue("preprocess"));
-      } catch (IllegalArgumentException e) {
-        throw new UsageException(e.getMessage());
+      return Flags.parse(() -> ImageOps.Preprocess.byName(line.getOptionValue("preprocess")));
+    }
+    return ModelFamily.detect(model).preprocess()
+        .or(() -> ImageClassifier.provenance(model.info().dir()).flatMap(Provenance::preprocess))
+        .orElse(ImageOps.Preprocess.NONE);
+  }
+
+  /** {@code finetune evaluate --task causal-lm}: loss, perplexity and next-token accuracy on text. */
+  static int evaluateText(CommandLine line, Path modelDir, PrintWriter out, PrintWriter err) {
+    TextCorpus corpus = Flags.parse(() -> TextCorpus.read(Flags.paths(line.getOptionValue("data")),
+        line.hasOption("strict")));
+    corpus.warnings().forEach(w -> err.println("warning: " + w));
+    try (KerasSavedModel model = ModelFlags.open(modelDir, line)) {
+      int length = LanguageModelInput.of(model).blockLength(line.hasOption("seq-len")
+          ? java.util.OptionalInt.of((int) Flags.longValue(line, "seq-len", 0)) : java.util.OptionalInt.empty());
+      TextDataset data = Flags.parse(() -> TextDataset.of(Gpt2Tokenizer.get().encode(corpus),
+          Gpt2Tokenizer.END_OF_TEXT, new TextDataset.Options(length, (int) Flags.longValue(line, "batch-size", 8),
+              false, 0)));
+      TrainingPlan plan = TrainingPlan.builder().loss(LossSpec.CAUSAL_LM).stage(Stage.of(new Selector.All())).build();
+      try (Trainer trainer = new Trainer(model, plan)) {
+        java.util.Map<String, Double> m = Fit.evaluate(trainer, Fit.tokens(data), 0).values("");
+        out.printf(Locale.ROOT, "%d documents, %d next-token predictions (blocks of %d)%n", corpus.documents().size(),
+            data.predictions(), length);
+        out.printf(Locale.ROOT, "loss %.4f, perplexity %.2f, next-token accuracy %.4f%n", m.get("loss"),
+            m.get("perplexity"), m.get("accuracy"));
       }
     }
-    return image.family().equals("unknown") ? ImageModels.recordedPreprocess(modelDir).orElse(image.preprocess())
-        : image.preprocess();
+    return ExitCode.OK;
   }
 }

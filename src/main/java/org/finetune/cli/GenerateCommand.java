@@ -42,13 +42,13 @@ final class GenerateCommand implements Command {
     Options o = new Options();
     o.addOption(ModelFlags.allowUnsafeOps());
     ModelFlags.addRuntime(o);
-    o.addOption(TrainCommand.opt("model", "DIR", "the SavedModel (or give it as the first argument)"));
-    o.addOption(TrainCommand.opt("prompt", "TEXT", "the text to continue (required)"));
-    o.addOption(TrainCommand.opt("max-new-tokens", "N", "tokens to generate at most (default: 50)"));
-    o.addOption(TrainCommand.opt("temperature", "T", "0 for greedy decoding (default), else the sampling temperature"));
-    o.addOption(TrainCommand.opt("top-k", "K", "sample among the K likeliest tokens (default: 0, no limit)"));
-    o.addOption(TrainCommand.opt("top-p", "P", "sample among the likeliest tokens covering probability P (default: 1)"));
-    o.addOption(TrainCommand.opt("seed", "S", "seeds the sampling (default: 1234)"));
+    o.addOption(Flags.opt("model", "DIR", "the SavedModel (or give it as the first argument)"));
+    o.addOption(Flags.opt("prompt", "TEXT", "the text to continue (required)"));
+    o.addOption(Flags.opt("max-new-tokens", "N", "tokens to generate at most (default: 50)"));
+    o.addOption(Flags.opt("temperature", "T", "0 for greedy decoding (default), else the sampling temperature"));
+    o.addOption(Flags.opt("top-k", "K", "sample among the K likeliest tokens (default: 0, no limit)"));
+    o.addOption(Flags.opt("top-p", "P", "sample among the likeliest tokens covering probability P (default: 1)"));
+    o.addOption(Flags.opt("seed", "S", "seeds the sampling (default: 1234)"));
     o.addOption(Option.builder().longOpt("ids").desc("also print the generated token ids").build());
     return o;
   }
@@ -63,12 +63,12 @@ final class GenerateCommand implements Command {
       throw new UsageException("--prompt TEXT is required");
     }
     Path dir = Path.of(line.hasOption("model") ? line.getOptionValue("model") : args.get(0));
-    int maxNew = (int) TrainCommand.longValue(line, "max-new-tokens", 50);
+    int maxNew = (int) Flags.longValue(line, "max-new-tokens", 50);
     TextGenerator.Sampling sampling;
     try {
-      sampling = new TextGenerator.Sampling(TrainCommand.doubleValue(line, "temperature", 0),
-          (int) TrainCommand.longValue(line, "top-k", 0), TrainCommand.doubleValue(line, "top-p", 1),
-          TrainCommand.longValue(line, "seed", 1234));
+      sampling = new TextGenerator.Sampling(Flags.doubleValue(line, "temperature", 0),
+          (int) Flags.longValue(line, "top-k", 0), Flags.doubleValue(line, "top-p", 1),
+          Flags.longValue(line, "seed", 1234));
       if (maxNew < 0) {
         throw new IllegalArgumentException("--max-new-tokens must be >= 0, got " + maxNew);
       }
@@ -81,7 +81,7 @@ final class GenerateCommand implements Command {
       throw new UsageException("the prompt is empty");
     }
     try (KerasSavedModel model = ModelFlags.open(dir, line)) {
-      LanguageModels lm = LanguageModels.of(model);
+      org.finetune.job.LanguageModelInput lm = org.finetune.job.LanguageModelInput.of(model);
       TextGenerator generator = new TextGenerator(TextGenerator.of(model), lm.positions(), Gpt2Tokenizer.END_OF_TEXT);
       Gpt2Tokenizer.Detokenizer stream = tokenizer.detokenizer();
       out.print(line.getOptionValue("prompt"));

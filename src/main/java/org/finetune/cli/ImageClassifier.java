@@ -37,7 +37,7 @@ final class ImageClassifier {
   private ImageClassifier() {}
 
   /** Predictions of {@code model}'s signature for the dataset's images, in its order, unreadable files skipped. */
-  static List<Prediction> run(KerasSavedModel model, ImageModels image, ImageDataset data) {
+  static List<Prediction> run(KerasSavedModel model, org.finetune.job.ImageInput image, ImageDataset data) {
     TensorSpec output = model.info().selectedSignature().outputs().get(0);
     return run(data, images -> {
       if (image.frames() > 0) {
@@ -91,25 +91,18 @@ final class ImageClassifier {
     return out;
   }
 
-  /** Class names an export of ours records (assets/finetune.json, "extra"."classes"), if any. */
-  static Optional<List<String>> recordedClasses(Path modelDir) {
-    Path provenance = modelDir.resolve("assets").resolve(Exporter.PROVENANCE);
-    if (!Files.isRegularFile(provenance)) {
-      return Optional.empty();
-    }
+  /** The provenance an export of ours records (assets/finetune.json); empty for other models or a damaged file. */
+  static Optional<org.finetune.export.Provenance> provenance(Path modelDir) {
     try {
-      JsonObject p = JsonParser.parseString(Files.readString(provenance)).getAsJsonObject();
-      if (p.has("extra") && p.getAsJsonObject("extra").has("classes")) {
-        List<String> names = new ArrayList<>();
-        for (JsonElement e : p.getAsJsonObject("extra").getAsJsonArray("classes")) {
-          names.add(e.getAsString());
-        }
-        return Optional.of(names);
-      }
-    } catch (Exception e) {
+      return org.finetune.export.Provenance.read(modelDir);
+    } catch (IllegalArgumentException e) {
       return Optional.empty();
     }
-    return Optional.empty();
+  }
+
+  /** Class names an export of ours records, in output order (empty when it recorded none). */
+  static List<String> recordedClasses(Path modelDir) {
+    return provenance(modelDir).map(org.finetune.export.Provenance::classes).orElse(List.of());
   }
 
   /**

@@ -82,7 +82,7 @@ final class LegalStudy {
   }
 
   static TextDataset dataset(TextCorpus corpus, boolean shuffle) {
-    return TextDataset.of(TextTraining.tokens(corpus), Gpt2Tokenizer.END_OF_TEXT,
+    return TextDataset.of(Gpt2Tokenizer.get().encode(corpus), Gpt2Tokenizer.END_OF_TEXT,
         new TextDataset.Options(LENGTH, BATCH, shuffle, 1234));
   }
 
@@ -91,7 +91,7 @@ final class LegalStudy {
     return List.of("full fine-tuning", "gradual unfreezing", "L2-SP (" + L2SP + ")");
   }
 
-  private static TrainingPlan plan(String arm, LanguageModels lm) {
+  private static TrainingPlan plan(String arm, org.finetune.job.ModelFamily lm) {
     TrainingPlan.Builder b = TrainingPlan.builder().loss(LossSpec.CAUSAL_LM)
         .optimizer(new OptimizerSpec.Adam(LEARNING_RATE, 0.9, 0.999, 1e-7));
     if (arm.startsWith("gradual")) {
@@ -118,7 +118,7 @@ final class LegalStudy {
     for (String arm : arms()) {
       long start = System.nanoTime();
       try (KerasSavedModel m = KerasSavedModel.open(model)) {
-        LanguageModels lm = LanguageModels.of(m);
+        org.finetune.job.ModelFamily lm = org.finetune.job.ModelFamily.detect(m);
         TrainingPlan plan = plan(arm, lm);
         try (Trainer trainer = new Trainer(m, plan)) {
           double legalBefore = perplexity(trainer, legal);
@@ -130,7 +130,7 @@ final class LegalStudy {
               List.of(new ProgressLogger(out, System.console() != null)), Fit.Start.BEGINNING);
           double legalAfter = perplexity(trainer, legal);
           double generalAfter = perplexity(trainer, general);
-          TextGenerator g = new TextGenerator(trainer::predict, lm.positions(), Gpt2Tokenizer.END_OF_TEXT);
+          TextGenerator g = new TextGenerator(trainer::predict, org.finetune.job.LanguageModelInput.of(m).positions(), Gpt2Tokenizer.END_OF_TEXT);
           int[] ids = g.generate(Gpt2Tokenizer.get().encode(PROMPT), 60, new TextGenerator.Sampling(0.8, 40, 1, 1),
               t -> { });
           String sample = PROMPT + Gpt2Tokenizer.get().decode(java.util.Arrays.stream(ids)

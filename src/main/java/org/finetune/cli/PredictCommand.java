@@ -113,7 +113,7 @@ final class PredictCommand implements Command {
     List<org.finetune.data.ImageFolder.Item> items = clips ? List.of()
         : ImageClassifier.items(List.of(line.getOptionValues("images")));
     try (KerasSavedModel model = ModelFlags.open(modelDir, line)) {
-      ImageModels image = ImageModels.of(model, Optional.empty());
+      org.finetune.job.ImageInput image = org.finetune.job.ImageInput.of(model, Optional.empty());
       if (clips != (image.frames() > 0)) {
         throw new UsageException(modelDir + (clips ? " takes images, not clips: use --images"
             : " takes clips of " + image.frames() + " frames: use --clips"));
@@ -121,8 +121,8 @@ final class PredictCommand implements Command {
       if (clips) {
         items = ImageClassifier.clipItems(List.of(line.getOptionValues("clips")), image.frames());
       }
-      org.finetune.data.ImageOps.Preprocess preprocess = EvaluateCommand.preprocess(line, image, modelDir);
-      List<String> names = ImageClassifier.recordedClasses(modelDir).orElse(List.of());
+      org.finetune.data.ImageOps.Preprocess preprocess = EvaluateCommand.preprocess(line, model);
+      List<String> names = ImageClassifier.recordedClasses(modelDir);
       List<ImageClassifier.Prediction> predictions;
       var options = org.finetune.data.ImageDataset.Options.of(image.height(), image.width(), preprocess, 32)
           .shuffled(false);

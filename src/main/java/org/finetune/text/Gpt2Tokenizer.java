@@ -6,6 +6,7 @@ import com.knuddels.jtokkit.api.EncodingType;
 import com.knuddels.jtokkit.api.IntArrayList;
 import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Objects;
 
 /**
@@ -158,5 +159,10 @@ public final class Gpt2Tokenizer {
   private static final class Shared {
     static final Gpt2Tokenizer INSTANCE =
         new Gpt2Tokenizer(Encodings.newLazyEncodingRegistry().getEncoding(EncodingType.R50K_BASE));
+  }
+
+  /** Each document of {@code corpus} as GPT-2 tokens, in order. */
+  public List<int[]> encode(org.finetune.data.TextCorpus corpus) {
+    return corpus.documents().stream().map(d -> encode(d.text())).toList();
   }
 }

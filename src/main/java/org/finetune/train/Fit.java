@@ -240,7 +240,39 @@ public final class Fit {
       List<Callback> callbacks, Start start) {
     Control c = new Control(trainer, options, train.batchesPerEpoch());
     List<Epoch> history = new ArrayList<>();
-    callbacks.forEach(cb -> cb.onTrainBegin(c));
+    // Every callback hears the end of training, also when a step or another callback threw: they
+    // release what they hold (a scratch checkpoint, an event writer's graph) there.
+    Throwable failure = null;
+    try {
+      callbacks.forEach(cb -> cb.onTrainBegin(c));
+      loop(trainer, train, validation, options, callbacks, start, c, history);
+    } catch (RuntimeException | Error e) {
+      failure = e;
+      throw e;
+    } finally {
+      RuntimeException ending = null;
+      for (Callback cb : callbacks) {
+        try {
+          cb.onTrainEnd(c, history);
+        } catch (RuntimeException e) {
+          if (failure != null) {
+            failure.addSuppressed(e);
+          } else if (ending == null) {
+            ending = e;
+          } else {
+            ending.addSuppressed(e);
+          }
+        }
+      }
+      if (ending != null) {
+        throw ending;
+      }
+    }
+    return history;
+  }
+
+  private static void loop(Trainer trainer, BatchSource train, Optional<BatchSource> validation, Options options,
+      List<Callback> callbacks, Start start, Control c, List<Epoch> history) {
     for (int epoch = start.epoch(); epoch < options.epochs() && !c.stop; epoch++) {
       c.epoch = epoch;
       int stage = options.unfreezeEvery().isPresent()
@@ -267,8 +299,6 @@ public final class Fit {
       history.add(e);
       callbacks.forEach(cb -> cb.onEpochEnd(c, e));
     }
-    callbacks.forEach(cb -> cb.onTrainEnd(c, history));
-    return history;
   }
 
   /**

@@ -1,0 +1,477 @@
+package org.finetune.job;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.OptionalDouble;
+import java.util.OptionalInt;
+import org.finetune.data.ImageOps;
+import org.finetune.model.KerasSavedModel;
+import org.finetune.train.Fit;
+import org.finetune.train.GradualUnfreezing;
+import org.finetune.train.HeadSpec;
+import org.finetune.train.OptimizerSpec;
+import org.finetune.train.Selector;
+import org.finetune.train.TrainingPlan;
+
+/**
+ * One fine-tuning run, as {@code finetune train} runs it, from a library: data in, trained and
+ * exported model out, as Keras's {@code fit} with its callbacks and {@code export}. Every setting
+ * has the command line's default; the common call names only what differs:
+ *
+ * <pre>{@code
+ * FineTuneResult r = FineTuneJob.builder(model).data(JobData.images(dir)).newHead()
+ *     .unfreezeGradually(2).epochs(6).checkpoints(ckpt).exportTo(out).build().run();
+ * }</pre>
+ *
+ * <p>The model's family ({@link ModelFamily}) gives the defaults a setting leaves open: input
+ * size, preprocessing, where a new head goes, the layer groups of gradual unfreezing. A model of
+ * no known family gets no silent guess: the job states its choice in a {@link JobListener#message}
+ * or refuses with a {@link JobException} that says what to set. When a new head alone trains and
+ * nothing is augmented, the base's features are computed once and cached (as DL4J's
+ * {@code featurize} does), which gives the same weights as running the base every step.
+ *
+ * <p>The job does not own the model; it trains in the model's runtime and leaves it open.
+ */
+public final class FineTuneJob {
+  /** The learning-rate schedule over the whole run. */
+  public enum Schedule {
+    /** The optimizer's rate throughout. */
+    CONSTANT,
+    /** 10% linear warm-up, then cosine decay to 0 (Keras's {@code CosineDecay} with warm-up). */
+    COSINE,
+    /** ULMFiT's slanted triangular rate: a short rise (10% of the run) and a long fall. */
+    SLANTED
+  }
+
+  final KerasSavedModel model;
+  final JobData data;
+  final long seed;
+  final OptionalInt batchSize;
+  final int epochs;
+  final OptionalDouble validationSplit;
+  final OptionalInt sequenceLength;
+  final boolean newHead;
+  final OptionalInt hiddenUnits;
+  final double dropout;
+  final Optional<String> featuresAt;
+  final HeadSpec.Temporal temporal;
+  final Optional<Selector> train;
+  final Optional<Selector> freeze;
+  final OptionalInt unfreezeEvery;
+  final Optional<List<Selector>> groups;
+  final double discriminativeFactor;
+  final OptimizerSpec optimizer;
+  final Schedule schedule;
+  final double l2sp;
+  final Optional<TrainingPlan> plan;
+  final Optional<ImageOps.Preprocess> preprocess;
+  final Optional<int[]> imageSize;
+  final boolean flip;
+  final double zoom;
+  final double brightness;
+  final boolean strict;
+  final boolean featureCache;
+  final OptionalInt earlyStopping;
+  final OptionalInt reduceLr;
+  final Optional<Path> checkpoints;
+  final int checkpointEvery;
+  final Optional<Path> resume;
+  final Optional<Path> history;
+  final Optional<Path> tensorBoard;
+  final Optional<Path> curves;
+  final Optional<Path> exportTo;
+  final boolean overwrite;
+  final Fit.NonFinite onNonFinite;
+  final JobListener listener;
+  final List<Fit.Callback> callbacks;
+
+  private FineTuneJob(Builder b) {
+    this.model = b.model;
+    this.data = Objects.requireNonNull(b.data, "data: give the job its data (JobData.images, clips or text)");
+    this.seed = b.seed;
+    this.batchSize = b.batchSize;
+    this.epochs = b.epochs;
+    this.validationSplit = b.validationSplit;
+    this.sequenceLength = b.sequenceLength;
+    this.newHead = b.newHead;
+    this.hiddenUnits = b.hiddenUnits;
+    this.dropout = b.dropout;
+    this.featuresAt = b.featuresAt;
+    this.temporal = b.temporal;
+    this.train = b.train;
+    this.freeze = b.freeze;
+    this.unfreezeEvery = b.unfreezeEvery;
+    this.groups = b.groups;
+    this.discriminativeFactor = b.discriminativeFactor;
+    this.optimizer = b.optimizer;
+    this.schedule = b.schedule;
+    this.l2sp = b.l2sp;
+    this.plan = b.plan;
+    this.preprocess = b.preprocess;
+    this.imageSize = b.imageSize;
+    this.flip = b.flip;
+    this.zoom = b.zoom;
+    this.brightness = b.brightness;
+    this.strict = b.strict;
+    this.featureCache = b.featureCache;
+    this.earlyStopping = b.earlyStopping;
+    this.reduceLr = b.reduceLr;
+    this.checkpoints = b.checkpoints;
+    this.checkpointEvery = b.checkpointEvery;
+    this.resume = b.resume;
+    this.history = b.history;
+    this.tensorBoard = b.tensorBoard;
+    this.curves = b.curves;
+    this.exportTo = b.exportTo;
+    this.overwrite = b.overwrite;
+    this.onNonFinite = b.onNonFinite;
+    this.listener = b.listener;
+    this.callbacks = List.copyOf(b.callbacks);
+    if (train.isPresent() && freeze.isPresent()) {
+      throw new JobException("a job takes what trains or what stays frozen, not both", JobException.Setting.PLAN,
+          "set one of them");
+    }
+    if (checkpointEvery > 0 && checkpoints.isEmpty()) {
+      throw new JobException("checkpoints within an epoch need a checkpoint directory", JobException.Setting.PLAN,
+          "set where checkpoints go");
+    }
+    if (!newHead && !(data instanceof JobData.Clips) && (hiddenUnits.isPresent() || featuresAt.isPresent())) {
+      throw new JobException("a hidden layer and a feature layer shape a new head", JobException.Setting.HEAD,
+          "ask for a new head");
+    }
+    if (data instanceof JobData.Text && (newHead || featuresAt.isPresent() || preprocess.isPresent()
+        || imageSize.isPresent() || flip || zoom > 0 || brightness > 0)) {
+      throw new JobException("a new head, preprocessing, image sizes and augmentation apply to images, not to text",
+          JobException.Setting.DATA, "leave them out for a causal language model");
+    }
+  }
+
+  /** A job on {@code model} (opened by the caller, who closes it after the job). */
+  public static Builder builder(KerasSavedModel model) {
+    return new Builder(model);
+  }
+
+  /**
+   * Runs the job: reads the data, resolves the plan, trains (resuming when asked), and exports.
+   *
+   * @throws JobException when the data, model or settings cannot make a run (nothing was written)
+   * @throws Fit.NonFiniteLossException when a step's loss or gradient was not finite and the job stops on that
+   */
+  public FineTuneResult run() {
+    return new JobRun(this).run();
+  }
+
+  /** How a job is set up; every setting has the command line's default. */
+  public static final class Builder {
+    private final KerasSavedModel model;
+    private JobData data;
+    private long seed = 1234;
+    private OptionalInt batchSize = OptionalInt.empty();
+    private int epochs = 5;
+    private OptionalDouble validationSplit = OptionalDouble.empty();
+    private OptionalInt sequenceLength = OptionalInt.empty();
+    private boolean newHead;
+    private OptionalInt hiddenUnits = OptionalInt.empty();
+    private double dropout;
+    private Optional<String> featuresAt = Optional.empty();
+    private HeadSpec.Temporal temporal = HeadSpec.Temporal.CONV;
+    private Optional<Selector> train = Optional.empty();
+    private Optional<Selector> freeze = Optional.empty();
+    private OptionalInt unfreezeEvery = OptionalInt.empty();
+    private Optional<List<Selector>> groups = Optional.empty();
+    private double discriminativeFactor = GradualUnfreezing.DEFAULT_FACTOR;
+    private OptimizerSpec optimizer = OptimizerSpec.Adam.defaults();
+    private Schedule schedule = Schedule.CONSTANT;
+    private double l2sp;
+    private Optional<TrainingPlan> plan = Optional.empty();
+    private Optional<ImageOps.Preprocess> preprocess = Optional.empty();
+    private Optional<int[]> imageSize = Optional.empty();
+    private boolean flip;
+    private double zoom;
+    private double brightness;
+    private boolean strict;
+    private boolean featureCache = true;
+    private OptionalInt earlyStopping = OptionalInt.empty();
+    private OptionalInt reduceLr = OptionalInt.empty();
+    private Optional<Path> checkpoints = Optional.empty();
+    private int checkpointEvery;
+    private Optional<Path> resume = Optional.empty();
+    private Optional<Path> history = Optional.empty();
+    private Optional<Path> tensorBoard = Optional.empty();
+    private Optional<Path> curves = Optional.empty();
+    private Optional<Path> exportTo = Optional.empty();
+    private boolean overwrite;
+    private Fit.NonFinite onNonFinite = Fit.NonFinite.STOP;
+    private JobListener listener = JobListener.silent();
+    private final List<Fit.Callback> callbacks = new ArrayList<>();
+
+    private Builder(KerasSavedModel model) {
+      this.model = Objects.requireNonNull(model, "model");
+    }
+
+    /** What to train on (required); its kind decides the task. */
+    public Builder data(JobData d) {
+      this.data = Objects.requireNonNull(d, "data");
+      return this;
+    }
+
+    /** Seeds the split, shuffling, augmentation and a new head's initial weights (default 1234). */
+    public Builder seed(long s) {
+      this.seed = s;
+      return this;
+    }
+
+    /** Examples per step (default 32 images or clips, 8 blocks of text). */
+    public Builder batchSize(int n) {
+      if (n < 1) {
+        throw new JobException("the batch size must be >= 1, got " + n, JobException.Setting.NONE, "");
+      }
+      this.batchSize = OptionalInt.of(n);
+      return this;
+    }
+
+    /** Epochs in all, counting those before a resume (default 5). */
+    public Builder epochs(int n) {
+      if (n < 1) {
+        throw new JobException("a job trains at least 1 epoch, got " + n, JobException.Setting.NONE, "");
+      }
+      this.epochs = n;
+      return this;
+    }
+
+    /**
+     * The share of the data held out for validation (default 0.2 of images or clips, 0.1 of text
+     * documents; 0 for none).
+     */
+    public Builder validationSplit(double fraction) {
+      if (!(fraction >= 0 && fraction < 1)) {
+        throw new JobException("the validation share must be in [0, 1), got " + fraction,
+            JobException.Setting.VALIDATION, "");
+      }
+      this.validationSplit = OptionalDouble.of(fraction);
+      return this;
+    }
+
+    /** Text: tokens per block (default 128, at most the model's positions). */
+    public Builder sequenceLength(int tokens) {
+      this.sequenceLength = OptionalInt.of(tokens);
+      return this;
+    }
+
+    /**
+     * Puts a new classifier on the model, one output per class, on the family's feature layer
+     * (or {@link #featuresAt}); by default only the head trains at first. Clips always get one.
+     */
+    public Builder newHead() {
+      this.newHead = true;
+      return this;
+    }
+
+    /** A hidden Dense + ReLU layer of {@code units} in the new head, then dropout at {@code rate}. */
+    public Builder headHidden(int units, double rate) {
+      this.hiddenUnits = OptionalInt.of(units);
+      this.dropout = rate;
+      return this;
+    }
+
+    /** The layer whose output feeds the new head (default: the family's feature layer). */
+    public Builder featuresAt(String layer) {
+      this.featuresAt = Optional.of(layer);
+      return this;
+    }
+
+    /** Clips: how the head joins frames (default {@link HeadSpec.Temporal#CONV}, which sees their order). */
+    public Builder temporal(HeadSpec.Temporal t) {
+      this.temporal = Objects.requireNonNull(t, "temporal");
+      return this;
+    }
+
+    /** What trains at first (default: the new head, else everything); a new head always trains besides. */
+    public Builder train(Selector s) {
+      this.train = Optional.of(s);
+      return this;
+    }
+
+    /** What stays frozen at first; everything else trains. */
+    public Builder freeze(Selector s) {
+      this.freeze = Optional.of(s);
+      return this;
+    }
+
+    /** Unfreezes one more layer group from the top every {@code epochs} epochs. */
+    public Builder unfreezeGradually(int everyEpochs) {
+      if (everyEpochs < 1) {
+        throw new JobException("gradual unfreezing needs a whole number of epochs >= 1 per group, got " + everyEpochs,
+            JobException.Setting.GROUPS, "");
+      }
+      this.unfreezeEvery = OptionalInt.of(everyEpochs);
+      return this;
+    }
+
+    /** Layer groups for gradual unfreezing, top first (default: the family's). */
+    public Builder groups(List<Selector> g) {
+      this.groups = Optional.of(List.copyOf(g));
+      return this;
+    }
+
+    /** Each lower group learns this many times slower (default ULMFiT's 2.6). */
+    public Builder discriminativeFactor(double f) {
+      this.discriminativeFactor = f;
+      return this;
+    }
+
+    /** The optimizer (default Adam with Keras's defaults). */
+    public Builder optimizer(OptimizerSpec spec) {
+      this.optimizer = Objects.requireNonNull(spec, "optimizer");
+      return this;
+    }
+
+    public Builder schedule(Schedule s) {
+      this.schedule = Objects.requireNonNull(s, "schedule");
+      return this;
+    }
+
+    /** L2-SP: pulls trained pretrained weights back towards their start with this weight (default 0). */
+    public Builder l2sp(double weight) {
+      this.l2sp = weight;
+      return this;
+    }
+
+    /** The whole plan, instead of the settings above that make one. */
+    public Builder plan(TrainingPlan p) {
+      this.plan = Optional.of(p);
+      return this;
+    }
+
+    /** Images: the preprocessing (default: the family's). */
+    public Builder preprocess(ImageOps.Preprocess p) {
+      this.preprocess = Optional.of(p);
+      return this;
+    }
+
+    /** Images: the size, for a model that takes any size. */
+    public Builder imageSize(int height, int width) {
+      this.imageSize = Optional.of(new int[] {height, width});
+      return this;
+    }
+
+    /** Augmentation: random horizontal flips. */
+    public Builder flip(boolean on) {
+      this.flip = on;
+      return this;
+    }
+
+    /** Augmentation: random zoom-in, crops of {@code 1 - f} to 1 of each side. */
+    public Builder zoom(double f) {
+      this.zoom = f;
+      return this;
+    }
+
+    /** Augmentation: random brightness shifts of up to {@code f * 255}. */
+    public Builder brightness(double f) {
+      this.brightness = f;
+      return this;
+    }
+
+    /** Fail on an unreadable image or invalid UTF-8 instead of skipping (replacing) it. */
+    public Builder strict(boolean on) {
+      this.strict = on;
+      return this;
+    }
+
+    /** Whether to cache the base's features when a new head alone trains (default true). */
+    public Builder featureCache(boolean on) {
+      this.featureCache = on;
+      return this;
+    }
+
+    /** Keras's {@code EarlyStopping(patience, restore_best_weights=True)} on the monitored value. */
+    public Builder earlyStopping(int patience) {
+      this.earlyStopping = OptionalInt.of(patience);
+      return this;
+    }
+
+    /** Keras's {@code ReduceLROnPlateau(factor=0.5, patience)} on the monitored value. */
+    public Builder reduceLrOnPlateau(int patience) {
+      this.reduceLr = OptionalInt.of(patience);
+      return this;
+    }
+
+    /** Writes checkpoints: {@code dir/last} every epoch, {@code dir/best}. */
+    public Builder checkpoints(Path dir) {
+      this.checkpoints = Optional.of(dir);
+      return this;
+    }
+
+    /** Also writes {@code dir/last} every {@code batches} batches within an epoch. */
+    public Builder checkpointEvery(int batches) {
+      if (batches < 1) {
+        throw new JobException("checkpoints within an epoch come every 1 or more batches, got " + batches,
+            JobException.Setting.PLAN, "");
+      }
+      this.checkpointEvery = batches;
+      return this;
+    }
+
+    /** Continues from a checkpoint (e.g. {@code dir/last}), with its plan. */
+    public Builder resume(Path checkpoint) {
+      this.resume = Optional.of(checkpoint);
+      return this;
+    }
+
+    /** Writes the per-epoch history as CSV (appended to when resuming). */
+    public Builder history(Path csv) {
+      this.history = Optional.of(csv);
+      return this;
+    }
+
+    /** Writes TensorBoard event files ({@code dir/train}, {@code dir/validation}). */
+    public Builder tensorBoard(Path dir) {
+      this.tensorBoard = Optional.of(dir);
+      return this;
+    }
+
+    /** Draws the training curves as a PNG, redrawn every epoch. */
+    public Builder curves(Path png) {
+      this.curves = Optional.of(png);
+      return this;
+    }
+
+    /** Exports the fine-tuned SavedModel here at the end. */
+    public Builder exportTo(Path dir) {
+      this.exportTo = Optional.of(dir);
+      return this;
+    }
+
+    /** Replaces an existing export directory (refused otherwise). */
+    public Builder overwrite(boolean on) {
+      this.overwrite = on;
+      return this;
+    }
+
+    /** What a non-finite loss or gradient does (default: stop). */
+    public Builder onNonFinite(Fit.NonFinite policy) {
+      this.onNonFinite = Objects.requireNonNull(policy, "onNonFinite");
+      return this;
+    }
+
+    /** Hears the run's messages, warnings and progress (default: nothing). */
+    public Builder listener(JobListener l) {
+      this.listener = Objects.requireNonNull(l, "listener");
+      return this;
+    }
+
+    /** One more callback of the training loop, after the job's own. */
+    public Builder callback(Fit.Callback c) {
+      this.callbacks.add(Objects.requireNonNull(c, "callback"));
+      return this;
+    }
+
+    public FineTuneJob build() {
+      return new FineTuneJob(this);
+    }
+  }
+}

@@ -1,0 +1,78 @@
+package org.finetune.job;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import org.finetune.train.GradualUnfreezing;
+import org.finetune.train.HeadSpec;
+import org.finetune.train.LearningRateSchedule;
+import org.finetune.train.LossSpec;
+import org.finetune.train.Selector;
+import org.finetune.train.Stage;
+import org.finetune.train.TrainingPlan;
+
+/** The training plan a job's settings make, with its model family's layer groups. */
+final class JobPlans {
+  private JobPlans() {}
+
+  /**
+   * The job's own plan, or one from its settings: the head (if any), the optimizer and schedule
+   * over {@code totalSteps}, L2-SP, and the stages: what trains first, then one more of the
+   * groups per stage when unfreezing gradually. A new head trains in every stage unless the
+   * first stage's selector says otherwise (freezing it by name).
+   */
+  static TrainingPlan plan(FineTuneJob job, Optional<HeadSpec> head, List<String> familyGroups, LossSpec loss,
+      long totalSteps) {
+    if (job.plan.isPresent()) {
+      return job.plan.get();
+    }
+    TrainingPlan.Builder b = TrainingPlan.builder().loss(loss).optimizer(job.optimizer);
+    head.ifPresent(b::head);
+    double rate = job.optimizer.learningRate();
+    switch (job.schedule) {
+      case CONSTANT -> { }
+      case COSINE -> b.schedule(new LearningRateSchedule.CosineWarmup(0, rate, Math.max(1, totalSteps / 10),
+          Math.max(1, totalSteps - totalSteps / 10), 0));
+      case SLANTED -> b.schedule(new LearningRateSchedule.SlantedTriangular(rate, Math.max(1, totalSteps), 0.1, 32));
+      default -> throw new IllegalStateException(job.schedule.name());
+    }
+    if (job.l2sp != 0) {
+      b.l2sp(job.l2sp);
+    }
+    Selector first = job.freeze.<Selector>map(Selector.Not::new)
+        .orElseGet(() -> job.train.orElseGet(() -> head.isPresent() ? HEAD : new Selector.All()));
+    // A new layer starts from random weights: it trains beside whatever the first stage names.
+    boolean addHead = head.isPresent() && job.train.isPresent() && !selectsHead(job.train.get());
+    if (job.unfreezeEvery.isPresent()) {
+      List<Selector> groups = job.groups.orElseGet(() -> familyGroups.stream().map(Selector::parse).toList());
+      if (groups.isEmpty()) {
+        throw new JobException("gradual unfreezing needs layer groups, and the model is of no known family",
+            JobException.Setting.GROUPS, "give its layer groups, top first");
+      }
+      List<Selector> selectors = new ArrayList<>();
+      // Without a new head or an explicit first stage, the first stage is the top group itself.
+      if (head.isPresent() || job.train.isPresent() || job.freeze.isPresent()) {
+        selectors.add(first);
+      }
+      selectors.addAll(groups);
+      List<Stage> stages = GradualUnfreezing.fromTop(selectors, job.discriminativeFactor);
+      b.stages(addHead ? stages.stream().map(JobPlans::withHead).toList() : stages);
+    } else {
+      b.stage(addHead ? Stage.of(HEAD, first) : Stage.of(first));
+    }
+    return b.build();
+  }
+
+  private static final Selector HEAD = new Selector.Block("head");
+
+  private static boolean selectsHead(Selector s) {
+    return s instanceof Selector.All || s.equals(HEAD);
+  }
+
+  private static Stage withHead(Stage s) {
+    List<Stage.Group> groups = new ArrayList<>();
+    groups.add(new Stage.Group(HEAD, 1.0));
+    groups.addAll(s.groups());
+    return new Stage(groups);
+  }
+}

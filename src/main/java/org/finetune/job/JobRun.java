@@ -1,0 +1,373 @@
+package org.finetune.job;
+
+import com.google.gson.GsonBuilder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.Optional;
+import java.util.OptionalDouble;
+import java.util.OptionalInt;
+import java.util.Set;
+import java.util.TreeSet;
+import org.finetune.data.ClipFolder;
+import org.finetune.data.ImageDataset;
+import org.finetune.data.ImageFolder;
+import org.finetune.data.ImageOps;
+import org.finetune.data.TextCorpus;
+import org.finetune.data.TextDataset;
+import org.finetune.export.Checkpoint;
+import org.finetune.export.CheckpointCallback;
+import org.finetune.export.DirectoryDigest;
+import org.finetune.export.ExportOptions;
+import org.finetune.export.ExportResult;
+import org.finetune.export.Exporter;
+import org.finetune.export.Provenance;
+import org.finetune.export.TrainingPosition;
+import org.finetune.text.Gpt2Tokenizer;
+import org.finetune.train.CsvLogger;
+import org.finetune.train.CurvesPlot;
+import org.finetune.train.EarlyStopping;
+import org.finetune.train.FeatureCache;
+import org.finetune.train.Fit;
+import org.finetune.train.HeadSpec;
+import org.finetune.train.LossSpec;
+import org.finetune.train.PlanJson;
+import org.finetune.train.ReduceLrOnPlateau;
+import org.finetune.train.TensorBoardLogger;
+import org.finetune.train.Trainer;
+import org.finetune.train.TrainingPlan;
+
+/** One run of a {@link FineTuneJob}: the same steps for images, clips and text, each with its data. */
+final class JobRun {
+  /** In-memory bound of the feature cache before it spills to a mapped file. */
+  private static final long CACHE_BYTES = 1L << 30;
+
+  private final FineTuneJob job;
+  private final JobListener listener;
+
+  JobRun(FineTuneJob job) {
+    this.job = job;
+    this.listener = job.listener;
+  }
+
+  FineTuneResult run() {
+    job.exportTo.ifPresent(out -> {
+      if (Files.exists(out) && !job.overwrite) {
+        throw new JobException("the output " + out + " exists", JobException.Setting.EXPORT,
+            "choose another or let the job overwrite it");
+      }
+    });
+    return job.data instanceof JobData.Text text ? text(text) : images();
+  }
+
+  /**
+   * Labelled examples split for training and validation: images (one item each) or clips
+   * ({@code frames} consecutive items each).
+   */
+  private record Examples(Path root, List<String> classes, List<ImageFolder.Item> train,
+      List<ImageFolder.Item> validation, int frames) {
+    int trainExamples() {
+      return train.size() / Math.max(1, frames);
+    }
+
+    int valExamples() {
+      return validation.size() / Math.max(1, frames);
+    }
+
+    ImageDataset open(List<ImageFolder.Item> items, ImageDataset.Options options) {
+      if (frames == 0) {
+        return ImageDataset.open(items, options);
+      }
+      try {
+        return ImageDataset.clips(items, frames, options);
+      } catch (IllegalArgumentException e) {
+        throw new JobException(e.getMessage(), JobException.Setting.AUGMENTATION, "train clips without augmentation");
+      }
+    }
+  }
+
+  private Examples examples(double valSplit) {
+    try {
+      if (job.data instanceof JobData.Clips clips) {
+        ClipFolder folder = ClipFolder.scan(clips.root());
+        ClipFolder.Split split = folder.split(valSplit, job.seed);
+        return new Examples(folder.root(), folder.classes(), ClipFolder.frames(split.train(), clips.frames()),
+            ClipFolder.frames(split.validation(), clips.frames()), clips.frames());
+      }
+      ImageFolder folder = ImageFolder.scan(((JobData.Images) job.data).root());
+      ImageFolder.Split split = folder.split(valSplit, job.seed);
+      return new Examples(folder.root(), folder.classes(), split.train(), split.validation(), 0);
+    } catch (JobException e) {
+      throw e;
+    } catch (IllegalArgumentException e) {
+      throw JobException.of(JobException.Setting.DATA, e);
+    }
+  }
+
+  private FineTuneResult images() {
+    Examples data = examples(job.validationSplit.orElse(0.2));
+    int batchSize = job.batchSize.orElse(32);
+    Optional<Checkpoint.Info> resume = resume();
+    ImageInput image = ImageInput.of(job.model, job.imageSize);
+    ModelFamily family = ModelFamily.detect(job.model);
+    ImageOps.Preprocess preprocess = job.preprocess.or(family::preprocess).orElse(ImageOps.Preprocess.NONE);
+    long totalSteps = (long) job.epochs * ((data.trainExamples() + batchSize - 1) / batchSize);
+    TrainingPlan plan = resume.map(Checkpoint.Info::plan).or(() -> job.plan)
+        .orElseGet(() -> plan(head(family, data), family.groups(), LossSpec.SPARSE_CATEGORICAL_CROSSENTROPY, totalSteps));
+    OptionalInt outputs = ImageInput.outputClasses(job.model);
+    if (plan.head().isEmpty() && outputs.isPresent() && data.classes().size() > outputs.getAsInt()) {
+      throw new JobException(job.model.info().dir() + " scores " + outputs.getAsInt() + " classes but " + data.root()
+          + " has " + data.classes().size() + " class folders, so labels would run past its output",
+          JobException.Setting.HEAD, "put a new classifier with one output per class folder on it");
+    }
+    ImageDataset.Options options;
+    try {
+      options = ImageDataset.Options.of(image.height(), image.width(), preprocess, batchSize).seeded(job.seed)
+          .strictly(job.strict).flipping(job.flip).zooming(job.zoom).brightening(job.brightness);
+    } catch (IllegalArgumentException e) {
+      throw JobException.of(JobException.Setting.AUGMENTATION, e);
+    }
+    boolean video = data.frames() > 0;
+    try (ImageDataset train = data.open(data.train(), options);
+        ImageDataset val = data.validation().isEmpty() ? null
+            : data.open(data.validation(), options.shuffled(false).flipping(false).zooming(0).brightening(0));
+        Trainer trainer = new Trainer(job.model, plan)) {
+      // Said once the data has been read, so that a bad image (when strict) comes before anything else.
+      listener.message(String.format(Locale.ROOT, "Model: %s (%s, input %s %dx%d, preprocessing %s)",
+          job.model.info().dir(), family.name(), image.input(), image.height(), image.width(),
+          preprocess.name().toLowerCase(Locale.ROOT)));
+      if (job.preprocess.isEmpty() && family.preprocess().isEmpty()) {
+        listener.warning("the model is of no known family, so its images are fed as decoded (0-255 RGB, no"
+            + " preprocessing); set the preprocessing it was trained with if it expects another");
+      }
+      listener.message(String.format(Locale.ROOT, "Data: %s: %d classes (%s), %d %s for training, %d for validation",
+          data.root(), data.classes().size(), String.join(", ", data.classes()), data.trainExamples(),
+          video ? "clips of " + data.frames() + " frames" : "images", data.valExamples()));
+      listener.message("Plan: " + new GsonBuilder().disableHtmlEscaping().create().toJson(PlanJson.toJson(plan)));
+      Set<Path> skipped = new TreeSet<>(train.skipped());
+      if (val != null) {
+        skipped.addAll(val.skipped());
+      }
+      if (!skipped.isEmpty()) {
+        listener.warning("skipped " + skipped.size() + " unreadable image(s): " + String.join(", ",
+            skipped.stream().map(Path::toString).toList()));
+      }
+      String monitor = val != null ? "val_loss" : "loss";
+      Loop loop = loop(trainer, resume, monitor, plan);
+      // The new head alone trains and nothing is augmented: the base's features never change, so
+      // they are computed once and the runtime runs only the head.
+      boolean cache = plan.stages().size() == 1 && trainer.headOnly(0) && !options.augmented() && job.featureCache;
+      List<Fit.Epoch> history;
+      if (cache) {
+        listener.message("Caching the base's features: only the new head trains and nothing is augmented");
+        try (FeatureCache trainCache = FeatureCache.build(trainer, train, image.input(), CACHE_BYTES);
+            FeatureCache valCache = val == null ? null : FeatureCache.build(trainer, val, image.input(), CACHE_BYTES)) {
+          history = loop.fit(trainCache, Optional.ofNullable(valCache));
+        }
+      } else {
+        history = loop.fit(Fit.images(train, image.input()),
+            Optional.ofNullable(val).map(v -> Fit.images(v, image.input())));
+      }
+      Provenance.Task task = Provenance.Task.classifier(job.data.task(), data.classes(), preprocess,
+          video ? OptionalInt.of(data.frames()) : OptionalInt.empty(), data.root());
+      return loop.finish(history, task, DirectoryDigest.of(data.root()));
+    }
+  }
+
+  /** The new head the job asks for (one output per class); for clips always one, over the frames. */
+  private Optional<HeadSpec> head(ModelFamily family, Examples data) {
+    if (!job.newHead && data.frames() == 0) {
+      return Optional.empty();
+    }
+    HeadSpec spec = HeadSpec.classifier(data.classes().size()).seed(job.seed);
+    Optional<String> at = job.featuresAt.or(family::featureLayer);
+    if (at.isPresent()) {
+      spec = spec.at(at.get());
+    } else {
+      listener.warning("the model is of no known family, so the new head goes on its signature output; name the"
+          + " layer whose output it should take if that is not its features");
+    }
+    if (job.hiddenUnits.isPresent()) {
+      spec = spec.hidden(job.hiddenUnits.getAsInt(), job.dropout);
+    }
+    return Optional.of(data.frames() > 0 ? spec.clips(data.frames(), job.temporal) : spec);
+  }
+
+  private TrainingPlan plan(Optional<HeadSpec> head, List<String> groups, LossSpec loss, long totalSteps) {
+    try {
+      return JobPlans.plan(job, head, groups, loss, totalSteps);
+    } catch (JobException e) {
+      throw e;
+    } catch (IllegalArgumentException e) {
+      throw JobException.of(JobException.Setting.PLAN, e);
+    }
+  }
+
+  private FineTuneResult text(JobData.Text text) {
+    TextCorpus train;
+    Optional<TextCorpus> validation;
+    try {
+      TextCorpus all = TextCorpus.read(text.train(), job.strict);
+      if (!text.validation().isEmpty()) {
+        if (job.validationSplit.isPresent()) {
+          throw new JobException("validation text was given and a share of the documents to hold out",
+              JobException.Setting.VALIDATION, "give one of them");
+        }
+        train = all;
+        validation = Optional.of(TextCorpus.read(text.validation(), job.strict));
+      } else {
+        double split = job.validationSplit.orElse(0.1);
+        if (split == 0) {
+          train = all;
+          validation = Optional.empty();
+        } else {
+          TextCorpus[] parts = all.split(split, job.seed);
+          train = parts[0];
+          validation = Optional.of(parts[1]);
+        }
+      }
+    } catch (JobException e) {
+      throw e;
+    } catch (IllegalArgumentException e) {
+      throw JobException.of(JobException.Setting.DATA, e);
+    }
+    train.warnings().forEach(listener::warning);
+    validation.ifPresent(v -> v.warnings().forEach(listener::warning));
+    Optional<Checkpoint.Info> resume = resume();
+    LanguageModelInput lm = LanguageModelInput.of(job.model);
+    ModelFamily family = ModelFamily.detect(job.model);
+    int length = lm.blockLength(job.sequenceLength);
+    TextDataset.Options options = new TextDataset.Options(length, job.batchSize.orElse(8), true, job.seed);
+    TextDataset trainData = textData(Gpt2Tokenizer.get().encode(train), options);
+    Optional<TextDataset> valData = validation.map(v -> textData(Gpt2Tokenizer.get().encode(v), options.shuffled(false)));
+    long totalSteps = (long) job.epochs * trainData.batchesPerEpoch();
+    TrainingPlan plan = resume.map(Checkpoint.Info::plan)
+        .orElseGet(() -> plan(Optional.empty(), family.groups(), LossSpec.CAUSAL_LM, totalSteps));
+    if (plan.loss() != LossSpec.CAUSAL_LM) {
+      throw new JobException("a causal language model trains with the causal_lm loss; the plan asks for "
+          + plan.loss().kerasName(), JobException.Setting.PLAN, "");
+    }
+    listener.message(String.format(Locale.ROOT, "Model: %s (causal LM, %d transformer layers, %d positions)",
+        job.model.info().dir(), lm.transformerLayers(), lm.positions()));
+    listener.message(String.format(Locale.ROOT, "Data: %d documents, %d tokens for training (%d blocks of %d)%s",
+        train.documents().size(), trainData.tokens(), trainData.blocks(), length,
+        valData.map(v -> String.format(Locale.ROOT, "; %d documents, %d tokens for validation",
+            validation.get().documents().size(), v.tokens())).orElse("; no validation")));
+    listener.message("Plan: " + new GsonBuilder().disableHtmlEscaping().create().toJson(PlanJson.toJson(plan)));
+    try (Trainer trainer = new Trainer(job.model, plan)) {
+      Loop loop = loop(trainer, resume, valData.isPresent() ? "val_loss" : "loss", plan);
+      long began = System.nanoTime();
+      List<Fit.Epoch> history = loop.fit(Fit.tokens(trainData), valData.map(Fit::tokens));
+      double seconds = (System.nanoTime() - began) / 1e9;
+      long trained = history.size() * trainData.predictions();
+      if (!history.isEmpty()) {
+        listener.message(String.format(Locale.ROOT, "Trained on %d tokens in %.1f s (%.0f tokens/s, validation"
+            + " included)", trained, seconds, trained / seconds));
+      }
+      return loop.finish(history, Provenance.Task.causalLm(length, "gpt2 (r50k_base)", text.train()), train.digest());
+    }
+  }
+
+  private static TextDataset textData(List<int[]> docs, TextDataset.Options options) {
+    try {
+      return TextDataset.of(docs, Gpt2Tokenizer.END_OF_TEXT, options);
+    } catch (IllegalArgumentException e) {
+      throw JobException.of(JobException.Setting.DATA, e);
+    }
+  }
+
+  /** The checkpoint to resume from, refused when it was trained from another model. */
+  private Optional<Checkpoint.Info> resume() {
+    if (job.resume.isEmpty()) {
+      return Optional.empty();
+    }
+    Checkpoint.Info info;
+    try {
+      info = Checkpoint.read(job.resume.get());
+    } catch (IllegalArgumentException e) {
+      throw JobException.of(JobException.Setting.RESUME, e);
+    }
+    Path modelDir = job.model.info().dir();
+    if (!DirectoryDigest.of(modelDir).equals(info.modelDigest())) {
+      throw new JobException("the checkpoint " + info.dir() + " was trained from another model than " + modelDir,
+          JobException.Setting.RESUME, "");
+    }
+    return Optional.of(info);
+  }
+
+  private Loop loop(Trainer trainer, Optional<Checkpoint.Info> resume, String monitor, TrainingPlan plan) {
+    Fit.Start start = Fit.Start.BEGINNING;
+    if (resume.isPresent()) {
+      start = CheckpointCallback.restore(trainer, resume.get());
+      listener.message(String.format(Locale.ROOT, "Resuming from %s at epoch %d, batch %d (%d optimizer steps)",
+          resume.get().dir(), start.epoch() + 1, start.batch(), trainer.iterations()));
+    }
+    trainer.warnings().forEach(listener::warning);
+    List<Fit.Callback> callbacks = new ArrayList<>();
+    callbacks.add(listener);
+    job.earlyStopping.ifPresent(p -> callbacks.add(new EarlyStopping(monitor, p, 0, true)));
+    job.reduceLr.ifPresent(p -> callbacks.add(new ReduceLrOnPlateau(monitor, 0.5, p, 1e-7)));
+    Optional<TrainingPosition> position = resume.map(TrainingPosition::of);
+    job.checkpoints.ifPresent(dir -> callbacks.add(new CheckpointCallback(dir, monitor, job.checkpointEvery)
+        .resuming(position)));
+    job.history.ifPresent(csv -> callbacks.add(new CsvLogger(csv, resume.isPresent())));
+    job.tensorBoard.ifPresent(dir -> callbacks.add(new TensorBoardLogger(dir)));
+    job.curves.ifPresent(png -> callbacks.add(new CurvesPlot(png)));
+    callbacks.addAll(job.callbacks);
+    OptionalInt every = job.unfreezeEvery.isPresent() ? job.unfreezeEvery
+        : plan.stages().size() > 1 ? OptionalInt.of(1) : OptionalInt.empty();
+    return new Loop(trainer, new Fit.Options(job.epochs, every).withNonFinite(job.onNonFinite), callbacks, start,
+        monitor);
+  }
+
+  /** The training loop as the job set it up, and what follows it. */
+  private final class Loop {
+    private final Trainer trainer;
+    private final Fit.Options options;
+    private final List<Fit.Callback> callbacks;
+    private final Fit.Start start;
+    private final String monitor;
+
+    Loop(Trainer trainer, Fit.Options options, List<Fit.Callback> callbacks, Fit.Start start, String monitor) {
+      this.trainer = trainer;
+      this.options = options;
+      this.callbacks = callbacks;
+      this.start = start;
+      this.monitor = monitor;
+    }
+
+    List<Fit.Epoch> fit(Fit.BatchSource train, Optional<? extends Fit.BatchSource> validation) {
+      return Fit.run(trainer, train, validation.map(v -> (Fit.BatchSource) v), options, callbacks, start);
+    }
+
+    /** The best epoch, and the export with its provenance. */
+    FineTuneResult finish(List<Fit.Epoch> history, Provenance.Task task, String dataDigest) {
+      OptionalInt bestEpoch = OptionalInt.empty();
+      double best = Double.NaN;
+      for (Fit.Epoch e : history) {
+        Double v = e.logs().get(monitor);
+        if (v != null && EarlyStopping.improved(monitor, v, best, 0)) {
+          best = v;
+          bestEpoch = OptionalInt.of(e.epoch());
+        }
+      }
+      boolean stoppedEarly = job.earlyStopping.isPresent() && history.size() < job.epochs - start.epoch();
+      Optional<ExportResult> export = job.exportTo.map(out -> {
+        Fit.Epoch last = history.isEmpty() ? null : history.get(history.size() - 1);
+        ExportOptions eo = ExportOptions.defaults().overwriting(job.overwrite)
+            .trainingRecord(start.epoch() + history.size(), last == null ? java.util.Map.of() : last.logs(),
+                Optional.of(dataDigest)).withExtra(task.toJson());
+        try {
+          return Exporter.export(trainer, out, eo);
+        } catch (IllegalArgumentException e) {
+          throw JobException.of(JobException.Setting.EXPORT, e);
+        }
+      });
+      return new FineTuneResult(history, start.epoch(), job.epochs, monitor, bestEpoch,
+          bestEpoch.isPresent() ? OptionalDouble.of(best) : OptionalDouble.empty(), stoppedEarly, trainer.plan(),
+          export);
+    }
+  }
+}
