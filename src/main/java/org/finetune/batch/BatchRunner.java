@@ -48,7 +48,7 @@ public final class BatchRunner {
   public record Outcome(Job job, Status status, String metric, OptionalDouble best, int epochs, double seconds,
       String message) {
     public boolean higherIsBetter() {
-      return metric.contains("accuracy");
+      return org.finetune.train.EarlyStopping.higherIsBetter(metric);
     }
   }
 

@@ -85,4 +85,14 @@ final class ModelFlags {
       throw e;
     }
   }
+
+  /** Says when a runtime flag will do nothing here (the runtime itself would not say). */
+  static void warnIneffective(CommandLine line, java.io.PrintWriter err) {
+    if (line.hasOption("mixed-precision") && !line.getOptionValue("device", "auto").startsWith("gpu")
+        && !RuntimeOptions.cpuRunsBfloat16()) {
+      err.println("warning: --mixed-precision does nothing on this CPU: the runtime's bfloat16 rewrite needs AVX512F"
+          + " or AVX-NE-CONVERT, so training stays in float32");
+      err.flush();
+    }
+  }
 }

@@ -126,6 +126,7 @@ final class TrainCommand implements Command {
       throw new UsageException("give one SavedModel directory: finetune train MODEL --data DIR");
     }
     TrainFlags flags = new TrainFlags(line);
+    ModelFlags.warnIneffective(line, err);
     Path modelDir = Path.of(args.get(0));
     try (KerasSavedModel model = ModelFlags.open(modelDir, line)) {
       FineTuneJob job = flags.job(FineTuneJob.builder(model)

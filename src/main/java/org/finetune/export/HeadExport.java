@@ -1,5 +1,6 @@
 package org.finetune.export;
 
+import org.finetune.savedmodel.TensorNames;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -92,7 +93,7 @@ final class HeadExport {
         throw new IllegalArgumentException("a model over clips needs a signature with one (image) input; "
             + flat.signature() + " has " + flat.inputs().keySet());
       }
-      pruned = takeClips(pruned, nodes.get(nodeOf(flat.local(flat.inputs().values().iterator().next()))), frames);
+      pruned = takeClips(pruned, nodes.get(TensorNames.nodeOf(flat.local(flat.inputs().values().iterator().next()))), frames);
       nodes.clear();
       pruned.getNodeList().forEach(n -> nodes.put(n.getName(), n));
     }
@@ -100,7 +101,7 @@ final class HeadExport {
     // Inputs, sorted by key (the order a signature's arguments take).
     List<In> inputs = new ArrayList<>();
     for (Map.Entry<String, String> in : new TreeMap<>(flat.inputs()).entrySet()) {
-      NodeDef p = nodes.get(nodeOf(flat.local(in.getValue())) + (frames > 0 ? CLIPS_SUFFIX : ""));
+      NodeDef p = nodes.get(TensorNames.nodeOf(flat.local(in.getValue())) + (frames > 0 ? CLIPS_SUFFIX : ""));
       inputs.add(new In(in.getKey(), p.getName(), p.getAttrMap().get("dtype").getType(),
           p.getAttrMap().getOrDefault("shape", AttrValue.getDefaultInstance()).getShape()));
     }
@@ -111,11 +112,11 @@ final class HeadExport {
       if (imported == null) {
         continue;
       }
-      NodeDef read = nodes.get(nodeOf(flat.local(imported)));
+      NodeDef read = nodes.get(TensorNames.nodeOf(flat.local(imported)));
       if (read == null || !seen.add(v.name())) {
         continue;
       }
-      NodeDef handle = nodes.get(nodeOf(read.getInput(0)));
+      NodeDef handle = nodes.get(TensorNames.nodeOf(read.getInput(0)));
       vars.add(new Var(v.name(), handle.getName(), flat.local(imported), imported,
           handle.getAttrMap().get("dtype").getType(), shapeOf(handle), v.trainable()));
     }
@@ -330,10 +331,10 @@ final class HeadExport {
     // TF1 reference variables' reads (Identity of a VariableV2) become ReadVariableOps of resources.
     Map<String, NodeDef> rewritten = new HashMap<>();
     for (NodeDef n : body.getNodeList()) {
-      if (n.getOp().equals("Identity") && n.getInputCount() > 0 && argOf.containsKey(nodeOf(n.getInput(0)))
-          && nodes.get(nodeOf(n.getInput(0))).getOp().equals("VariableV2")) {
+      if (n.getOp().equals("Identity") && n.getInputCount() > 0 && argOf.containsKey(TensorNames.nodeOf(n.getInput(0)))
+          && nodes.get(TensorNames.nodeOf(n.getInput(0))).getOp().equals("VariableV2")) {
         NodeDef read = NodeDef.newBuilder().setName(n.getName()).setOp("ReadVariableOp")
-            .addInput(argOf.get(nodeOf(n.getInput(0))))
+            .addInput(argOf.get(TensorNames.nodeOf(n.getInput(0))))
             .putAttr("dtype", AttrValue.newBuilder().setType(n.getAttrMap().get("T").getType()).build()).build();
         rewritten.put(n.getName(), read);
         nodes.put(n.getName(), read);
@@ -367,7 +368,7 @@ final class HeadExport {
       String node = ref.substring(1);
       return argOf.containsKey(node) ? null : ref;
     }
-    String node = nodeOf(ref);
+    String node = TensorNames.nodeOf(ref);
     int index = ref.contains(":") ? Integer.parseInt(ref.substring(ref.lastIndexOf(':') + 1)) : 0;
     if (argOf.containsKey(node)) {
       return argOf.get(node);
@@ -386,7 +387,7 @@ final class HeadExport {
     graph.getNodeList().forEach(n -> nodes.put(n.getName(), n));
     Set<String> keep = new HashSet<>();
     ArrayDeque<String> todo = new ArrayDeque<>();
-    roots.forEach(r -> todo.add(nodeOf(r)));
+    roots.forEach(r -> todo.add(TensorNames.nodeOf(r)));
     while (!todo.isEmpty()) {
       String name = todo.poll();
       NodeDef n = nodes.get(name);
@@ -394,7 +395,7 @@ final class HeadExport {
         continue;
       }
       for (String input : n.getInputList()) {
-        todo.add(nodeOf(input));
+        todo.add(TensorNames.nodeOf(input));
       }
     }
     GraphDef.Builder out = graph.toBuilder().clearNode();
@@ -418,9 +419,4 @@ final class HeadExport {
     return b.build();
   }
 
-  private static String nodeOf(String tensor) {
-    String t = tensor.startsWith("^") ? tensor.substring(1) : tensor;
-    int colon = t.indexOf(':');
-    return colon < 0 ? t : t.substring(0, colon);
-  }
 }

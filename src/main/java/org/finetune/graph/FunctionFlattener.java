@@ -1,5 +1,6 @@
 package org.finetune.graph;
 
+import org.finetune.savedmodel.TensorNames;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -234,7 +235,7 @@ public final class FunctionFlattener {
     String done = caller.prefix + call.getName();
     NodeDef.Builder marker = NodeDef.newBuilder().setName(done).setOp("NoOp").setDevice(call.getDevice());
     for (String r : results) {
-      marker.addInput("^" + nodeOf(r));
+      marker.addInput("^" + TensorNames.nodeOf(r));
     }
     for (String ctrl : f.getControlRetMap().values()) {
       marker.addInput("^" + body.nodeName(ctrl));
@@ -402,21 +403,16 @@ public final class FunctionFlattener {
     return CALL_OPS.contains(node.getOp()) ? node.getAttrMap().get("f").getFunc().getName() : node.getOp();
   }
 
-  static String nodeOf(String tensor) {
-    String t = tensor.startsWith("^") ? tensor.substring(1) : tensor;
-    int colon = t.indexOf(':');
-    return colon < 0 ? t : t.substring(0, colon);
-  }
 
   private static Set<String> ancestors(Map<String, NodeDef> nodes, Iterable<String> tensors) {
     Set<String> seen = new HashSet<>();
     ArrayDeque<String> todo = new ArrayDeque<>();
-    tensors.forEach(t -> todo.add(nodeOf(t)));
+    tensors.forEach(t -> todo.add(TensorNames.nodeOf(t)));
     while (!todo.isEmpty()) {
       String name = todo.poll();
       NodeDef n = nodes.get(name);
       if (n != null && seen.add(name)) {
-        n.getInputList().forEach(i -> todo.add(nodeOf(i)));
+        n.getInputList().forEach(i -> todo.add(TensorNames.nodeOf(i)));
       }
     }
     return seen;

@@ -1,5 +1,6 @@
 package org.finetune.graph;
 
+import org.finetune.savedmodel.TensorNames;
 import java.util.ArrayDeque;
 import java.util.Collection;
 import java.util.HashMap;
@@ -28,7 +29,7 @@ public final class GradientPaths {
     graph.getNodeList().forEach(n -> nodes.put(n.getName(), n));
     Set<String> seen = new HashSet<>();
     ArrayDeque<String> todo = new ArrayDeque<>();
-    outputs.forEach(o -> todo.add(FunctionFlattener.nodeOf(o)));
+    outputs.forEach(o -> todo.add(TensorNames.nodeOf(o)));
     while (!todo.isEmpty()) {
       String name = todo.poll();
       NodeDef node = nodes.get(name);
@@ -44,7 +45,7 @@ public final class GradientPaths {
         if (input.startsWith("^")) {
           continue;
         }
-        NodeDef src = nodes.get(FunctionFlattener.nodeOf(input));
+        NodeDef src = nodes.get(TensorNames.nodeOf(input));
         if (src != null && differentiableOutput(src, input, opDefs)) {
           todo.add(src.getName());
         }
@@ -52,7 +53,7 @@ public final class GradientPaths {
     }
     Set<String> out = new LinkedHashSet<>();
     for (String c : candidates) {
-      if (seen.contains(FunctionFlattener.nodeOf(c))) {
+      if (seen.contains(TensorNames.nodeOf(c))) {
         out.add(c);
       }
     }

@@ -1,5 +1,6 @@
 package org.finetune.graph;
 
+import org.finetune.savedmodel.TensorNames;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -111,7 +112,7 @@ public final class LayerScopes {
     Set<String> activations = downstream(consumers, inputs);
     Set<String> candidates = new java.util.LinkedHashSet<>();
     java.util.function.Consumer<String> consider = ref -> {
-      String node = FunctionFlattener.nodeOf(ref);
+      String node = TensorNames.nodeOf(ref);
       String tensor = ref.contains(":") ? ref : ref + ":0";
       if (scope.contains(node) && activations.contains(node) && floating(nodes.get(node), tensor, opDefs)) {
         candidates.add(tensor);
@@ -133,11 +134,11 @@ public final class LayerScopes {
     for (String c : candidates) {
       boolean feedsAnother = false;
       Set<String> seen = new HashSet<>();
-      ArrayDeque<String> walk = new ArrayDeque<>(List.of(FunctionFlattener.nodeOf(c)));
+      ArrayDeque<String> walk = new ArrayDeque<>(List.of(TensorNames.nodeOf(c)));
       while (!walk.isEmpty() && !feedsAnother) {
         for (String next : consumers.getOrDefault(walk.poll(), List.of())) {
           if (seen.add(next)) {
-            if (scope.contains(next) && candidates.stream().anyMatch(o -> FunctionFlattener.nodeOf(o).equals(next))) {
+            if (scope.contains(next) && candidates.stream().anyMatch(o -> TensorNames.nodeOf(o).equals(next))) {
               feedsAnother = true;
               break;
             }
@@ -173,7 +174,7 @@ public final class LayerScopes {
     for (NodeDef n : graph.getNodeList()) {
       for (String input : n.getInputList()) {
         if (!input.startsWith("^")) {
-          consumers.computeIfAbsent(FunctionFlattener.nodeOf(input), k -> new ArrayList<>()).add(n.getName());
+          consumers.computeIfAbsent(TensorNames.nodeOf(input), k -> new ArrayList<>()).add(n.getName());
         }
       }
     }

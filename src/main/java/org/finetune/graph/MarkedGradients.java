@@ -1,5 +1,6 @@
 package org.finetune.graph;
 
+import org.finetune.savedmodel.TensorNames;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
@@ -122,10 +123,10 @@ public final class MarkedGradients {
    * be asked for while gradients are being built: the graph is locked then.)
    */
   static int staticRank(java.util.Map<String, NodeDef> nodes, String tensor) {
-    NodeDef n = nodes.get(FunctionFlattener.nodeOf(tensor));
+    NodeDef n = nodes.get(TensorNames.nodeOf(tensor));
     for (int hops = 0; n != null && hops < 16; hops++) {
       switch (n.getOp()) {
-        case "Identity", "Cast", "Transpose", "ReadVariableOp" -> n = nodes.get(FunctionFlattener.nodeOf(n.getInput(0)));
+        case "Identity", "Cast", "Transpose", "ReadVariableOp" -> n = nodes.get(TensorNames.nodeOf(n.getInput(0)));
         case "VarHandleOp", "VariableV2" -> {
           AttrValue shape = n.getAttrMap().get("shape");
           return shape == null || shape.getShape().getUnknownRank() ? -1 : shape.getShape().getDimCount();

@@ -1,5 +1,6 @@
 package org.finetune.graph;
 
+import org.finetune.savedmodel.TensorNames;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -26,7 +27,7 @@ public final class Topology {
     for (NodeDef n : nodes) {
       int count = 0;
       for (String input : n.getInputList()) {
-        String src = FunctionFlattener.nodeOf(input);
+        String src = TensorNames.nodeOf(input);
         if (byName.containsKey(src)) {
           consumers.computeIfAbsent(src, k -> new ArrayList<>()).add(n);
           count++;

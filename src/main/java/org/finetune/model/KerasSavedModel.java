@@ -1,5 +1,6 @@
 package org.finetune.model;
 
+import org.finetune.savedmodel.TensorNames;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -181,10 +182,6 @@ public final class KerasSavedModel implements AutoCloseable {
     return java.util.Collections.unmodifiableMap(out);
   }
 
-  private static String nodeName(String tensor) {
-    int colon = tensor.indexOf(':');
-    return colon < 0 ? tensor : tensor.substring(0, colon);
-  }
 
   private static boolean isHandle(org.tensorflow.proto.NodeDef n) {
     return n != null && n.getOp().equals("VarHandleOp");
@@ -195,7 +192,7 @@ public final class KerasSavedModel implements AutoCloseable {
     java.util.Set<String> seen = new java.util.HashSet<>();
     java.util.ArrayDeque<String> todo = new java.util.ArrayDeque<>();
     for (SignatureInfo sig : info.signatures().values()) {
-      sig.outputs().forEach(t -> todo.add(nodeName(t.tensorName())));
+      sig.outputs().forEach(t -> todo.add(TensorNames.nodeOf(t.tensorName())));
     }
     java.util.Set<String> handles = new java.util.HashSet<>();
     while (!todo.isEmpty()) {
@@ -211,7 +208,7 @@ public final class KerasSavedModel implements AutoCloseable {
         handles.add(name);
       }
       for (String input : n.getInputList()) {
-        todo.add(nodeName(input.startsWith("^") ? input.substring(1) : input));
+        todo.add(TensorNames.nodeOf(input.startsWith("^") ? input.substring(1) : input));
       }
     }
     return handles;

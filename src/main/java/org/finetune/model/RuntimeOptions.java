@@ -112,4 +112,19 @@ public record RuntimeOptions(String device, boolean mixedPrecision, boolean xla,
     interOpThreads.ifPresent(n -> b.append(", ").append(n).append(" inter-op threads"));
     return b.toString();
   }
+
+  /**
+   * Whether this CPU runs the runtime's bfloat16 rewrite: TensorFlow 2.18's oneDNN applies it only
+   * where the CPU has AVX512F or AVX-NE-CONVERT, and otherwise leaves the graph in float32 without
+   * a word. Read from {@code /proc/cpuinfo}; where that cannot be read, assumed yes.
+   */
+  public static boolean cpuRunsBfloat16() {
+    try (java.util.stream.Stream<String> lines = java.nio.file.Files.lines(java.nio.file.Path.of("/proc/cpuinfo"))) {
+      return lines.filter(l -> l.startsWith("flags")).findFirst()
+          .map(l -> java.util.Arrays.asList(l.substring(l.indexOf(':') + 1).trim().split("\\s+")))
+          .map(f -> f.contains("avx512f") || f.contains("avx_ne_convert")).orElse(true);
+    } catch (java.io.IOException | java.io.UncheckedIOException e) {
+      return true;
+    }
+  }
 }

@@ -72,7 +72,7 @@ public final class CheckpointKeys {
         if (object.getKindCase() != SavedObject.KindCase.VARIABLE || first + i < 0) {
           continue;
         }
-        String handle = SavedModelDirectory.nodeName(inputs.get(first + i));
+        String handle = TensorNames.nodeOf(inputs.get(first + i));
         keyAt(checkpointGraph, paths.get(id)).ifPresent(key ->
             out.putIfAbsent(handle, new Restore(handle, key, object.getVariable().getDtype())));
       }

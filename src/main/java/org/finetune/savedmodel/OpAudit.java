@@ -124,7 +124,7 @@ final class OpAudit {
         if (input.startsWith("^")) {
           continue;
         }
-        BitSet in = deps.getOrDefault(SavedModelDirectory.nodeName(input), new BitSet());
+        BitSet in = deps.getOrDefault(TensorNames.nodeOf(input), new BitSet());
         inputDeps.add(in);
         d.or(in);
       }
@@ -169,7 +169,7 @@ final class OpAudit {
     Map<String, BitSet> deps = body(name, f.getNodeDefList(), argDeps, Map.of());
     BitSet out = new BitSet();
     for (String ret : f.getRetMap().values()) {
-      out.or(deps.getOrDefault(SavedModelDirectory.nodeName(ret), new BitSet()));
+      out.or(deps.getOrDefault(TensorNames.nodeOf(ret), new BitSet()));
     }
     memo.put(key, out);
     return out;
@@ -212,14 +212,14 @@ final class OpAudit {
     nodes.forEach(n -> byName.put(n.getName(), n));
     Set<String> seen = new java.util.HashSet<>();
     ArrayDeque<String> todo = new ArrayDeque<>();
-    signature.outputs().forEach(o -> todo.add(SavedModelDirectory.nodeName(o.tensorName())));
+    signature.outputs().forEach(o -> todo.add(TensorNames.nodeOf(o.tensorName())));
     while (!todo.isEmpty()) {
       String name = todo.poll();
       NodeDef n = byName.get(name);
       if (n == null || !seen.add(name)) {
         continue;
       }
-      n.getInputList().forEach(i -> todo.add(SavedModelDirectory.nodeName(i)));
+      n.getInputList().forEach(i -> todo.add(TensorNames.nodeOf(i)));
     }
     return seen;
   }

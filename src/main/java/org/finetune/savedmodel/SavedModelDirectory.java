@@ -223,7 +223,7 @@ public final class SavedModelDirectory {
         .map(f -> f.getSignature().getName()).collect(Collectors.toSet());
     for (Map.Entry<String, SignatureDef> sig : meta.getSignatureDefMap().entrySet()) {
       for (TensorInfo info : concat(sig.getValue().getInputsMap(), sig.getValue().getOutputsMap())) {
-        String node = nodeName(info.getName());
+        String node = TensorNames.nodeOf(info.getName());
         if (!info.getName().isEmpty() && !nodes.contains(node)) {
           throw damaged(pb, "signature '" + sig.getKey() + "' names tensor " + info.getName()
               + ", which is not in the graph", null);
@@ -297,11 +297,6 @@ public final class SavedModelDirectory {
     return out;
   }
 
-  static String nodeName(String tensorName) {
-    String n = tensorName.startsWith("^") ? tensorName.substring(1) : tensorName;
-    int colon = n.indexOf(':');
-    return colon < 0 ? n : n.substring(0, colon);
-  }
 
   private static boolean hasVariables(MetaGraphDef meta) {
     for (NodeDef node : meta.getGraphDef().getNodeList()) {

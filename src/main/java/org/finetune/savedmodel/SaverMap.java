@@ -53,7 +53,7 @@ public record SaverMap(String filenameTensor, String saveTensor, Map<String, Str
     SaverDef saver = meta.getSaverDef();
     Map<String, NodeDef> nodes = new HashMap<>();
     meta.getGraphDef().getNodeList().forEach(n -> nodes.put(n.getName(), n));
-    NodeDef save = nodes.get(SavedModelDirectory.nodeName(saver.getSaveTensorName()));
+    NodeDef save = nodes.get(TensorNames.nodeOf(saver.getSaveTensorName()));
     if (save == null) {
       throw new InvalidModelException(model.dir(), "the saver's save tensor " + saver.getSaveTensorName()
           + " is not in the graph of " + model.dir() + ". Re-export the SavedModel.");
@@ -66,7 +66,7 @@ public record SaverMap(String filenameTensor, String saveTensor, Map<String, Str
       Map<String, String> argToHandle = new HashMap<>();
       List<OpDef.ArgDef> args = function.getSignature().getInputArgList();
       for (int i = 0; i < args.size() && i < callInputs.size(); i++) {
-        argToHandle.put(args.get(i).getName(), SavedModelDirectory.nodeName(callInputs.get(i)));
+        argToHandle.put(args.get(i).getName(), TensorNames.nodeOf(callInputs.get(i)));
       }
       Map<String, NodeDef> body = new HashMap<>();
       function.getNodeDefList().forEach(n -> body.put(n.getName(), n));
@@ -88,14 +88,14 @@ public record SaverMap(String filenameTensor, String saveTensor, Map<String, Str
       if (!n.getOp().equals("AssignVariableOp") || n.getInputCount() < 2) {
         continue;
       }
-      NodeDef target = nodes.get(SavedModelDirectory.nodeName(n.getInput(0)));
-      NodeDef value = nodes.get(SavedModelDirectory.nodeName(n.getInput(1)));
+      NodeDef target = nodes.get(TensorNames.nodeOf(n.getInput(0)));
+      NodeDef value = nodes.get(TensorNames.nodeOf(n.getInput(1)));
       while (value != null && value.getOp().equals("Identity") && value.getInputCount() > 0) {
-        value = nodes.get(SavedModelDirectory.nodeName(value.getInput(0)));
+        value = nodes.get(TensorNames.nodeOf(value.getInput(0)));
       }
       if (target != null && target.getOp().equals("VarHandleOp") && value != null
           && value.getOp().equals("ReadVariableOp")) {
-        NodeDef source = nodes.get(SavedModelDirectory.nodeName(value.getInput(0)));
+        NodeDef source = nodes.get(TensorNames.nodeOf(value.getInput(0)));
         if (source != null && source.getOp().equals("VarHandleOp") && !source.getName().equals(target.getName())) {
           copies.put(target.getName(), source.getName());
         }
@@ -133,9 +133,9 @@ public record SaverMap(String filenameTensor, String saveTensor, Map<String, Str
   private static void collect(NodeDef saveV2, Map<String, NodeDef> scope, Map<String, String> argToHandle,
       Map<String, String> byKey, boolean inFunction) {
     List<String> inputs = VariableResolver.dataInputs(saveV2);
-    List<String> keys = stringConstant(scope.get(baseName(inputs.get(1), inFunction)));
+    List<String> keys = stringConstant(scope.get(TensorNames.nodeOf(inputs.get(1))));
     for (int i = 3; i < inputs.size() && i - 3 < keys.size(); i++) {
-      String name = baseName(inputs.get(i), inFunction);
+      String name = TensorNames.nodeOf(inputs.get(i));
       for (int guard = 0; guard < 64; guard++) {
         if (argToHandle.containsKey(name)) {
           byKey.put(keys.get(i - 3), argToHandle.get(name));
@@ -152,17 +152,11 @@ public record SaverMap(String filenameTensor, String saveTensor, Map<String, Str
         if (!PASS_THROUGH.contains(n.getOp()) || n.getInputCount() == 0) {
           break;
         }
-        name = baseName(n.getInput(0), inFunction);
+        name = TensorNames.nodeOf(n.getInput(0));
       }
     }
   }
 
-  /** The node (or function argument) a tensor reference names. */
-  private static String baseName(String ref, boolean inFunction) {
-    String r = ref.startsWith("^") ? ref.substring(1) : ref;
-    int colon = r.indexOf(':');
-    return colon < 0 ? r : r.substring(0, colon);
-  }
 
   private static List<String> stringConstant(NodeDef node) {
     List<String> out = new ArrayList<>();

@@ -165,8 +165,8 @@ public final class UnsafeOps {
     nodes.forEach(n -> byName.put(n.getName(), n));
     Deque<String> todo = new ArrayDeque<>();
     if (meta.hasSaverDef()) {
-      todo.add(nodeName(meta.getSaverDef().getSaveTensorName()));
-      todo.add(nodeName(meta.getSaverDef().getRestoreOpName()));
+      todo.add(TensorNames.nodeOf(meta.getSaverDef().getSaveTensorName()));
+      todo.add(TensorNames.nodeOf(meta.getSaverDef().getRestoreOpName()));
     }
     Set<String> seen = new HashSet<>();
     while (!todo.isEmpty()) {
@@ -176,17 +176,12 @@ public final class UnsafeOps {
         continue;
       }
       for (String in : n.getInputList()) {
-        todo.add(nodeName(in));
+        todo.add(TensorNames.nodeOf(in));
       }
     }
     return seen;
   }
 
-  private static String nodeName(String input) {
-    String s = input.startsWith("^") ? input.substring(1) : input;
-    int colon = s.indexOf(':');
-    return colon < 0 ? s : s.substring(0, colon);
-  }
 
   /** Adds every function {@code node} calls, directly or through other functions, to {@code into}. */
   private static void reach(NodeDef node, Map<String, FunctionDef> library, Set<String> into) {

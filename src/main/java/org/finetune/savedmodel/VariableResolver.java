@@ -60,7 +60,7 @@ final class VariableResolver {
         if (object.getKindCase() != SavedObject.KindCase.VARIABLE) {
           continue;
         }
-        String handle = SavedModelDirectory.nodeName(inputs.get(first + i));
+        String handle = TensorNames.nodeOf(inputs.get(first + i));
         Integer index = indexByObject.get(objectId);
         if (index == null) {
           index = variables.size();
@@ -92,12 +92,12 @@ final class VariableResolver {
   private static Set<String> readBy(Map<String, NodeDef> nodes, SignatureInfo signature) {
     Set<String> seen = new HashSet<>();
     java.util.ArrayDeque<String> todo = new java.util.ArrayDeque<>();
-    signature.outputs().forEach(o -> todo.add(SavedModelDirectory.nodeName(o.tensorName())));
+    signature.outputs().forEach(o -> todo.add(TensorNames.nodeOf(o.tensorName())));
     while (!todo.isEmpty()) {
       String name = todo.poll();
       NodeDef n = nodes.get(name);
       if (n != null && seen.add(name)) {
-        n.getInputList().forEach(i -> todo.add(SavedModelDirectory.nodeName(i)));
+        n.getInputList().forEach(i -> todo.add(TensorNames.nodeOf(i)));
       }
     }
     return seen;
@@ -109,7 +109,7 @@ final class VariableResolver {
     if (collection != null) {
       for (com.google.protobuf.ByteString bytes : collection.getBytesList().getValueList()) {
         try {
-          trainable.add(SavedModelDirectory.nodeName(VariableDef.parseFrom(bytes).getVariableName()));
+          trainable.add(TensorNames.nodeOf(VariableDef.parseFrom(bytes).getVariableName()));
         } catch (com.google.protobuf.InvalidProtocolBufferException e) {
           // An unreadable entry marks nothing trainable; the variable itself is still listed.
         }
@@ -143,9 +143,9 @@ final class VariableResolver {
     List<NodeDef> calls = new ArrayList<>();
     Set<String> seen = new HashSet<>();
     for (TensorSpec out : signature.outputs()) {
-      NodeDef node = nodes.get(SavedModelDirectory.nodeName(out.tensorName()));
+      NodeDef node = nodes.get(TensorNames.nodeOf(out.tensorName()));
       while (node != null && node.getOp().equals("Identity") && node.getInputCount() > 0) {
-        node = nodes.get(SavedModelDirectory.nodeName(node.getInput(0)));
+        node = nodes.get(TensorNames.nodeOf(node.getInput(0)));
       }
       if (node != null && node.getAttrMap().containsKey("f") && seen.add(node.getName())) {
         calls.add(node);

@@ -1,5 +1,6 @@
 package org.finetune.train;
 
+import org.finetune.savedmodel.TensorNames;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -84,7 +85,7 @@ final class Optimizer {
     List<Op> updates = new ArrayList<>();
     for (int i = 0; i < targets.size(); i++) {
       Target t = targets.get(i);
-      Operand<? extends TType> handle = (Operand<? extends TType>) graph.operation(nodeOf(t.handle())).output(0);
+      Operand<? extends TType> handle = (Operand<? extends TType>) graph.operation(TensorNames.nodeOf(t.handle())).output(0);
       Operand<TFloat32> grad = gradients.get(i);
       Operand<TFloat32> lr = t.rateFactor() == 1.0 ? learningRate
           : scope.math.mul(learningRate, scope.constant((float) t.rateFactor()));
@@ -161,7 +162,7 @@ final class Optimizer {
   }
 
   private boolean isReference(Target t) {
-    return graph.operation(nodeOf(t.handle())).type().equals("VariableV2");
+    return graph.operation(TensorNames.nodeOf(t.handle())).type().equals("VariableV2");
   }
 
   /**
@@ -245,8 +246,4 @@ final class Optimizer {
     return tf.withName(what + "_" + created).varHandleOp(type, shape, VarHandleOp.sharedName(shared));
   }
 
-  static String nodeOf(String tensor) {
-    int colon = tensor.indexOf(':');
-    return colon < 0 ? tensor : tensor.substring(0, colon);
-  }
 }

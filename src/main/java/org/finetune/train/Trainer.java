@@ -1,5 +1,6 @@
 package org.finetune.train;
 
+import org.finetune.savedmodel.TensorNames;
 import java.util.ArrayList;
 import java.util.Collection;
 import java.util.HashMap;
@@ -150,7 +151,7 @@ public final class Trainer implements AutoCloseable {
     for (LayerInfo layer : info.layers()) {
       boolean feeds = layer.variables().stream().anyMatch(v -> {
         Tracked t = variables.get(v.name());
-        return t != null && upstream.contains(nodeOf(flat.local(t.read())));
+        return t != null && upstream.contains(TensorNames.nodeOf(flat.local(t.read())));
       });
       if (feeds || plan.head().isEmpty()) {
         layers.add(layer);
@@ -175,7 +176,7 @@ public final class Trainer implements AutoCloseable {
     graphDef.getNodeList().forEach(n -> nodes.put(n.getName(), n));
     Set<String> seen = new java.util.HashSet<>();
     java.util.ArrayDeque<String> todo = new java.util.ArrayDeque<>();
-    tensors.forEach(t -> todo.add(nodeOf(t)));
+    tensors.forEach(t -> todo.add(TensorNames.nodeOf(t)));
     while (!todo.isEmpty()) {
       String name = todo.poll();
       org.tensorflow.proto.NodeDef n = nodes.get(name);
@@ -184,7 +185,7 @@ public final class Trainer implements AutoCloseable {
       }
       for (String input : n.getInputList()) {
         if (!input.startsWith("^")) {
-          todo.add(nodeOf(input));
+          todo.add(TensorNames.nodeOf(input));
         }
       }
     }
@@ -193,7 +194,7 @@ public final class Trainer implements AutoCloseable {
 
   private Set<String> inputNodes() {
     Set<String> out = new java.util.HashSet<>();
-    flat.inputs().values().forEach(t -> out.add(nodeOf(flat.local(t))));
+    flat.inputs().values().forEach(t -> out.add(TensorNames.nodeOf(flat.local(t))));
     return out;
   }
 
@@ -263,7 +264,7 @@ public final class Trainer implements AutoCloseable {
   public Map<String, String> stateVariables() {
     checkOpen();
     Map<String, String> out = new LinkedHashMap<>();
-    variables.forEach((name, v) -> out.put("model/" + name, nodeOf(v.handle())));
+    variables.forEach((name, v) -> out.put("model/" + name, TensorNames.nodeOf(v.handle())));
     out.putAll(optimizer.stateVariables());
     return out;
   }
@@ -661,7 +662,7 @@ public final class Trainer implements AutoCloseable {
     Map<String, String> readLayers = new HashMap<>();
     for (Tracked v : variables.values()) {
       if (v.read().startsWith(flat.prefix() + "/")) {
-        readLayers.put(nodeOf(flat.local(v.read())), v.info().layer());
+        readLayers.put(TensorNames.nodeOf(flat.local(v.read())), v.info().layer());
       }
     }
     Set<String> inputNodes = inputNodes();
@@ -807,10 +808,6 @@ public final class Trainer implements AutoCloseable {
     return out;
   }
 
-  private static String nodeOf(String tensor) {
-    int colon = tensor.indexOf(':');
-    return colon < 0 ? tensor : tensor.substring(0, colon);
-  }
 
   private void checkOpen() {
     if (closed) {

@@ -14,32 +14,19 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
-import java.util.List;
 import java.util.Map;
-import java.util.Optional;
-import java.util.OptionalInt;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
-import org.finetune.data.ImageDataset;
-import org.finetune.data.ImageFolder;
-import org.finetune.data.ImageOps;
 import org.finetune.data.NpyArray;
-import org.finetune.export.ExportOptions;
-import org.finetune.export.Exporter;
+import org.finetune.job.FineTuneJob;
+import org.finetune.job.JobData;
 import org.finetune.model.KerasSavedModel;
-import org.finetune.train.Fit;
-import org.finetune.train.HeadSpec;
-import org.finetune.train.OptimizerSpec;
-import org.finetune.train.Selector;
-import org.finetune.train.Stage;
-import org.finetune.train.Trainer;
-import org.finetune.train.TrainingPlan;
 
 /**
  * What a JVM service embedding finetune looks like: the JDK's HTTP server with
  * {@code POST /predict} (a JSON {@code {"shape": [...], "data": [...]}} image batch in, the
  * outputs and the answering model out) and {@code POST /finetune} (fine-tunes a new head on an
- * image folder with the library, exports it, and swaps the predictor to it while predictions go
+ * image folder with the library's {@link FineTuneJob}, exports it, and swaps the predictor to it while predictions go
  * on).
  */
 final class ExampleService implements AutoCloseable {
@@ -96,18 +83,10 @@ final class ExampleService implements AutoCloseable {
     try (ex) {
       JsonObject req = JsonParser.parseString(new String(ex.getRequestBody().readAllBytes(), StandardCharsets.UTF_8))
           .getAsJsonObject();
-      ImageFolder folder = ImageFolder.scan(Path.of(req.get("data").getAsString()));
       Path out = work.resolve("export-" + System.nanoTime());
-      try (KerasSavedModel model = KerasSavedModel.open(base);
-          Trainer trainer = new Trainer(model, TrainingPlan.builder()
-              .head(HeadSpec.classifier(folder.classes().size()).at("block5_pool"))
-              .optimizer(OptimizerSpec.Adam.defaults()).stage(Stage.of(Selector.parse("head"))).build());
-          ImageDataset data = ImageDataset.open(folder.items(),
-              ImageDataset.Options.of(32, 32, ImageOps.Preprocess.CAFFE, 8))) {
-        String input = model.info().selectedSignature().inputs().get(0).key();
-        Fit.run(trainer, Fit.images(data, input), Optional.empty(), new Fit.Options(2, OptionalInt.empty()),
-            List.of(), Fit.Start.BEGINNING);
-        Exporter.export(trainer, out, ExportOptions.defaults());
+      try (KerasSavedModel model = KerasSavedModel.open(base)) {
+        FineTuneJob.builder(model).data(JobData.images(Path.of(req.get("data").getAsString())))
+            .newHead().epochs(2).batchSize(8).validationSplit(0).exportTo(out).build().run();
       }
       predictor.swap(out);
       reply(ex, 200, "{\"model\": " + new Gson().toJson(out.toString()) + "}");

@@ -142,6 +142,39 @@ class FitTest {
   }
 
   @Test
+  void everyCallbackHearsTheEndOfTrainingWhenAStepFails() throws IOException {
+    Path root = Images.folder(tmp.resolve("data"), CLASSES, 4, 32, 4);
+    ImageFolder folder = ImageFolder.scan(root);
+    List<String> ended = new java.util.ArrayList<>();
+    Fit.Callback failing = new Fit.Callback() {
+      @Override
+      public void onBatchEnd(Fit.Control c, StepResult result, long size) {
+        throw new IllegalStateException("a callback failed at batch " + c.batch());
+      }
+
+      @Override
+      public void onTrainEnd(Fit.Control c, List<Fit.Epoch> history) {
+        ended.add("failing");
+      }
+    };
+    Fit.Callback recording = new Fit.Callback() {
+      @Override
+      public void onTrainEnd(Fit.Control c, List<Fit.Epoch> history) {
+        ended.add("recording");
+      }
+    };
+    try (ImageDataset data = ImageDataset.open(folder.items(), ImageDataset.Options.of(32, 32,
+            ImageOps.Preprocess.CAFFE, 4));
+        KerasSavedModel model = model(); Trainer trainer = new Trainer(model, plan())) {
+      IllegalStateException e = assertThrows(IllegalStateException.class, () -> Fit.run(trainer,
+          Fit.images(data, "keras_tensor"), Optional.empty(), new Fit.Options(2, OptionalInt.empty()),
+          List.of(new EarlyStopping("loss", 1, 0, true), failing, recording), Fit.Start.BEGINNING));
+      assertEquals("a callback failed at batch 1", e.getMessage());
+    }
+    assertEquals(List.of("failing", "recording"), ended);
+  }
+
+  @Test
   void foldersThatCannotTrainAClassifierAreRefused() throws IOException {
     Path one = Images.folder(tmp.resolve("one"), List.of("cows"), 2, 8, 3);
     assertTrue(assertThrows(IllegalArgumentException.class, () -> ImageFolder.scan(one)).getMessage()
