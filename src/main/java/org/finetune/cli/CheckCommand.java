@@ -60,9 +60,12 @@ final class CheckCommand implements Command {
     } catch (NumberFormatException e) {
       throw new UsageException("--seed must be a whole number, got '" + line.getOptionValue("seed") + "'");
     }
-    try (KerasSavedModel model = KerasSavedModel.open(Path.of(args.get(0)),
-        InspectCommand.parseTags(line.getOptionValue("tag")), Optional.ofNullable(line.getOptionValue("signature")),
-        ModelFlags.trusting(line))) {
+    KerasSavedModel.Loader loader = KerasSavedModel.loader(Path.of(args.get(0)))
+        .withTags(InspectCommand.parseTags(line.getOptionValue("tag"))).allowingUnsafeOps(ModelFlags.trusting(line));
+    if (line.hasOption("signature")) {
+      loader = loader.withSignature(line.getOptionValue("signature"));
+    }
+    try (KerasSavedModel model = loader.load()) {
       String signature = model.info().signature();
       out.println("Model: " + args.get(0) + " (" + model.info().exportPath().description() + "), signature " + signature);
       ModelCheck.Report report;

@@ -77,7 +77,9 @@ final class ModelFlags {
   static KerasSavedModel open(Path dir, Set<String> tags, Optional<String> signature, CommandLine line) {
     RuntimeOptions runtime = runtime(line);
     try {
-      return KerasSavedModel.open(dir, tags, signature, trusting(line), runtime);
+      KerasSavedModel.Loader loader = KerasSavedModel.loader(dir).withTags(tags).allowingUnsafeOps(trusting(line))
+          .withRuntime(runtime);
+      return (signature.isPresent() ? loader.withSignature(signature.get()) : loader).load();
     } catch (IllegalArgumentException e) {
       if (runtime.wantsGpu() && e.getMessage() != null && e.getMessage().startsWith("--device")) {
         throw new UsageException(e.getMessage());

@@ -1,11 +1,9 @@
 package org.finetune.export;
 
-import org.finetune.savedmodel.TensorNames;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
@@ -16,9 +14,13 @@ import java.util.Optional;
 import java.util.Set;
 import java.util.TreeMap;
 import org.finetune.graph.OpDefs;
+import org.finetune.graph.SaveRestoreOps;
 import org.finetune.model.FlatSignature;
+import org.finetune.savedmodel.Ancestors;
+import org.finetune.savedmodel.TensorNames;
 import org.finetune.savedmodel.VariableInfo;
 import org.finetune.train.HeadGraph;
+import org.finetune.train.HeadPlacement;
 import org.finetune.train.Trainer;
 import org.tensorflow.Graph;
 import org.tensorflow.GraphOperation;
@@ -28,7 +30,6 @@ import org.tensorflow.TensorFlow;
 import org.tensorflow.internal.types.registry.TensorTypeRegistry;
 import org.tensorflow.op.Op;
 import org.tensorflow.op.Ops;
-import org.tensorflow.op.train.Restore;
 import org.tensorflow.proto.AttrValue;
 import org.tensorflow.proto.DataType;
 import org.tensorflow.proto.FunctionDef;
@@ -80,7 +81,7 @@ final class HeadExport {
   /** Writes {@code saved_model.pb} and {@code variables/} into {@code dir}; returns the number of variables. */
   static int write(Trainer trainer, Path dir) throws IOException {
     FlatSignature flat = trainer.flatSignature();
-    Trainer.HeadPlacement head = trainer.headPlacement().orElseThrow();
+    HeadPlacement head = trainer.headPlacement().orElseThrow();
     List<String> roots = new ArrayList<>();
     roots.add(head.features());
     flat.inputs().values().forEach(t -> roots.add(flat.local(t)));
@@ -142,10 +143,39 @@ final class HeadExport {
         .setName(SIGNATURE_FUNCTION)).build();
     FunctionDefLibrary.Builder library = body.getLibrary().toBuilder().addFunction(serve).addFunction(signatureFn);
 
+    MetaGraphDef.Builder meta = loaderGraph(library, body.getVersions(), inputs, vars);
+    SignatureDef.Builder signature = SignatureDef.newBuilder().setMethodName("tensorflow/serving/predict");
+    for (In in : inputs) {
+      signature.putInputs(in.key(), TensorInfo.newBuilder().setName("serving_default_" + in.key() + ":0")
+          .setDtype(in.dtype()).setTensorShape(in.shape()).build());
+    }
+    TensorShapeProto outShape = TensorShapeProto.newBuilder().addDim(TensorShapeProto.Dim.newBuilder().setSize(-1))
+        .addDim(TensorShapeProto.Dim.newBuilder().setSize(head.spec().classes())).build();
+    signature.putOutputs(OUTPUT_KEY, TensorInfo.newBuilder().setName("StatefulPartitionedCall:0")
+        .setDtype(DataType.DT_FLOAT).setTensorShape(outShape).build());
+    meta.putSignatureDef(SIGNATURE, signature.build());
+    meta.setMetaInfoDef(MetaGraphDef.MetaInfoDef.newBuilder().addTags("serve")
+        .setTensorflowVersion(TensorFlow.version()).setTensorflowGitVersion("finetune"));
+    meta.setObjectGraphDef(ObjectGraphs.savedModel(inputs.stream().map(i -> new ObjectGraphs.Input(i.key(), i.dtype(),
+        i.shape())).toList(), vars.stream().map(v -> new ObjectGraphs.Variable(v.name(), v.dtype(), v.shape(),
+        v.trainable())).toList(), outShape, SERVE_FUNCTION, SIGNATURE_FUNCTION));
+    SavedModel model = SavedModel.newBuilder().setSavedModelSchemaVersion(1).addMetaGraphs(meta).build();
+    Files.write(dir.resolve("saved_model.pb"), model.toByteArray());
+
+    writeWeights(trainer, dir.resolve("variables"), vars);
+    return vars.size();
+  }
+
+  /**
+   * The top level, for the C++ loader: a placeholder per input, a handle per variable, a call of
+   * the signature function, and a saver; as a MetaGraphDef with its graph and saver set.
+   */
+  private static MetaGraphDef.Builder loaderGraph(FunctionDefLibrary.Builder library,
+      org.tensorflow.proto.VersionDef versions, List<In> inputs, List<Var> vars) {
     MetaGraphDef.Builder meta = MetaGraphDef.newBuilder();
     try (Graph g = new Graph()) {
       // The top level, for the C++ loader: placeholders, variables, a call of the signature function, a saver.
-      GraphDef.Builder top = GraphDef.newBuilder().setLibrary(library).setVersions(body.getVersions());
+      GraphDef.Builder top = GraphDef.newBuilder().setLibrary(library).setVersions(versions);
       NodeDef.Builder call = NodeDef.newBuilder().setName("StatefulPartitionedCall").setOp("StatefulPartitionedCall");
       AttrValue.ListValue.Builder tin = AttrValue.ListValue.newBuilder();
       for (In in : inputs) {
@@ -178,60 +208,25 @@ final class HeadExport {
       g.importGraphDef(top.build());
       Ops tf = Ops.create(g);
       Ops save = tf.withSubScope("save");
-      List<String> keys = new ArrayList<>();
+      Map<String, String> variables = new LinkedHashMap<>();
       for (int i = 0; i < vars.size(); i++) {
-        keys.add(vars.get(i).key(i));
+        variables.put(vars.get(i).key(i), "variable_" + i);
       }
-      String[] slices = new String[keys.size()];
-      java.util.Arrays.fill(slices, "");
       Operand<TString> filename = save.withName("Const").constant("model");
-      Operand<TString> names = save.withName("tensor_names").constant(StandardCharsets.UTF_8, keys.toArray(new String[0]));
-      Operand<TString> shapes = save.withName("shape_and_slices").constant(StandardCharsets.UTF_8, slices);
-      List<Operand<?>> reads = new ArrayList<>();
-      List<Class<? extends TType>> types = new ArrayList<>();
-      for (int i = 0; i < vars.size(); i++) {
-        Class<? extends TType> type = TensorTypeRegistry.find(vars.get(i).dtype()).type();
-        types.add(type);
-        @SuppressWarnings("unchecked")
-        Operand<? extends TType> h = (Operand<? extends TType>) g.operation("variable_" + i).output(0);
-        reads.add(save.withName("read_" + i).readVariableOp(h, type));
-      }
-      Op saveOp = save.withName("SaveV2").train.save(filename, names, shapes, reads);
-      Output<?> saveTensor = save.withControlDependencies(List.of(saveOp)).withName("control_dependency")
+      SaveRestoreOps ops = SaveRestoreOps.build(save, g, filename, variables);
+      Output<?> saveTensor = save.withControlDependencies(List.of(ops.save())).withName("control_dependency")
           .identity(filename).asOutput();
-      Restore restore = save.withName("RestoreV2").train.restore(filename, names, shapes, types);
-      List<Op> assigns = new ArrayList<>();
-      for (int i = 0; i < vars.size(); i++) {
-        @SuppressWarnings("unchecked")
-        Operand<? extends TType> h = (Operand<? extends TType>) g.operation("variable_" + i).output(0);
-        assigns.add(save.withName("Assign_" + i).assignVariableOp(h, restore.tensors().get(i)));
-      }
-      Op restoreAll = save.withControlDependencies(assigns).withName("restore_all").noOp();
+      Op restoreAll = ops.restore();
       meta.setGraphDef(g.toGraphDef().toBuilder().setLibrary(library));
       meta.setSaverDef(SaverDef.newBuilder().setFilenameTensorName(filename.asOutput().op().name() + ":0")
           .setSaveTensorName(saveTensor.op().name() + ":0").setRestoreOpName(restoreAll.op().name())
           .setMaxToKeep(5).setKeepCheckpointEveryNHours(10000).setVersion(SaverDef.CheckpointFormatVersion.V2));
     }
-    SignatureDef.Builder signature = SignatureDef.newBuilder().setMethodName("tensorflow/serving/predict");
-    for (In in : inputs) {
-      signature.putInputs(in.key(), TensorInfo.newBuilder().setName("serving_default_" + in.key() + ":0")
-          .setDtype(in.dtype()).setTensorShape(in.shape()).build());
-    }
-    TensorShapeProto outShape = TensorShapeProto.newBuilder().addDim(TensorShapeProto.Dim.newBuilder().setSize(-1))
-        .addDim(TensorShapeProto.Dim.newBuilder().setSize(head.spec().classes())).build();
-    signature.putOutputs(OUTPUT_KEY, TensorInfo.newBuilder().setName("StatefulPartitionedCall:0")
-        .setDtype(DataType.DT_FLOAT).setTensorShape(outShape).build());
-    meta.putSignatureDef(SIGNATURE, signature.build());
-    meta.setMetaInfoDef(MetaGraphDef.MetaInfoDef.newBuilder().addTags("serve")
-        .setTensorflowVersion(TensorFlow.version()).setTensorflowGitVersion("finetune"));
-    meta.setObjectGraphDef(ObjectGraphs.savedModel(inputs.stream().map(i -> new ObjectGraphs.Input(i.key(), i.dtype(),
-        i.shape())).toList(), vars.stream().map(v -> new ObjectGraphs.Variable(v.name(), v.dtype(), v.shape(),
-        v.trainable())).toList(), outShape, SERVE_FUNCTION, SIGNATURE_FUNCTION));
-    SavedModel model = SavedModel.newBuilder().setSavedModelSchemaVersion(1).addMetaGraphs(meta).build();
-    Files.write(dir.resolve("saved_model.pb"), model.toByteArray());
+    return meta;
+  }
 
-    // The weights, from the training session itself, with the checkpoint's object graph.
-    Path variables = dir.resolve("variables");
+  /** The weights, from the training session itself, with the checkpoint's object graph, into {@code variables}. */
+  private static void writeWeights(Trainer trainer, Path variables, List<Var> vars) throws IOException {
     Files.createDirectories(variables);
     Graph graph = trainer.model().graph();
     Ops tf = Ops.create(graph).withSubScope("finetune_export");
@@ -252,7 +247,6 @@ final class HeadExport {
         tf.constant(StandardCharsets.UTF_8, keys.toArray(new String[0])), tf.constant(StandardCharsets.UTF_8, slices),
         values);
     trainer.model().session().runner().addTarget(saveTrained).run();
-    return vars.size();
   }
 
   /** The name of the clip input beside the frame input it replaces. */
@@ -383,21 +377,7 @@ final class HeadExport {
 
   /** The nodes {@code roots} depend on (data and control inputs), with the library and versions. */
   static GraphDef prune(GraphDef graph, List<String> roots) {
-    Map<String, NodeDef> nodes = new HashMap<>();
-    graph.getNodeList().forEach(n -> nodes.put(n.getName(), n));
-    Set<String> keep = new HashSet<>();
-    ArrayDeque<String> todo = new ArrayDeque<>();
-    roots.forEach(r -> todo.add(TensorNames.nodeOf(r)));
-    while (!todo.isEmpty()) {
-      String name = todo.poll();
-      NodeDef n = nodes.get(name);
-      if (n == null || !keep.add(name)) {
-        continue;
-      }
-      for (String input : n.getInputList()) {
-        todo.add(TensorNames.nodeOf(input));
-      }
-    }
+    Set<String> keep = Ancestors.of(graph.getNodeList(), roots, Ancestors.Edges.DATA_AND_CONTROL);
     GraphDef.Builder out = graph.toBuilder().clearNode();
     for (NodeDef n : graph.getNodeList()) {
       if (keep.contains(n.getName())) {

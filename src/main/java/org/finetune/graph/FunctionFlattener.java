@@ -1,6 +1,5 @@
 package org.finetune.graph;
 
-import org.finetune.savedmodel.TensorNames;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -10,6 +9,8 @@ import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import org.finetune.savedmodel.Ancestors;
+import org.finetune.savedmodel.TensorNames;
 import org.tensorflow.proto.AttrValue;
 import org.tensorflow.proto.DataType;
 import org.tensorflow.proto.FunctionDef;
@@ -92,7 +93,7 @@ public final class FunctionFlattener {
     Map<String, NodeDef> top = new HashMap<>();
     graph.getNodeList().forEach(n -> top.put(n.getName(), n));
     topNames.addAll(top.keySet());
-    Set<String> needed = ancestors(top, outputs.values());
+    Set<String> needed = Ancestors.of(top, outputs.values(), Ancestors.Edges.DATA_AND_CONTROL);
     List<NodeDef> nodes = new ArrayList<>();
     for (NodeDef n : graph.getNodeList()) {
       if (needed.contains(n.getName())) {
@@ -404,19 +405,6 @@ public final class FunctionFlattener {
   }
 
 
-  private static Set<String> ancestors(Map<String, NodeDef> nodes, Iterable<String> tensors) {
-    Set<String> seen = new HashSet<>();
-    ArrayDeque<String> todo = new ArrayDeque<>();
-    tensors.forEach(t -> todo.add(TensorNames.nodeOf(t)));
-    while (!todo.isEmpty()) {
-      String name = todo.poll();
-      NodeDef n = nodes.get(name);
-      if (n != null && seen.add(name)) {
-        n.getInputList().forEach(i -> todo.add(TensorNames.nodeOf(i)));
-      }
-    }
-    return seen;
-  }
 
   /** The functions the kept function-valued attributes need, and the functions those call. */
   private List<String> closeOverFunctions() {

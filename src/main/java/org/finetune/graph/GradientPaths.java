@@ -1,6 +1,5 @@
 package org.finetune.graph;
 
-import org.finetune.savedmodel.TensorNames;
 import java.util.ArrayDeque;
 import java.util.Collection;
 import java.util.HashMap;
@@ -8,6 +7,7 @@ import java.util.HashSet;
 import java.util.LinkedHashSet;
 import java.util.Map;
 import java.util.Set;
+import org.finetune.savedmodel.TensorNames;
 import org.tensorflow.proto.DataType;
 import org.tensorflow.proto.GraphDef;
 import org.tensorflow.proto.NodeDef;

@@ -1,6 +1,5 @@
 package org.finetune.graph;
 
-import org.finetune.savedmodel.TensorNames;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -10,6 +9,7 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
 import java.util.regex.Pattern;
+import org.finetune.savedmodel.TensorNames;
 import org.tensorflow.proto.GraphDef;
 import org.tensorflow.proto.NodeDef;
 

@@ -1,10 +1,10 @@
 package org.finetune.graph;
 
-import org.finetune.savedmodel.TensorNames;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
+import org.finetune.savedmodel.TensorNames;
 import org.tensorflow.GraphOperation;
 import org.tensorflow.Operand;
 import org.tensorflow.Output;

@@ -1,6 +1,5 @@
 package org.finetune.graph;
 
-import org.finetune.savedmodel.TensorNames;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -8,6 +7,7 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import org.finetune.savedmodel.TensorNames;
 import org.tensorflow.proto.NodeDef;
 
 /** Orders the nodes of a graph or function body so that every node comes after its inputs. */

@@ -33,7 +33,11 @@ import org.finetune.train.TrainingPlan;
  * nothing is augmented, the base's features are computed once and cached (as DL4J's
  * {@code featurize} does), which gives the same weights as running the base every step.
  *
- * <p>The job does not own the model; it trains in the model's runtime and leaves it open.
+ * <p>Given an open model ({@link #builder(KerasSavedModel)}), the job trains it in place, in its
+ * runtime, as Keras's {@code fit} does, and leaves it open: the ops training adds stay in the
+ * model's graph (a TensorFlow graph only grows). Given how to open one
+ * ({@link #builder(KerasSavedModel.Loader)}), the job opens its own copy and closes it at the end,
+ * freeing everything the run created: what a service that fine-tunes on request wants.
  */
 public final class FineTuneJob {
   /** The learning-rate schedule over the whole run. */
@@ -46,7 +50,8 @@ public final class FineTuneJob {
     SLANTED
   }
 
-  final KerasSavedModel model;
+  private final Optional<KerasSavedModel> model;
+  private final Optional<KerasSavedModel.Loader> loader;
   final JobData data;
   final long seed;
   final OptionalInt batchSize;
@@ -90,6 +95,7 @@ public final class FineTuneJob {
 
   private FineTuneJob(Builder b) {
     this.model = b.model;
+    this.loader = b.loader;
     this.data = Objects.requireNonNull(b.data, "data: give the job its data (JobData.images, clips or text)");
     this.seed = b.seed;
     this.batchSize = b.batchSize;
@@ -149,9 +155,17 @@ public final class FineTuneJob {
     }
   }
 
-  /** A job on {@code model} (opened by the caller, who closes it after the job). */
+  /** A job that trains {@code model} in place (opened by the caller, who closes it after the job). */
   public static Builder builder(KerasSavedModel model) {
-    return new Builder(model);
+    return new Builder(Optional.of(model), Optional.empty());
+  }
+
+  /**
+   * A job that opens its own copy of a model as {@code loader} says, trains it, and closes it when
+   * the run ends, so that nothing the run created outlives it.
+   */
+  public static Builder builder(KerasSavedModel.Loader loader) {
+    return new Builder(Optional.empty(), Optional.of(loader));
   }
 
   /**
@@ -161,12 +175,18 @@ public final class FineTuneJob {
    * @throws Fit.NonFiniteLossException when a step's loss or gradient was not finite and the job stops on that
    */
   public FineTuneResult run() {
-    return new JobRun(this).run();
+    if (model.isPresent()) {
+      return new JobRun(this, model.get()).run();
+    }
+    try (KerasSavedModel own = loader.orElseThrow().load()) {
+      return new JobRun(this, own).run();
+    }
   }
 
   /** How a job is set up; every setting has the command line's default. */
   public static final class Builder {
-    private final KerasSavedModel model;
+    private final Optional<KerasSavedModel> model;
+    private final Optional<KerasSavedModel.Loader> loader;
     private JobData data;
     private long seed = 1234;
     private OptionalInt batchSize = OptionalInt.empty();
@@ -208,8 +228,9 @@ public final class FineTuneJob {
     private JobListener listener = JobListener.silent();
     private final List<Fit.Callback> callbacks = new ArrayList<>();
 
-    private Builder(KerasSavedModel model) {
-      this.model = Objects.requireNonNull(model, "model");
+    private Builder(Optional<KerasSavedModel> model, Optional<KerasSavedModel.Loader> loader) {
+      this.model = model;
+      this.loader = loader;
     }
 
     /** What to train on (required); its kind decides the task. */

@@ -25,6 +25,7 @@ import org.finetune.export.ExportResult;
 import org.finetune.export.Exporter;
 import org.finetune.export.Provenance;
 import org.finetune.export.TrainingPosition;
+import org.finetune.model.KerasSavedModel;
 import org.finetune.text.Gpt2Tokenizer;
 import org.finetune.train.CsvLogger;
 import org.finetune.train.CurvesPlot;
@@ -45,10 +46,12 @@ final class JobRun {
   private static final long CACHE_BYTES = 1L << 30;
 
   private final FineTuneJob job;
+  private final KerasSavedModel model;
   private final JobListener listener;
 
-  JobRun(FineTuneJob job) {
+  JobRun(FineTuneJob job, KerasSavedModel model) {
     this.job = job;
+    this.model = model;
     this.listener = job.listener;
   }
 
@@ -110,15 +113,15 @@ final class JobRun {
     Examples data = examples(job.validationSplit.orElse(0.2));
     int batchSize = job.batchSize.orElse(32);
     Optional<Checkpoint.Info> resume = resume();
-    ImageInput image = ImageInput.of(job.model, job.imageSize);
-    ModelFamily family = ModelFamily.detect(job.model);
+    ImageInput image = ImageInput.of(model, job.imageSize);
+    ModelFamily family = ModelFamily.detect(model);
     ImageOps.Preprocess preprocess = job.preprocess.or(family::preprocess).orElse(ImageOps.Preprocess.NONE);
     long totalSteps = (long) job.epochs * ((data.trainExamples() + batchSize - 1) / batchSize);
     TrainingPlan plan = resume.map(Checkpoint.Info::plan).or(() -> job.plan)
         .orElseGet(() -> plan(head(family, data), family.groups(), LossSpec.SPARSE_CATEGORICAL_CROSSENTROPY, totalSteps));
-    OptionalInt outputs = ImageInput.outputClasses(job.model);
+    OptionalInt outputs = ImageInput.outputClasses(model);
     if (plan.head().isEmpty() && outputs.isPresent() && data.classes().size() > outputs.getAsInt()) {
-      throw new JobException(job.model.info().dir() + " scores " + outputs.getAsInt() + " classes but " + data.root()
+      throw new JobException(model.info().dir() + " scores " + outputs.getAsInt() + " classes but " + data.root()
           + " has " + data.classes().size() + " class folders, so labels would run past its output",
           JobException.Setting.HEAD, "put a new classifier with one output per class folder on it");
     }
@@ -133,10 +136,10 @@ final class JobRun {
     try (ImageDataset train = data.open(data.train(), options);
         ImageDataset val = data.validation().isEmpty() ? null
             : data.open(data.validation(), options.shuffled(false).flipping(false).zooming(0).brightening(0));
-        Trainer trainer = new Trainer(job.model, plan)) {
+        Trainer trainer = new Trainer(model, plan)) {
       // Said once the data has been read, so that a bad image (when strict) comes before anything else.
       listener.message(String.format(Locale.ROOT, "Model: %s (%s, input %s %dx%d, preprocessing %s)",
-          job.model.info().dir(), family.name(), image.input(), image.height(), image.width(),
+          model.info().dir(), family.name(), image.input(), image.height(), image.width(),
           preprocess.name().toLowerCase(Locale.ROOT)));
       if (job.preprocess.isEmpty() && family.preprocess().isEmpty()) {
         listener.warning("the model is of no known family, so its images are fed as decoded (0-255 RGB, no"
@@ -236,8 +239,8 @@ final class JobRun {
     train.warnings().forEach(listener::warning);
     validation.ifPresent(v -> v.warnings().forEach(listener::warning));
     Optional<Checkpoint.Info> resume = resume();
-    LanguageModelInput lm = LanguageModelInput.of(job.model);
-    ModelFamily family = ModelFamily.detect(job.model);
+    LanguageModelInput lm = LanguageModelInput.of(model);
+    ModelFamily family = ModelFamily.detect(model);
     int length = lm.blockLength(job.sequenceLength);
     TextDataset.Options options = new TextDataset.Options(length, job.batchSize.orElse(8), true, job.seed);
     TextDataset trainData = textData(Gpt2Tokenizer.get().encode(train), options);
@@ -250,13 +253,13 @@ final class JobRun {
           + plan.loss().kerasName(), JobException.Setting.PLAN, "");
     }
     listener.message(String.format(Locale.ROOT, "Model: %s (causal LM, %d transformer layers, %d positions)",
-        job.model.info().dir(), lm.transformerLayers(), lm.positions()));
+        model.info().dir(), lm.transformerLayers(), lm.positions()));
     listener.message(String.format(Locale.ROOT, "Data: %d documents, %d tokens for training (%d blocks of %d)%s",
         train.documents().size(), trainData.tokens(), trainData.blocks(), length,
         valData.map(v -> String.format(Locale.ROOT, "; %d documents, %d tokens for validation",
             validation.get().documents().size(), v.tokens())).orElse("; no validation")));
     listener.message("Plan: " + new GsonBuilder().disableHtmlEscaping().create().toJson(PlanJson.toJson(plan)));
-    try (Trainer trainer = new Trainer(job.model, plan)) {
+    try (Trainer trainer = new Trainer(model, plan)) {
       Loop loop = loop(trainer, resume, valData.isPresent() ? "val_loss" : "loss", plan);
       long began = System.nanoTime();
       List<Fit.Epoch> history = loop.fit(Fit.tokens(trainData), valData.map(Fit::tokens));
@@ -289,7 +292,7 @@ final class JobRun {
     } catch (IllegalArgumentException e) {
       throw JobException.of(JobException.Setting.RESUME, e);
     }
-    Path modelDir = job.model.info().dir();
+    Path modelDir = model.info().dir();
     if (!DirectoryDigest.of(modelDir).equals(info.modelDigest())) {
       throw new JobException("the checkpoint " + info.dir() + " was trained from another model than " + modelDir,
           JobException.Setting.RESUME, "");

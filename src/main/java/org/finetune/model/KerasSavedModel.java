@@ -1,6 +1,5 @@
 package org.finetune.model;
 
-import org.finetune.savedmodel.TensorNames;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -12,15 +11,16 @@ import java.util.TreeSet;
 import org.finetune.graph.FunctionFlattener;
 import org.finetune.graph.OpDefs;
 import org.finetune.savedmodel.CheckpointKeys;
+import org.finetune.savedmodel.DTypes;
 import org.finetune.savedmodel.InvalidModelException;
-import org.finetune.savedmodel.SaverMap;
 import org.finetune.savedmodel.ModelInfo;
 import org.finetune.savedmodel.SavedModelDirectory;
-import org.finetune.savedmodel.UnsafeOps;
 import org.finetune.savedmodel.SavedModelInspector;
+import org.finetune.savedmodel.SaverMap;
 import org.finetune.savedmodel.SignatureInfo;
+import org.finetune.savedmodel.TensorNames;
 import org.finetune.savedmodel.TensorSpec;
-import org.finetune.savedmodel.DTypes;
+import org.finetune.savedmodel.UnsafeOps;
 import org.tensorflow.Result;
 import org.tensorflow.SavedModelBundle;
 import org.tensorflow.Session;
@@ -39,57 +39,93 @@ public final class KerasSavedModel implements AutoCloseable {
   private final ModelInfo info;
   private final SavedModelDirectory files;
   private final SavedModelBundle bundle;
+  private final Loader loader;
   private final Map<String, FlatSignature> flat = new java.util.HashMap<>();
   private volatile boolean closed;
 
-  private KerasSavedModel(ModelInfo info, SavedModelDirectory files, SavedModelBundle bundle) {
+  private KerasSavedModel(ModelInfo info, SavedModelDirectory files, SavedModelBundle bundle, Loader loader) {
     this.info = info;
     this.files = files;
     this.bundle = bundle;
+    this.loader = loader;
   }
 
-  /** Opens the {@code serve} MetaGraph of {@code dir}. */
+  /** How this model was opened: {@code loader().load()} opens another, independent copy of it. */
+  public Loader loader() {
+    return loader;
+  }
+
+  /** Opens the {@code serve} MetaGraph of {@code dir} with the defaults of {@link #loader}. */
   public static KerasSavedModel open(Path dir) {
-    return open(dir, SavedModelDirectory.SERVE, Optional.empty());
+    return loader(dir).load();
   }
 
   /**
-   * Opens {@code dir} with the MetaGraph tagged {@code tags}; {@code signature} chooses the
-   * signature that {@link #info()} analyses (default: serving_default).
-   *
-   * @throws InvalidModelException when the directory cannot be used; nothing was loaded then
+   * How to open {@code dir}: its {@code serve} MetaGraph, the signature {@code serving_default}
+   * (or the only one), unsafe ops refused, the runtime's defaults; change what differs, then
+   * {@link Loader#load()}.
    */
-  public static KerasSavedModel open(Path dir, Set<String> tags, Optional<String> signature) {
-    return open(dir, tags, signature, false);
-  }
-
-  /** Opens the {@code serve} MetaGraph of {@code dir}, trusting ops that touch files, network or Python when asked. */
-  public static KerasSavedModel open(Path dir, boolean allowUnsafeOps) {
-    return open(dir, SavedModelDirectory.SERVE, Optional.empty(), allowUnsafeOps);
+  public static Loader loader(Path dir) {
+    return new Loader(dir, SavedModelDirectory.SERVE, Optional.empty(), false, RuntimeOptions.defaults());
   }
 
   /**
-   * Like {@link #open(Path, Set, Optional)}. Before the runtime loads anything (loading runs the
-   * model's restore and init ops), the graph and its functions are audited ({@link UnsafeOps}): a
-   * model holding ops that read or write files, use the network or run Python outside the saver is
-   * refused unless {@code allowUnsafeOps}.
+   * The options a model is opened with, as TF Java's {@code SavedModelBundle.loader(dir)} takes
+   * them; a value, so that the same model can be opened again ({@link KerasSavedModel#loader()}).
    *
-   * @throws InvalidModelException when the directory cannot be used or holds refused ops; nothing
-   *     was loaded then
+   * @param dir the SavedModel directory
+   * @param tags the MetaGraph's tags
+   * @param signature the signature {@link #info()} analyses (default: serving_default)
+   * @param allowUnsafeOps load a model holding ops that touch files, the network or Python
+   * @param runtime the runtime's device, rewrites and threads
    */
-  public static KerasSavedModel open(Path dir, Set<String> tags, Optional<String> signature, boolean allowUnsafeOps) {
-    return open(dir, tags, signature, allowUnsafeOps, RuntimeOptions.defaults());
-  }
-
-  /**
-   * Like {@link #open(Path, Set, Optional, boolean)}, with the runtime's device, rewrites and threads
-   * chosen by {@code runtime}.
-   *
-   * @throws InvalidModelException as above
-   * @throws IllegalArgumentException when {@code runtime} asks for a GPU the runtime does not see
-   */
-  public static KerasSavedModel open(Path dir, Set<String> tags, Optional<String> signature, boolean allowUnsafeOps,
+  public record Loader(Path dir, Set<String> tags, Optional<String> signature, boolean allowUnsafeOps,
       RuntimeOptions runtime) {
+    public Loader {
+      java.util.Objects.requireNonNull(dir, "dir");
+      tags = Set.copyOf(tags);
+      java.util.Objects.requireNonNull(signature, "signature");
+      java.util.Objects.requireNonNull(runtime, "runtime");
+    }
+
+    public Loader withTags(Set<String> t) {
+      return new Loader(dir, t, signature, allowUnsafeOps, runtime);
+    }
+
+    public Loader withSignature(String name) {
+      return new Loader(dir, tags, Optional.of(name), allowUnsafeOps, runtime);
+    }
+
+    /** Trusts a model whose ops touch files, the network or Python (loading runs its init op). */
+    public Loader allowingUnsafeOps(boolean allow) {
+      return new Loader(dir, tags, signature, allow, runtime);
+    }
+
+    public Loader withRuntime(RuntimeOptions r) {
+      return new Loader(dir, tags, signature, allowUnsafeOps, r);
+    }
+
+    /**
+     * Opens the model. Before the runtime loads anything (loading runs the model's restore and
+     * init ops), the graph and its functions are audited ({@link UnsafeOps}): a model holding ops
+     * that read or write files, use the network or run Python outside the saver is refused unless
+     * {@link #allowUnsafeOps}.
+     *
+     * @throws InvalidModelException when the directory cannot be used or holds refused ops; nothing
+     *     was loaded then
+     * @throws IllegalArgumentException when the runtime options ask for a GPU the runtime does not see
+     */
+    public KerasSavedModel load() {
+      return KerasSavedModel.load(this);
+    }
+  }
+
+  private static KerasSavedModel load(Loader loader) {
+    Path dir = loader.dir();
+    Set<String> tags = loader.tags();
+    Optional<String> signature = loader.signature();
+    boolean allowUnsafeOps = loader.allowUnsafeOps();
+    RuntimeOptions runtime = loader.runtime();
     RuntimeOptions resolved = Devices.resolve(runtime);
     SavedModelDirectory files = SavedModelDirectory.open(dir, tags);
     UnsafeOps.Report audit = UnsafeOps.audit(files.metaGraph());
@@ -117,7 +153,7 @@ public final class KerasSavedModel implements AutoCloseable {
       throw new InvalidModelException(dir, "TensorFlow could not load " + dir + ": " + firstLine(e.getMessage())
           + ". Check that it was exported completely (saved_model.pb and variables/) with TensorFlow 2.18 or older.", e);
     }
-    KerasSavedModel model = new KerasSavedModel(info, files, bundle);
+    KerasSavedModel model = new KerasSavedModel(info, files, bundle, loader);
     try {
       CapturedVariables.restoreMissing(files, bundle.graph(), bundle.session());
       model.releaseAliases();

@@ -1,6 +1,5 @@
 package org.finetune.savedmodel;
 
-import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.BitSet;
 import java.util.Comparator;
@@ -57,7 +56,8 @@ final class OpAudit {
       List<LayerInfo> layers) {
     OpAudit audit = new OpAudit(meta, resolved.variables(), layers);
     // Only what the outputs depend on: not the saver, not the init op, not other signatures.
-    Set<String> needed = ancestors(meta.getGraphDef().getNodeList(), signature);
+    Set<String> needed = Ancestors.of(meta.getGraphDef().getNodeList(),
+        signature.outputs().stream().map(TensorSpec::tensorName).toList(), Ancestors.Edges.DATA_AND_CONTROL);
     List<NodeDef> top = meta.getGraphDef().getNodeList().stream().filter(n -> needed.contains(n.getName())).toList();
     Map<String, Long> counts = new TreeMap<>();
     if (resolved.calls().isEmpty()) {
@@ -207,20 +207,4 @@ final class OpAudit {
         new GradientGap(node.getOp(), function, node.getName(), new ArrayList<>(layers)));
   }
 
-  private static Set<String> ancestors(List<NodeDef> nodes, SignatureInfo signature) {
-    Map<String, NodeDef> byName = new HashMap<>();
-    nodes.forEach(n -> byName.put(n.getName(), n));
-    Set<String> seen = new java.util.HashSet<>();
-    ArrayDeque<String> todo = new ArrayDeque<>();
-    signature.outputs().forEach(o -> todo.add(TensorNames.nodeOf(o.tensorName())));
-    while (!todo.isEmpty()) {
-      String name = todo.poll();
-      NodeDef n = byName.get(name);
-      if (n == null || !seen.add(name)) {
-        continue;
-      }
-      n.getInputList().forEach(i -> todo.add(TensorNames.nodeOf(i)));
-    }
-    return seen;
-  }
 }

@@ -1,10 +1,10 @@
 package org.finetune.train;
 
-import org.finetune.savedmodel.TensorNames;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import org.finetune.savedmodel.TensorNames;
 import org.tensorflow.Graph;
 import org.tensorflow.Operand;
 import org.tensorflow.Session;

@@ -91,8 +91,7 @@ public final class CompareBenchmark {
   }
 
   static KerasSavedModel open(Path dir) {
-    return KerasSavedModel.open(dir, org.finetune.savedmodel.SavedModelDirectory.SERVE, Optional.empty(), false,
-        runtime);
+    return KerasSavedModel.loader(dir).withRuntime(runtime).load();
   }
 
   public static void main(String[] args) throws Exception {

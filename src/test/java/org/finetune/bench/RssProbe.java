@@ -61,4 +61,10 @@ public final class RssProbe {
     Runtime r = Runtime.getRuntime();
     System.out.printf("%-40s %s; Java heap in use %d MB%n", what, rss, (r.totalMemory() - r.freeMemory()) >> 20);
   }
+
+  /** The process's resident memory now, in MiB (VmRSS of /proc/self/status). */
+  static double rssMiB() throws java.io.IOException {
+    return Files.readAllLines(Path.of("/proc/self/status")).stream().filter(l -> l.startsWith("VmRSS"))
+        .mapToLong(l -> Long.parseLong(l.replaceAll("[^0-9]", ""))).findFirst().orElse(0) / 1024.0;
+  }
 }

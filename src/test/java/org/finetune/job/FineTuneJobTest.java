@@ -116,6 +116,48 @@ class FineTuneJobTest {
   }
 
   @Test
+  void aJobFromALoaderTrainsItsOwnCopyAndLeavesTheOpenModelAsItWas() {
+    Path data = Images.folder(tmp.resolve("data"), CLASSES, 4, 32, 3);
+    NpyArray probe = Images.randomInput(4);
+    try (KerasSavedModel served = KerasSavedModel.open(smallVgg16())) {
+      long nodes = nodes(served);
+      double[] before = predictWith(served, probe);
+      for (int i = 0; i < 2; i++) {
+        FineTuneJob.builder(served.loader()).data(JobData.images(data)).newHead()
+            .train(new org.finetune.train.Selector.All()).epochs(1).batchSize(12).validationSplit(0)
+            .exportTo(tmp.resolve("export-" + i)).build().run();
+        assertEquals(nodes, nodes(served), "the served model's graph is as it was");
+        assertArrayEquals(before, predictWith(served, probe), 0.0, "and so are its weights");
+      }
+      assertSamePredictions(tmp.resolve("export-0"), tmp.resolve("export-1"));
+      // In place, as Keras's fit: the same job changes the open model and adds to its graph.
+      FineTuneJob.builder(served).data(JobData.images(data)).newHead().train(new org.finetune.train.Selector.All())
+          .epochs(1).batchSize(12).validationSplit(0).build().run();
+      assertTrue(nodes(served) > nodes, "training in place builds into the model's graph");
+      assertFalse(java.util.Arrays.equals(before, predictWith(served, probe)), "and trains its weights");
+    }
+  }
+
+  private static long nodes(KerasSavedModel model) {
+    long n = 0;
+    for (var it = model.graph().operations(); it.hasNext(); it.next()) {
+      n++;
+    }
+    return n;
+  }
+
+  private static double[] predictWith(KerasSavedModel model, NpyArray x) {
+    try (Tensor t = x.toTensor()) {
+      Map<String, Tensor> out = model.predict(model.info().signature(), Map.of(input(model), t));
+      try {
+        return NpyArray.of(out.values().iterator().next()).toDoubles();
+      } finally {
+        out.values().forEach(Tensor::close);
+      }
+    }
+  }
+
+  @Test
   void aResumedRunWhoseFirstEpochIsWorseKeepsTheBestCheckpoint() throws IOException {
     Path data = Images.folder(tmp.resolve("data"), CLASSES, 10, 32, 5);
     Path checkpoints = tmp.resolve("checkpoints");

@@ -74,7 +74,7 @@ class UnsafeOpsTest {
   @Test
   void theInitOpThreatIsRealWhenTheModelIsTrusted() throws IOException {
     Files.deleteIfExists(MARKER);
-    try (KerasSavedModel m = KerasSavedModel.open(untrusted("init_writes_file"), true)) {
+    try (KerasSavedModel m = KerasSavedModel.loader(untrusted("init_writes_file")).allowingUnsafeOps(true).load()) {
       assertTrue(Files.exists(MARKER), "loading a trusted model ran its init op");
     } finally {
       Files.deleteIfExists(MARKER);

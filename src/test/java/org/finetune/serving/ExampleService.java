@@ -84,10 +84,9 @@ final class ExampleService implements AutoCloseable {
       JsonObject req = JsonParser.parseString(new String(ex.getRequestBody().readAllBytes(), StandardCharsets.UTF_8))
           .getAsJsonObject();
       Path out = work.resolve("export-" + System.nanoTime());
-      try (KerasSavedModel model = KerasSavedModel.open(base)) {
-        FineTuneJob.builder(model).data(JobData.images(Path.of(req.get("data").getAsString())))
-            .newHead().epochs(2).batchSize(8).validationSplit(0).exportTo(out).build().run();
-      }
+      // The job opens its own copy of the base and closes it: nothing it builds outlives it.
+      FineTuneJob.builder(KerasSavedModel.loader(base)).data(JobData.images(Path.of(req.get("data").getAsString())))
+          .newHead().epochs(2).batchSize(8).validationSplit(0).exportTo(out).build().run();
       predictor.swap(out);
       reply(ex, 200, "{\"model\": " + new Gson().toJson(out.toString()) + "}");
     } catch (RuntimeException e) {
