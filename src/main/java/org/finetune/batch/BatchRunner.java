@@ -245,7 +245,7 @@ public final class BatchRunner {
           epochs = lines.size() - 1;
           if (!metric.isEmpty()) {
             int col = header.indexOf(metric);
-            boolean higher = metric.contains("accuracy");
+            boolean higher = org.finetune.train.EarlyStopping.higherIsBetter(metric);
             double b = higher ? Double.NEGATIVE_INFINITY : Double.POSITIVE_INFINITY;
             for (String l : lines.subList(1, lines.size())) {
               String[] cells = l.split(",");
