@@ -161,26 +161,13 @@ public final class UnsafeOps {
 
   /** The top-level nodes the saver's save and restore targets depend on. */
   private static Set<String> saverNodes(MetaGraphDef meta, List<NodeDef> nodes) {
-    Map<String, NodeDef> byName = new HashMap<>();
-    nodes.forEach(n -> byName.put(n.getName(), n));
-    Deque<String> todo = new ArrayDeque<>();
-    if (meta.hasSaverDef()) {
-      todo.add(TensorNames.nodeOf(meta.getSaverDef().getSaveTensorName()));
-      todo.add(TensorNames.nodeOf(meta.getSaverDef().getRestoreOpName()));
+    if (!meta.hasSaverDef()) {
+      return Set.of();
     }
-    Set<String> seen = new HashSet<>();
-    while (!todo.isEmpty()) {
-      String name = todo.pop();
-      NodeDef n = byName.get(name);
-      if (n == null || !seen.add(name)) {
-        continue;
-      }
-      for (String in : n.getInputList()) {
-        todo.add(TensorNames.nodeOf(in));
-      }
-    }
-    return seen;
+    return Ancestors.of(nodes, List.of(meta.getSaverDef().getSaveTensorName(), meta.getSaverDef().getRestoreOpName()),
+        Ancestors.Edges.DATA_AND_CONTROL);
   }
+
 
 
   /** Adds every function {@code node} calls, directly or through other functions, to {@code into}. */
