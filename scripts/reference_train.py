@@ -256,7 +256,7 @@ def main(argv):
     parser.add_argument("--plan", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--onednn", choices=["on", "off"],
-                        help="TensorFlow's oneDNN CPU kernels (default: TensorFlow's default, on for x86 Linux);"
+                        help="TensorFlow's oneDNN CPU kernels (default: TensorFlow's default, which depends on the CPU);"
                              " running both measures how far Keras's results move with the kernel library alone")
     parser.add_argument("--cases", help="comma-separated case names to run (default: all)")
     args = parser.parse_args(argv)
