@@ -312,10 +312,12 @@ final class JobRun {
     callbacks.add(listener);
     job.earlyStopping.ifPresent(p -> callbacks.add(new EarlyStopping(monitor, p, 0, true)));
     job.reduceLr.ifPresent(p -> callbacks.add(new ReduceLrOnPlateau(monitor, 0.5, p, 1e-7)));
+    // The history row before the checkpoint: a kill between them leaves a row the resumed run
+    // replaces, never a checkpoint past an epoch the history lacks.
+    job.history.ifPresent(csv -> callbacks.add(new CsvLogger(csv, resume.isPresent())));
     Optional<TrainingPosition> position = resume.map(TrainingPosition::of);
     job.checkpoints.ifPresent(dir -> callbacks.add(new CheckpointCallback(dir, monitor, job.checkpointEvery)
         .resuming(position)));
-    job.history.ifPresent(csv -> callbacks.add(new CsvLogger(csv, resume.isPresent())));
     job.tensorBoard.ifPresent(dir -> callbacks.add(new TensorBoardLogger(dir)));
     job.curves.ifPresent(png -> callbacks.add(new CurvesPlot(png)));
     callbacks.addAll(job.callbacks);

@@ -175,6 +175,19 @@ class FitTest {
   }
 
   @Test
+  void aResumedHistoryWritesEachEpochOnceEvenWhenItsRowOutranTheCheckpoint() throws IOException {
+    Path csv = tmp.resolve("history.csv");
+    // Rows for epochs 0 and 1 were written, but the run was killed before epoch 1's checkpoint.
+    Files.writeString(csv, "epoch,loss,lr\n0,2.0000000,0.0010000000\n1,1.5000000,0.0010000000\n");
+    CsvLogger resumed = new CsvLogger(csv, true);
+    resumed.onEpochEnd(null, new Fit.Epoch(1, 0, Map.of("loss", 1.25, "lr", 0.001)));
+    resumed.onEpochEnd(null, new Fit.Epoch(2, 0, Map.of("loss", 1.0, "lr", 0.001)));
+    List<String> rows = Files.readAllLines(csv);
+    assertEquals(List.of("epoch", "0", "1", "2"), rows.stream().map(r -> r.split(",")[0]).toList(), rows.toString());
+    assertTrue(rows.get(2).startsWith("1,1.2500000,"), rows.toString());
+  }
+
+  @Test
   void foldersThatCannotTrainAClassifierAreRefused() throws IOException {
     Path one = Images.folder(tmp.resolve("one"), List.of("cows"), 2, 8, 3);
     assertTrue(assertThrows(IllegalArgumentException.class, () -> ImageFolder.scan(one)).getMessage()
