@@ -12,7 +12,6 @@ import java.io.Writer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
@@ -23,17 +22,28 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import org.finetune.export.AtomicFiles;
 import org.finetune.export.Checkpoint;
+import org.finetune.export.CheckpointCallback;
+import org.finetune.export.TrainingPosition;
+import org.finetune.job.FineTuneResult;
+import org.finetune.train.EarlyStopping;
+import org.finetune.train.Fit;
 
 /**
  * Runs a batch's jobs, each as a child process ({@code finetune train}), one after another or
  * {@code parallel} at a time with the machine's cores split between them (TensorFlow's
  * {@code TF_NUM_INTRAOP_THREADS}). A job that fails does not stop the others. Each job has a run
  * folder ({@code <runs>/<name>/}: {@code log.txt}, {@code history.csv}, {@code checkpoints/},
- * {@code outcome.json}); a job whose export is complete is skipped on a rerun, and one that was
- * interrupted resumes from its last checkpoint, so a killed batch continues where it stopped.
+ * {@code result.json}, {@code outcome.json}); a job whose export is complete is skipped on a rerun,
+ * and one that was interrupted resumes from its last checkpoint, so a killed batch continues where
+ * it stopped. A run is judged from the result its child writes ({@link FineTuneResult#write}), every
+ * epoch across resumes; one that failed, from the epochs its last checkpoint records.
  */
 public final class BatchRunner {
+  /** The result file a child writes in its run folder. */
+  static final String RESULT = "result.json";
+
   /** How a job ended. */
   public enum Status { DONE, SKIPPED, FAILED }
 
@@ -160,13 +170,13 @@ public final class BatchRunner {
     Files.createDirectories(dir);
     Path history = dir.resolve("history.csv");
     if (Files.isRegularFile(job.out().resolve("saved_model.pb"))) {
-      double seconds = previousSeconds(dir);
-      Outcome o = judged(job, Status.SKIPPED, history, seconds, "complete: " + job.out());
-      return o;
+      return judged(job, Status.SKIPPED, dir, previousSeconds(dir), "complete: " + job.out());
     }
+    Files.deleteIfExists(dir.resolve(RESULT));
     List<String> command = new ArrayList<>(options.command());
     command.addAll(job.trainArguments());
-    command.addAll(List.of("--history", history.toString(), "--checkpoints", dir.resolve("checkpoints").toString()));
+    command.addAll(List.of("--history", history.toString(), "--checkpoints", dir.resolve("checkpoints").toString(),
+        "--result", dir.resolve(RESULT).toString()));
     Path last = dir.resolve("checkpoints").resolve("last");
     // A run killed while replacing its checkpoint has it moved aside; recover() puts it back.
     boolean resuming = Checkpoint.recover(last) && Files.isDirectory(last);
@@ -200,14 +210,14 @@ public final class BatchRunner {
       int exit = p.waitFor();
       double seconds = previousSeconds(dir) * (resuming ? 1 : 0) + (System.nanoTime() - start) / 1e9;
       Outcome o = exit == 0 && Files.isRegularFile(job.out().resolve("saved_model.pb"))
-          ? judged(job, Status.DONE, history, seconds, "exported to " + job.out())
-          : judged(job, Status.FAILED, history, seconds, "exit " + exit + ": " + lastLine);
+          ? judged(job, Status.DONE, dir, seconds, "exported to " + job.out())
+          : judged(job, Status.FAILED, dir, seconds, "exit " + exit + ": " + lastLine);
       writeOutcome(dir, o);
       return o;
     } catch (InterruptedException e) {
       p.destroy();
       Thread.currentThread().interrupt();
-      return judged(job, Status.FAILED, history, (System.nanoTime() - start) / 1e9, "interrupted");
+      return judged(job, Status.FAILED, dir, (System.nanoTime() - start) / 1e9, "interrupted");
     } finally {
       running.remove(p);
     }
@@ -223,52 +233,41 @@ public final class BatchRunner {
     }
   }
 
-  /** The outcome with its best metric read from the history. */
-  static Outcome judged(Job job, Status status, Path history, double seconds, String message) {
-    String metric = "";
-    OptionalDouble best = OptionalDouble.empty();
-    int epochs = 0;
+  /**
+   * The outcome judged from what the run recorded: its result file when it finished, else the epochs
+   * its last checkpoint holds (a failed or killed run).
+   */
+  static Outcome judged(Job job, Status status, Path dir, double seconds, String message) {
+    List<Fit.Epoch> epochs = List.of();
     try {
-      if (Files.isRegularFile(history)) {
-        List<String> lines = Files.readAllLines(history).stream().filter(l -> !l.isBlank()).toList();
-        if (lines.size() > 1) {
-          List<String> header = List.of(lines.get(0).split(","));
-          List<String> preferred = job.task().equals("causal-lm")
-              ? List.of("val_perplexity", "val_loss", "perplexity", "loss")
-              : List.of("val_accuracy", "val_loss", "accuracy", "loss");
-          for (String m : preferred) {
-            if (header.contains(m)) {
-              metric = m;
-              break;
-            }
-          }
-          epochs = lines.size() - 1;
-          if (!metric.isEmpty()) {
-            int col = header.indexOf(metric);
-            boolean higher = org.finetune.train.EarlyStopping.higherIsBetter(metric);
-            double b = higher ? Double.NEGATIVE_INFINITY : Double.POSITIVE_INFINITY;
-            for (String l : lines.subList(1, lines.size())) {
-              String[] cells = l.split(",");
-              if (col < cells.length) {
-                double v = Double.parseDouble(cells[col]);
-                b = higher ? Math.max(b, v) : Math.min(b, v);
-              }
-            }
-            best = Double.isFinite(b) ? OptionalDouble.of(b) : OptionalDouble.empty();
-          }
-        }
+      Path result = dir.resolve(RESULT);
+      Path last = dir.resolve("checkpoints").resolve(CheckpointCallback.LAST);
+      if (Files.isRegularFile(result)) {
+        epochs = FineTuneResult.read(result).allEpochs();
+      } else if (Files.isDirectory(last)) {
+        epochs = TrainingPosition.of(Checkpoint.read(last)).history();
       }
-    } catch (IOException | RuntimeException e) {
-      message = message + " (history unreadable: " + e.getMessage() + ")";
+    } catch (RuntimeException e) {
+      message = message + " (result unreadable: " + e.getMessage() + ")";
     }
-    return new Outcome(job, status, metric, best, epochs, seconds, message);
+    List<String> preferred = job.task().equals("causal-lm")
+        ? List.of("val_perplexity", "val_loss", "perplexity", "loss")
+        : List.of("val_accuracy", "val_loss", "accuracy", "loss");
+    String metric = epochs.isEmpty() ? "" : preferred.stream().filter(epochs.get(0).logs()::containsKey).findFirst()
+        .orElse("");
+    OptionalDouble best = OptionalDouble.empty();
+    if (!metric.isEmpty()) {
+      boolean higher = EarlyStopping.higherIsBetter(metric);
+      String m = metric;
+      best = epochs.stream().map(e -> e.logs().get(m)).filter(v -> v != null && Double.isFinite(v))
+          .mapToDouble(Double::doubleValue).reduce(higher ? Math::max : Math::min);
+    }
+    return new Outcome(job, status, metric, best, epochs.size(), seconds, message);
   }
 
   private static void writeOutcome(Path dir, Outcome o) throws IOException {
     JsonObject j = json(o);
-    Path tmp = dir.resolve("outcome.json.tmp");
-    Files.writeString(tmp, new GsonBuilder().setPrettyPrinting().create().toJson(j));
-    Files.move(tmp, dir.resolve("outcome.json"), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    AtomicFiles.writeString(dir.resolve("outcome.json"), new GsonBuilder().setPrettyPrinting().create().toJson(j));
   }
 
   private static JsonObject json(Outcome o) {

@@ -39,15 +39,15 @@ import java.util.Set;
  *
  * <p>{@code args} are {@code finetune train} flags without their dashes: a string or number is
  * the flag's value, {@code true} the bare flag, {@code false} or {@code null} leaves it out. The
- * batch runner owns {@code out}, {@code history}, {@code checkpoints}, {@code resume} and
- * {@code overwrite}. A sweep's runs are named {@code <sweep>-<i>} (from 1) and exported to
+ * batch runner owns {@code out}, {@code history}, {@code checkpoints}, {@code resume},
+ * {@code result} and {@code overwrite}. A sweep's runs are named {@code <sweep>-<i>} (from 1) and exported to
  * {@code <out>/<sweep>-<i>}; a grid runs every combination (the last key varies fastest), a
  * random sweep draws {@code trials} settings from a seeded generator. Relative paths are relative
  * to the jobs file. Unknown keys are errors, so a misspelt key is never silently ignored.
  */
 public final class JobsFile {
   /** Flags the runner sets itself. */
-  static final Set<String> RESERVED = Set.of("out", "history", "checkpoints", "resume", "overwrite");
+  static final Set<String> RESERVED = Set.of("out", "history", "checkpoints", "resume", "overwrite", "result");
 
   private JobsFile() {}
 

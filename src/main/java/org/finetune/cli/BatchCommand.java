@@ -70,7 +70,7 @@ final class BatchCommand implements Command {
     try {
       jobs = JobsFile.read(file);
     } catch (IllegalArgumentException e) {
-      throw new UsageException(e.getMessage());
+      throw new UsageException(Flags.message(e));
     }
     int parallel = (int) Flags.longValue(line, "parallel", 1);
     String stem = file.getFileName().toString().replaceFirst("\\.json$", "");
@@ -94,7 +94,7 @@ final class BatchCommand implements Command {
     try {
       options = new BatchRunner.Options(command, runs, parallel, Runtime.getRuntime().availableProcessors());
     } catch (IllegalArgumentException e) {
-      throw new UsageException(e.getMessage());
+      throw new UsageException(Flags.message(e));
     }
     out.printf(Locale.ROOT, "Batch %s: %d runs, %d at a time, %d intra-op threads each; run folders in %s%n", file,
         jobs.size(), parallel, options.threadsPerJob(), runs);

@@ -12,6 +12,8 @@ import org.apache.commons.cli.HelpFormatter;
 import org.apache.commons.cli.Option;
 import org.apache.commons.cli.Options;
 import org.apache.commons.cli.ParseException;
+import org.finetune.data.InvalidDataException;
+import org.finetune.hint.BadSettingException;
 import org.finetune.savedmodel.InvalidModelException;
 
 /**
@@ -75,22 +77,14 @@ public final class Cli {
     } catch (UsageException e) {
       err.println("finetune " + command.name() + ": " + e.getMessage());
       return ExitCode.BAD_INPUT;
-    } catch (org.finetune.job.JobException e) {
+    } catch (org.finetune.train.Fit.NonFiniteLossException e) {
+      err.println("finetune " + command.name() + ": " + Flags.describe(e));
+      trace(e, verbose, err);
+      return ExitCode.FAILED;
+    } catch (BadSettingException | InvalidModelException | InvalidDataException e) {
       err.println("finetune " + command.name() + ": " + Flags.describe(e));
       trace(e, verbose, err);
       return ExitCode.BAD_INPUT;
-    } catch (InvalidModelException e) {
-      err.println("finetune " + command.name() + ": " + e.getMessage());
-      trace(e, verbose, err);
-      return ExitCode.BAD_INPUT;
-    } catch (org.finetune.data.InvalidDataException e) {
-      err.println("finetune " + command.name() + ": " + e.getMessage());
-      trace(e, verbose, err);
-      return ExitCode.BAD_INPUT;
-    } catch (org.finetune.train.Fit.NonFiniteLossException e) {
-      err.println("finetune " + command.name() + ": " + e.getMessage());
-      trace(e, verbose, err);
-      return ExitCode.FAILED;
     } catch (RuntimeException e) {
       err.println("finetune " + command.name() + ": failed: " + e + (verbose ? "" : " (run with --verbose for details)"));
       trace(e, verbose, err);

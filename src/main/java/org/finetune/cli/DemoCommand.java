@@ -171,7 +171,7 @@ final class DemoCommand implements Command {
     try {
       study = new LegalStudy(model, licences, line.getOptionValue("hold-out", "Apache-2.0"), general);
     } catch (IllegalArgumentException e) {
-      throw new UsageException(e.getMessage());
+      throw new UsageException(Flags.message(e));
     }
     List<LegalStudy.Row> rows = study.run(out);
     java.io.StringWriter table = new java.io.StringWriter();

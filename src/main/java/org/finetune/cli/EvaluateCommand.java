@@ -196,7 +196,7 @@ final class EvaluateCommand implements Command {
         ImageFolder folder = ImageFolder.scan(root);
         return new Labelled(folder.root(), folder.classes(), folder.items());
       } catch (IllegalArgumentException e) {
-        throw new UsageException(e.getMessage());
+        throw new UsageException(Flags.message(e));
       }
     }
   }

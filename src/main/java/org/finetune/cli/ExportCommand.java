@@ -76,7 +76,7 @@ final class ExportCommand implements Command {
     try {
       info = Checkpoint.read(checkpointDir);
     } catch (IllegalArgumentException e) {
-      throw new UsageException(e.getMessage());
+      throw new UsageException(Flags.message(e));
     }
     Path model = line.hasOption("model") ? Path.of(line.getOptionValue("model")) : info.model();
     if (!Files.isDirectory(model)) {
@@ -95,7 +95,7 @@ final class ExportCommand implements Command {
         throw new UsageException("--serving-version must be a whole number, got '"
             + line.getOptionValue("serving-version") + "'");
       } catch (IllegalArgumentException e) {
-        throw new UsageException(e.getMessage());
+        throw new UsageException(Flags.message(e));
       }
     }
     if (info.extra().has("epochs")) {
@@ -107,7 +107,7 @@ final class ExportCommand implements Command {
       try {
         result = Exporter.export(trainer, Path.of(line.getOptionValue("out")), options);
       } catch (IllegalArgumentException e) {
-        throw new UsageException(e.getMessage());
+        throw new UsageException(Flags.message(e));
       }
       out.printf(Locale.ROOT, "Exported %s SavedModel to %s (%d variables, %.1f MB) from %s after %d optimizer steps.%n",
           result.mode() == ExportResult.Mode.NEW_HEAD ? "a new-head" : "a same-architecture", result.dir(),

@@ -7,7 +7,8 @@ import java.util.Optional;
 import java.util.function.Supplier;
 import org.apache.commons.cli.CommandLine;
 import org.apache.commons.cli.Option;
-import org.finetune.job.JobException;
+import org.finetune.hint.Hinted;
+import org.finetune.hint.Setting;
 
 /** Reading flag values, and saying a library's bad-input errors in terms of flags. */
 final class Flags {
@@ -78,27 +79,37 @@ final class Flags {
     try {
       return s.get();
     } catch (IllegalArgumentException e) {
-      throw new UsageException(e.getMessage());
+      throw new UsageException(Flags.message(e));
     }
   }
 
-  /** A job's bad-input error with the fix said in flags where one is about a flag. */
-  static String describe(JobException e) {
+  /** A library error's problem, with its fix said in flags where the fix is about one. */
+  static String describe(Hinted e) {
+    boolean libraryFix = !e.fix().isEmpty();
     String fix = switch (e.setting()) {
       case HEAD -> "add --head to train a new classifier with one output per class folder";
       case IMAGE_SIZE -> "give one with --image-size HxW";
       case EXPORT -> "choose another or add --overwrite";
       case GROUPS -> "give --groups G1,G2,... (top first)";
-      case SEQUENCE_LENGTH -> "lower --seq-len";
-      case VALIDATION -> "give --val-data or --val-split, not both";
-      case AUGMENTATION -> "leave out --flip, --zoom and --brightness";
+      case SEQUENCE_LENGTH -> libraryFix ? "lower --seq-len" : "";
+      case VALIDATION -> libraryFix ? "give --val-data or --val-split, not both" : "";
+      case AUGMENTATION -> libraryFix ? "leave out --flip, --zoom and --brightness" : "";
+      case UNSAFE_OPS -> "if you trust this model, pass --allow-unsafe-ops";
+      case SIGNATURE -> "choose one with --signature";
+      case TAGS -> "choose one with --tag (comma-separated)";
+      case DEVICE -> "without a GPU, use --device cpu";
+      case NON_FINITE -> "--on-non-finite skip skips such batches instead";
+      case STRICT_DATA -> "replace or remove it (without --strict an unreadable image is skipped with a warning)";
       default -> e.fix();
     };
-    return e.fix().isEmpty() && !fixedByFlag(e.setting()) ? e.problem() : e.problem() + "; " + fix;
+    // The runtime words a device problem as "device D: ...", which the flag's name completes.
+    String problem = e.setting() == Setting.DEVICE && e.problem().startsWith("device ") ? "--" + e.problem()
+        : e.problem();
+    return Hinted.message(problem, fix);
   }
 
-  private static boolean fixedByFlag(JobException.Setting s) {
-    return s == JobException.Setting.HEAD || s == JobException.Setting.IMAGE_SIZE || s == JobException.Setting.EXPORT
-        || s == JobException.Setting.GROUPS;
+  /** The message of an error from the library, its fix said in flags where it carries a hint. */
+  static String message(RuntimeException e) {
+    return e instanceof Hinted h ? describe(h) : e.getMessage();
   }
 }

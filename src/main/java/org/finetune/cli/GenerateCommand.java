@@ -73,7 +73,7 @@ final class GenerateCommand implements Command {
         throw new IllegalArgumentException("--max-new-tokens must be >= 0, got " + maxNew);
       }
     } catch (IllegalArgumentException e) {
-      throw new UsageException(e.getMessage());
+      throw new UsageException(Flags.message(e));
     }
     Gpt2Tokenizer tokenizer = Gpt2Tokenizer.get();
     int[] prompt = tokenizer.encode(line.getOptionValue("prompt"));

@@ -75,17 +75,9 @@ final class ModelFlags {
   }
 
   static KerasSavedModel open(Path dir, Set<String> tags, Optional<String> signature, CommandLine line) {
-    RuntimeOptions runtime = runtime(line);
-    try {
-      KerasSavedModel.Loader loader = KerasSavedModel.loader(dir).withTags(tags).allowingUnsafeOps(trusting(line))
-          .withRuntime(runtime);
-      return (signature.isPresent() ? loader.withSignature(signature.get()) : loader).load();
-    } catch (IllegalArgumentException e) {
-      if (runtime.wantsGpu() && e.getMessage() != null && e.getMessage().startsWith("--device")) {
-        throw new UsageException(e.getMessage());
-      }
-      throw e;
-    }
+    KerasSavedModel.Loader loader = KerasSavedModel.loader(dir).withTags(tags).allowingUnsafeOps(trusting(line))
+        .withRuntime(runtime(line));
+    return (signature.isPresent() ? loader.withSignature(signature.get()) : loader).load();
   }
 
   /** Says when a runtime flag will do nothing here (the runtime itself would not say). */

@@ -18,7 +18,7 @@ final class Predictions {
     try {
       return model.predictArrays(signature, inputs);
     } catch (IllegalArgumentException e) {
-      throw new UsageException(e.getMessage());
+      throw new UsageException(Flags.message(e));
     }
   }
 

@@ -98,6 +98,8 @@ final class TrainCommand implements Command {
     o.addOption(opt("checkpoint-every", "N", "with --checkpoints: also write DIR/last every N batches within an epoch"));
     o.addOption(opt("resume", "CHECKPOINT", "continue from a checkpoint (e.g. DIR/last)"));
     o.addOption(opt("history", "CSV", "write the per-epoch history as CSV"));
+    o.addOption(opt("result", "JSON", "when training ends, write what it did as JSON: every epoch's logs (across"
+        + " resumes), the best epoch, the plan and the export"));
     o.addOption(opt("tensorboard", "DIR", "write TensorBoard event files (DIR/train, DIR/validation)"));
     o.addOption(opt("curves", "PNG", "draw the training curves (redrawn every epoch)"));
     o.addOption(opt("plan", "FILE", "take the training plan from this JSON file"));
@@ -131,7 +133,11 @@ final class TrainCommand implements Command {
     try (KerasSavedModel model = ModelFlags.open(modelDir, line)) {
       FineTuneJob job = flags.job(FineTuneJob.builder(model)
           .listener(JobListener.printing(out, err, System.console() != null)));
-      report(job.run(), line.hasOption("early-stopping"), out);
+      FineTuneResult result = job.run();
+      if (line.hasOption("result")) {
+        result.write(Path.of(line.getOptionValue("result")));
+      }
+      report(result, line.hasOption("early-stopping"), out);
     }
     return ExitCode.OK;
   }

@@ -18,6 +18,7 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
+import org.finetune.hint.Setting;
 
 /**
  * Labelled images as batches for training: decoded, resized ({@code tf.image.resize}, bilinear)
@@ -344,8 +345,8 @@ public final class ImageDataset implements AutoCloseable {
       return ImageOps.resizeBilinear(img.rgb(), img.height(), img.width(), options.height(), options.width());
     } catch (IOException e) {
       if (options.strict()) {
-        throw new InvalidDataException(item.file(), "unreadable image " + e.getMessage() + "; replace or remove it"
-            + " (without --strict an unreadable image is skipped with a warning)", e);
+        throw new InvalidDataException(item.file(), "unreadable image " + e.getMessage(), Setting.STRICT_DATA,
+            "replace or remove it (a dataset that is not strict skips an unreadable image with a warning)", e);
       }
       skipped.add(item.file());
       return null;

@@ -2,6 +2,8 @@ package org.finetune.export;
 
 import com.google.gson.JsonObject;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Optional;
 import java.util.OptionalDouble;
 import org.finetune.train.EarlyStopping;
@@ -23,6 +25,7 @@ public final class CheckpointCallback implements Fit.Callback {
   private final String monitor;
   private final int everyBatches;
   private double best = Double.NaN;
+  private final List<Fit.Epoch> history = new ArrayList<>();
 
   public CheckpointCallback(Path dir, String monitor, int everyBatches) {
     this.dir = dir;
@@ -32,11 +35,12 @@ public final class CheckpointCallback implements Fit.Callback {
 
   /**
    * Continues from {@code position} (a checkpoint's): its best value is the one to beat when it
-   * judged the same monitored value.
+   * judged the same monitored value, and its history is continued.
    */
   public CheckpointCallback resuming(Optional<TrainingPosition> position) {
     position.filter(p -> p.monitor().equals(monitor) && p.best().isPresent())
         .ifPresent(p -> best = p.best().getAsDouble());
+    position.ifPresent(p -> p.history().stream().filter(e -> e.epoch() < p.epoch()).forEach(history::add));
     return this;
   }
 
@@ -62,6 +66,8 @@ public final class CheckpointCallback implements Fit.Callback {
     if (better) {
       best = value;
     }
+    history.removeIf(e -> e.epoch() >= epoch.epoch());
+    history.add(epoch);
     JsonObject next = position(c, epoch.epoch() + 1, 0).toJson();
     Checkpoint.save(c.trainer(), dir.resolve(LAST), next);
     if (better) {
@@ -71,6 +77,6 @@ public final class CheckpointCallback implements Fit.Callback {
 
   private TrainingPosition position(Fit.Control c, int epoch, int batch) {
     return new TrainingPosition(epoch, batch, c.trainer().rateScale(), monitor,
-        Double.isNaN(best) ? OptionalDouble.empty() : OptionalDouble.of(best));
+        Double.isNaN(best) ? OptionalDouble.empty() : OptionalDouble.of(best), history);
   }
 }

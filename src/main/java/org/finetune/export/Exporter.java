@@ -17,10 +17,12 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.stream.Stream;
+import org.finetune.hint.BadSettingException;
+import org.finetune.hint.Setting;
 import org.finetune.model.KerasSavedModel;
 import org.finetune.savedmodel.CheckpointKeys;
-import org.finetune.savedmodel.SaverMap;
 import org.finetune.savedmodel.SavedModelDirectory;
+import org.finetune.savedmodel.SaverMap;
 import org.finetune.savedmodel.VariableInfo;
 import org.finetune.train.PlanJson;
 import org.finetune.train.Trainer;
@@ -100,8 +102,10 @@ public final class Exporter {
       atomic.commit();
       return new ExportResult(target, mode, variables, bytes);
     } catch (FileAlreadyExistsException e) {
-      throw new IllegalArgumentException("the output " + target + " exists; choose another or allow overwriting it"
-          + " (--overwrite)", e);
+      BadSettingException bad = new BadSettingException("the output " + target + " exists", Setting.EXPORT,
+          "choose another or allow overwriting it");
+      bad.initCause(e);
+      throw bad;
     } catch (IOException e) {
       throw new UncheckedIOException("cannot write the export " + target + ": " + e.getMessage(), e);
     }

@@ -1,6 +1,9 @@
 package org.finetune.export;
 
+import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Objects;
 import java.util.OptionalDouble;
 import org.finetune.train.Fit;
@@ -14,11 +17,14 @@ import org.finetune.train.Fit;
  * @param rateScale the learning-rate scale reduce-on-plateau had set
  * @param monitor the value judged for the best checkpoint
  * @param best the best value of {@code monitor} so far (empty before the first epoch ended)
+ * @param history the epochs completed so far, with their logs, across resumes
  */
-public record TrainingPosition(int epoch, int batch, double rateScale, String monitor, OptionalDouble best) {
+public record TrainingPosition(int epoch, int batch, double rateScale, String monitor, OptionalDouble best,
+    List<Fit.Epoch> history) {
   public TrainingPosition {
     Objects.requireNonNull(monitor, "monitor");
     Objects.requireNonNull(best, "best");
+    history = List.copyOf(history);
     if (epoch < 0 || batch < 0) {
       throw new IllegalArgumentException("a training position needs epoch and batch >= 0, got " + epoch + ", " + batch);
     }
@@ -37,6 +43,9 @@ public record TrainingPosition(int epoch, int batch, double rateScale, String mo
     extra.addProperty("rate_scale", rateScale);
     extra.addProperty("monitor", monitor);
     best.ifPresent(b -> extra.addProperty("best", b));
+    JsonArray epochs = new JsonArray();
+    history.forEach(e -> epochs.add(e.toJson()));
+    extra.add("history", epochs);
     return extra;
   }
 
@@ -47,6 +56,16 @@ public record TrainingPosition(int epoch, int batch, double rateScale, String mo
         extra.has("batch") ? extra.get("batch").getAsInt() : 0,
         extra.has("rate_scale") ? extra.get("rate_scale").getAsDouble() : 1.0,
         extra.has("monitor") ? extra.get("monitor").getAsString() : "",
-        extra.has("best") ? OptionalDouble.of(extra.get("best").getAsDouble()) : OptionalDouble.empty());
+        extra.has("best") ? OptionalDouble.of(extra.get("best").getAsDouble()) : OptionalDouble.empty(),
+        history(extra));
+  }
+
+  /** The epochs a checkpoint's position records (none from checkpoints written before it kept them). */
+  private static List<Fit.Epoch> history(JsonObject extra) {
+    List<Fit.Epoch> out = new ArrayList<>();
+    if (extra.has("history") && extra.get("history").isJsonArray()) {
+      extra.getAsJsonArray("history").forEach(e -> out.add(Fit.Epoch.fromJson(e.getAsJsonObject())));
+    }
+    return out;
   }
 }

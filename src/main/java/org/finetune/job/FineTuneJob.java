@@ -8,6 +8,7 @@ import java.util.Optional;
 import java.util.OptionalDouble;
 import java.util.OptionalInt;
 import org.finetune.data.ImageOps;
+import org.finetune.hint.Setting;
 import org.finetune.model.KerasSavedModel;
 import org.finetune.train.Fit;
 import org.finetune.train.GradualUnfreezing;
@@ -137,21 +138,21 @@ public final class FineTuneJob {
     this.listener = b.listener;
     this.callbacks = List.copyOf(b.callbacks);
     if (train.isPresent() && freeze.isPresent()) {
-      throw new JobException("a job takes what trains or what stays frozen, not both", JobException.Setting.PLAN,
+      throw new JobException("a job takes what trains or what stays frozen, not both", Setting.PLAN,
           "set one of them");
     }
     if (checkpointEvery > 0 && checkpoints.isEmpty()) {
-      throw new JobException("checkpoints within an epoch need a checkpoint directory", JobException.Setting.PLAN,
+      throw new JobException("checkpoints within an epoch need a checkpoint directory", Setting.PLAN,
           "set where checkpoints go");
     }
     if (!newHead && !(data instanceof JobData.Clips) && (hiddenUnits.isPresent() || featuresAt.isPresent())) {
-      throw new JobException("a hidden layer and a feature layer shape a new head", JobException.Setting.HEAD,
+      throw new JobException("a hidden layer and a feature layer shape a new head", Setting.HEAD,
           "ask for a new head");
     }
     if (data instanceof JobData.Text && (newHead || featuresAt.isPresent() || preprocess.isPresent()
         || imageSize.isPresent() || flip || zoom > 0 || brightness > 0)) {
       throw new JobException("a new head, preprocessing, image sizes and augmentation apply to images, not to text",
-          JobException.Setting.DATA, "leave them out for a causal language model");
+          Setting.DATA, "leave them out for a causal language model");
     }
   }
 
@@ -248,7 +249,7 @@ public final class FineTuneJob {
     /** Examples per step (default 32 images or clips, 8 blocks of text). */
     public Builder batchSize(int n) {
       if (n < 1) {
-        throw new JobException("the batch size must be >= 1, got " + n, JobException.Setting.NONE, "");
+        throw new JobException("the batch size must be >= 1, got " + n, Setting.NONE, "");
       }
       this.batchSize = OptionalInt.of(n);
       return this;
@@ -257,7 +258,7 @@ public final class FineTuneJob {
     /** Epochs in all, counting those before a resume (default 5). */
     public Builder epochs(int n) {
       if (n < 1) {
-        throw new JobException("a job trains at least 1 epoch, got " + n, JobException.Setting.NONE, "");
+        throw new JobException("a job trains at least 1 epoch, got " + n, Setting.NONE, "");
       }
       this.epochs = n;
       return this;
@@ -270,7 +271,7 @@ public final class FineTuneJob {
     public Builder validationSplit(double fraction) {
       if (!(fraction >= 0 && fraction < 1)) {
         throw new JobException("the validation share must be in [0, 1), got " + fraction,
-            JobException.Setting.VALIDATION, "");
+            Setting.VALIDATION, "");
       }
       this.validationSplit = OptionalDouble.of(fraction);
       return this;
@@ -326,7 +327,7 @@ public final class FineTuneJob {
     public Builder unfreezeGradually(int everyEpochs) {
       if (everyEpochs < 1) {
         throw new JobException("gradual unfreezing needs a whole number of epochs >= 1 per group, got " + everyEpochs,
-            JobException.Setting.GROUPS, "");
+            Setting.GROUPS, "");
       }
       this.unfreezeEvery = OptionalInt.of(everyEpochs);
       return this;
@@ -431,7 +432,7 @@ public final class FineTuneJob {
     public Builder checkpointEvery(int batches) {
       if (batches < 1) {
         throw new JobException("checkpoints within an epoch come every 1 or more batches, got " + batches,
-            JobException.Setting.PLAN, "");
+            Setting.PLAN, "");
       }
       this.checkpointEvery = batches;
       return this;

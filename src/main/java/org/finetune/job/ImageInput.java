@@ -3,6 +3,7 @@ package org.finetune.job;
 import java.util.List;
 import java.util.Optional;
 import java.util.OptionalInt;
+import org.finetune.hint.Setting;
 import org.finetune.model.KerasSavedModel;
 import org.finetune.savedmodel.SignatureInfo;
 import org.finetune.savedmodel.TensorSpec;
@@ -30,7 +31,7 @@ public record ImageInput(String input, int height, int width, int frames) {
     SignatureInfo sig = model.info().selectedSignature();
     if (sig.inputs().size() != 1) {
       throw new JobException("an image model takes one input; signature " + sig.name() + " takes "
-          + sig.inputs().stream().map(TensorSpec::key).toList(), JobException.Setting.MODEL, "");
+          + sig.inputs().stream().map(TensorSpec::key).toList(), Setting.MODEL, "");
     }
     TensorSpec in = sig.inputs().get(0);
     List<Long> shape = in.shape();
@@ -42,20 +43,20 @@ public record ImageInput(String input, int height, int width, int frames) {
     if (!in.dtype().equals("float32") || shape.size() != 4 || shape.get(3) != 3) {
       throw new JobException("input '" + in.key() + "' is " + in.dtype() + " " + in.shape()
           + ", not a batch of RGB images [batch, height, width, 3] (or of clips [batch, frames, height, width, 3])",
-          JobException.Setting.MODEL, "");
+          Setting.MODEL, "");
     }
     int h = (int) (long) shape.get(1);
     int w = (int) (long) shape.get(2);
     if (size.isPresent()) {
       if ((h > 0 && h != size.get()[0]) || (w > 0 && w != size.get()[1])) {
         throw new JobException("the image size " + size.get()[0] + "x" + size.get()[1] + " does not fit the model's"
-            + " input " + h + "x" + w, JobException.Setting.IMAGE_SIZE, "leave the size out or give " + h + "x" + w);
+            + " input " + h + "x" + w, Setting.IMAGE_SIZE, "leave the size out or give " + h + "x" + w);
       }
       h = size.get()[0];
       w = size.get()[1];
     }
     if (h <= 0 || w <= 0) {
-      throw new JobException("the model takes images of any size", JobException.Setting.IMAGE_SIZE, "give one");
+      throw new JobException("the model takes images of any size", Setting.IMAGE_SIZE, "give one");
     }
     return new ImageInput(in.key(), h, w, frames);
   }

@@ -3,6 +3,7 @@ package org.finetune.job;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Objects;
+import org.finetune.hint.Setting;
 
 /**
  * What a job trains on; the kind of data decides the task: labelled images (image
@@ -25,7 +26,7 @@ public sealed interface JobData {
     public Clips {
       Objects.requireNonNull(root, "root");
       if (frames < 2) {
-        throw new JobException("a clip needs at least 2 frames to show motion, got " + frames, JobException.Setting.DATA,
+        throw new JobException("a clip needs at least 2 frames to show motion, got " + frames, Setting.DATA,
             "take 2 or more frames per clip");
       }
     }
@@ -40,7 +41,7 @@ public sealed interface JobData {
       train = List.copyOf(train);
       validation = List.copyOf(validation);
       if (train.isEmpty()) {
-        throw new JobException("no text to train on", JobException.Setting.DATA, "give text files or folders");
+        throw new JobException("no text to train on", Setting.DATA, "give text files or folders");
       }
     }
   }

@@ -1,6 +1,8 @@
 package org.finetune.job;
 
-import java.util.Objects;
+import org.finetune.hint.BadSettingException;
+import org.finetune.hint.Hinted;
+import org.finetune.hint.Setting;
 
 /**
  * A fine-tuning job that cannot run as set up: bad input, not a failure. The message is one line
@@ -8,40 +10,8 @@ import java.util.Objects;
  * names the job setting the fix concerns, so that a front end (the command line) can name its own
  * flag for it instead.
  */
-public final class JobException extends IllegalArgumentException {
+public final class JobException extends BadSettingException {
   private static final long serialVersionUID = 1L;
-
-  /** The job setting a fix concerns. */
-  public enum Setting {
-    /** Nothing in particular: the problem says all. */
-    NONE,
-    /** The training data. */
-    DATA,
-    /** The model, or the signature trained. */
-    MODEL,
-    /** A new classification head ({@link FineTuneJob.Builder#newHead()}). */
-    HEAD,
-    /** The image size of a model that takes any size. */
-    IMAGE_SIZE,
-    /** The export directory. */
-    EXPORT,
-    /** The checkpoint resumed from. */
-    RESUME,
-    /** Layer groups for gradual unfreezing. */
-    GROUPS,
-    /** Tokens per block of text. */
-    SEQUENCE_LENGTH,
-    /** Validation data or split. */
-    VALIDATION,
-    /** Augmentation. */
-    AUGMENTATION,
-    /** The training plan. */
-    PLAN
-  }
-
-  private final String problem;
-  private final Setting setting;
-  private final String fix;
 
   /**
    * @param problem what is wrong
@@ -49,30 +19,15 @@ public final class JobException extends IllegalArgumentException {
    * @param fix what to do, in the library's words ("" when the problem says it)
    */
   public JobException(String problem, Setting setting, String fix) {
-    super(fix.isEmpty() ? problem : problem + "; " + fix);
-    this.problem = Objects.requireNonNull(problem, "problem");
-    this.setting = Objects.requireNonNull(setting, "setting");
-    this.fix = fix;
+    super(problem, setting, fix);
   }
 
-  /** Bad input whose message says all (e.g. a data folder's own error). */
+  /** Bad input from a library call, keeping its hint when it has one (else its message says all). */
   static JobException of(Setting setting, IllegalArgumentException cause) {
-    JobException e = new JobException(String.valueOf(cause.getMessage()), setting, "");
+    JobException e = cause instanceof Hinted h
+        ? new JobException(h.problem(), h.setting() == Setting.NONE ? setting : h.setting(), h.fix())
+        : new JobException(String.valueOf(cause.getMessage()), setting, "");
     e.initCause(cause);
     return e;
-  }
-
-  /** What is wrong, without the fix. */
-  public String problem() {
-    return problem;
-  }
-
-  public Setting setting() {
-    return setting;
-  }
-
-  /** The fix in the library's words; "" when the problem says it. */
-  public String fix() {
-    return fix;
   }
 }

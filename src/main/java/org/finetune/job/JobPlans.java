@@ -3,6 +3,7 @@ package org.finetune.job;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
+import org.finetune.hint.Setting;
 import org.finetune.train.GradualUnfreezing;
 import org.finetune.train.HeadSpec;
 import org.finetune.train.LearningRateSchedule;
@@ -47,7 +48,7 @@ final class JobPlans {
       List<Selector> groups = job.groups.orElseGet(() -> familyGroups.stream().map(Selector::parse).toList());
       if (groups.isEmpty()) {
         throw new JobException("gradual unfreezing needs layer groups, and the model is of no known family",
-            JobException.Setting.GROUPS, "give its layer groups, top first");
+            Setting.GROUPS, "give its layer groups, top first");
       }
       List<Selector> selectors = new ArrayList<>();
       // Without a new head or an explicit first stage, the first stage is the top group itself.

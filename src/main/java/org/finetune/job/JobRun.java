@@ -25,6 +25,7 @@ import org.finetune.export.ExportResult;
 import org.finetune.export.Exporter;
 import org.finetune.export.Provenance;
 import org.finetune.export.TrainingPosition;
+import org.finetune.hint.Setting;
 import org.finetune.model.KerasSavedModel;
 import org.finetune.text.Gpt2Tokenizer;
 import org.finetune.train.CsvLogger;
@@ -58,7 +59,7 @@ final class JobRun {
   FineTuneResult run() {
     job.exportTo.ifPresent(out -> {
       if (Files.exists(out) && !job.overwrite) {
-        throw new JobException("the output " + out + " exists", JobException.Setting.EXPORT,
+        throw new JobException("the output " + out + " exists", Setting.EXPORT,
             "choose another or let the job overwrite it");
       }
     });
@@ -86,7 +87,7 @@ final class JobRun {
       try {
         return ImageDataset.clips(items, frames, options);
       } catch (IllegalArgumentException e) {
-        throw new JobException(e.getMessage(), JobException.Setting.AUGMENTATION, "train clips without augmentation");
+        throw new JobException(e.getMessage(), Setting.AUGMENTATION, "train clips without augmentation");
       }
     }
   }
@@ -105,7 +106,7 @@ final class JobRun {
     } catch (JobException e) {
       throw e;
     } catch (IllegalArgumentException e) {
-      throw JobException.of(JobException.Setting.DATA, e);
+      throw JobException.of(Setting.DATA, e);
     }
   }
 
@@ -123,14 +124,14 @@ final class JobRun {
     if (plan.head().isEmpty() && outputs.isPresent() && data.classes().size() > outputs.getAsInt()) {
       throw new JobException(model.info().dir() + " scores " + outputs.getAsInt() + " classes but " + data.root()
           + " has " + data.classes().size() + " class folders, so labels would run past its output",
-          JobException.Setting.HEAD, "put a new classifier with one output per class folder on it");
+          Setting.HEAD, "put a new classifier with one output per class folder on it");
     }
     ImageDataset.Options options;
     try {
       options = ImageDataset.Options.of(image.height(), image.width(), preprocess, batchSize).seeded(job.seed)
           .strictly(job.strict).flipping(job.flip).zooming(job.zoom).brightening(job.brightness);
     } catch (IllegalArgumentException e) {
-      throw JobException.of(JobException.Setting.AUGMENTATION, e);
+      throw JobException.of(Setting.AUGMENTATION, e);
     }
     boolean video = data.frames() > 0;
     try (ImageDataset train = data.open(data.train(), options);
@@ -204,7 +205,7 @@ final class JobRun {
     } catch (JobException e) {
       throw e;
     } catch (IllegalArgumentException e) {
-      throw JobException.of(JobException.Setting.PLAN, e);
+      throw JobException.of(Setting.PLAN, e);
     }
   }
 
@@ -216,7 +217,7 @@ final class JobRun {
       if (!text.validation().isEmpty()) {
         if (job.validationSplit.isPresent()) {
           throw new JobException("validation text was given and a share of the documents to hold out",
-              JobException.Setting.VALIDATION, "give one of them");
+              Setting.VALIDATION, "give one of them");
         }
         train = all;
         validation = Optional.of(TextCorpus.read(text.validation(), job.strict));
@@ -234,7 +235,7 @@ final class JobRun {
     } catch (JobException e) {
       throw e;
     } catch (IllegalArgumentException e) {
-      throw JobException.of(JobException.Setting.DATA, e);
+      throw JobException.of(Setting.DATA, e);
     }
     train.warnings().forEach(listener::warning);
     validation.ifPresent(v -> v.warnings().forEach(listener::warning));
@@ -250,7 +251,7 @@ final class JobRun {
         .orElseGet(() -> plan(Optional.empty(), family.groups(), LossSpec.CAUSAL_LM, totalSteps));
     if (plan.loss() != LossSpec.CAUSAL_LM) {
       throw new JobException("a causal language model trains with the causal_lm loss; the plan asks for "
-          + plan.loss().kerasName(), JobException.Setting.PLAN, "");
+          + plan.loss().kerasName(), Setting.PLAN, "");
     }
     listener.message(String.format(Locale.ROOT, "Model: %s (causal LM, %d transformer layers, %d positions)",
         model.info().dir(), lm.transformerLayers(), lm.positions()));
@@ -277,7 +278,7 @@ final class JobRun {
     try {
       return TextDataset.of(docs, Gpt2Tokenizer.END_OF_TEXT, options);
     } catch (IllegalArgumentException e) {
-      throw JobException.of(JobException.Setting.DATA, e);
+      throw JobException.of(Setting.DATA, e);
     }
   }
 
@@ -290,12 +291,12 @@ final class JobRun {
     try {
       info = Checkpoint.read(job.resume.get());
     } catch (IllegalArgumentException e) {
-      throw JobException.of(JobException.Setting.RESUME, e);
+      throw JobException.of(Setting.RESUME, e);
     }
     Path modelDir = model.info().dir();
     if (!DirectoryDigest.of(modelDir).equals(info.modelDigest())) {
       throw new JobException("the checkpoint " + info.dir() + " was trained from another model than " + modelDir,
-          JobException.Setting.RESUME, "");
+          Setting.RESUME, "");
     }
     return Optional.of(info);
   }
@@ -324,7 +325,7 @@ final class JobRun {
     OptionalInt every = job.unfreezeEvery.isPresent() ? job.unfreezeEvery
         : plan.stages().size() > 1 ? OptionalInt.of(1) : OptionalInt.empty();
     return new Loop(trainer, new Fit.Options(job.epochs, every).withNonFinite(job.onNonFinite), callbacks, start,
-        monitor);
+        monitor, position);
   }
 
   /** The training loop as the job set it up, and what follows it. */
@@ -334,13 +335,16 @@ final class JobRun {
     private final List<Fit.Callback> callbacks;
     private final Fit.Start start;
     private final String monitor;
+    private final Optional<TrainingPosition> position;
 
-    Loop(Trainer trainer, Fit.Options options, List<Fit.Callback> callbacks, Fit.Start start, String monitor) {
+    Loop(Trainer trainer, Fit.Options options, List<Fit.Callback> callbacks, Fit.Start start, String monitor,
+        Optional<TrainingPosition> position) {
       this.trainer = trainer;
       this.options = options;
       this.callbacks = callbacks;
       this.start = start;
       this.monitor = monitor;
+      this.position = position;
     }
 
     List<Fit.Epoch> fit(Fit.BatchSource train, Optional<? extends Fit.BatchSource> validation) {
@@ -367,10 +371,12 @@ final class JobRun {
         try {
           return Exporter.export(trainer, out, eo);
         } catch (IllegalArgumentException e) {
-          throw JobException.of(JobException.Setting.EXPORT, e);
+          throw JobException.of(Setting.EXPORT, e);
         }
       });
-      return new FineTuneResult(history, start.epoch(), job.epochs, monitor, bestEpoch,
+      List<Fit.Epoch> earlier = position.map(p -> p.history().stream().filter(e -> e.epoch() < start.epoch())
+          .toList()).orElse(List.of());
+      return new FineTuneResult(history, earlier, start.epoch(), job.epochs, monitor, bestEpoch,
           bestEpoch.isPresent() ? OptionalDouble.of(best) : OptionalDouble.empty(), stoppedEarly, trainer.plan(),
           export);
     }

@@ -1,6 +1,7 @@
 package org.finetune.job;
 
 import java.util.Set;
+import org.finetune.hint.Setting;
 import org.finetune.model.KerasSavedModel;
 import org.finetune.savedmodel.LayerInfo;
 import org.finetune.savedmodel.SignatureInfo;
@@ -25,10 +26,10 @@ public record LanguageModelInput(int positions, int transformerLayers) {
     Set<String> inputs = Set.copyOf(sig.inputs().stream().map(TensorSpec::key).toList());
     if (!inputs.equals(Set.of("token_ids", "padding_mask"))) {
       throw new JobException("a causal language model takes token_ids and padding_mask (as keras-hub's GPT2CausalLM"
-          + " exports); signature " + sig.name() + " takes " + inputs, JobException.Setting.MODEL, "");
+          + " exports); signature " + sig.name() + " takes " + inputs, Setting.MODEL, "");
     }
     int positions = TextGenerator.positions(model.info()).orElseThrow(() -> new JobException(
-        "the model has no position_embedding layer, so its context length is unknown", JobException.Setting.MODEL, ""));
+        "the model has no position_embedding layer, so its context length is unknown", Setting.MODEL, ""));
     return new LanguageModelInput(positions,
         ModelFamily.transformerLayers(model.info().layers().stream().map(LayerInfo::name).toList()));
   }
@@ -42,7 +43,7 @@ public record LanguageModelInput(int positions, int transformerLayers) {
     int length = wanted.orElse(Math.min(128, positions));
     if (length > positions) {
       throw new JobException("the sequence length " + length + " exceeds the model's " + positions + " positions",
-          JobException.Setting.SEQUENCE_LENGTH, "give at most " + positions + " tokens per block");
+          Setting.SEQUENCE_LENGTH, "give at most " + positions + " tokens per block");
     }
     return length;
   }

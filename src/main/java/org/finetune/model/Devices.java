@@ -1,5 +1,7 @@
 package org.finetune.model;
 
+import org.finetune.hint.BadSettingException;
+import org.finetune.hint.Setting;
 import org.tensorflow.Graph;
 import org.tensorflow.Session;
 import org.tensorflow.op.Ops;
@@ -40,9 +42,9 @@ public final class Devices {
     if (options.device().equals("auto")) {
       out = options.withDevice(gpuAvailable(0) ? "gpu" : "cpu");
     } else if (options.wantsGpu() && !gpuAvailable(options.gpuIndex())) {
-      throw new IllegalArgumentException("--device " + options.device() + ": TensorFlow sees no such GPU. The GPU"
-          + " runtime comes with the Maven profile -Pgpu and needs CUDA 12 and cuDNN 9 installed; without a GPU,"
-          + " use --device cpu");
+      throw new BadSettingException("device " + options.device() + ": TensorFlow sees no such GPU (the GPU runtime"
+          + " comes with the Maven profile -Pgpu and needs CUDA 12 and cuDNN 9 installed)", Setting.DEVICE,
+          "without a GPU, run on device cpu");
     }
     if (out.xla() && out.device().equals("cpu")) {
       enableCpuJit();

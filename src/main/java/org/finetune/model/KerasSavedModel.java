@@ -10,6 +10,7 @@ import java.util.Set;
 import java.util.TreeSet;
 import org.finetune.graph.FunctionFlattener;
 import org.finetune.graph.OpDefs;
+import org.finetune.hint.Setting;
 import org.finetune.savedmodel.CheckpointKeys;
 import org.finetune.savedmodel.DTypes;
 import org.finetune.savedmodel.InvalidModelException;
@@ -131,8 +132,8 @@ public final class KerasSavedModel implements AutoCloseable {
     UnsafeOps.Report audit = UnsafeOps.audit(files.metaGraph());
     if (!allowUnsafeOps && !audit.clean()) {
       throw new InvalidModelException(dir, dir + " holds ops a model should not run when loaded or served: "
-          + audit.summary() + ". It was not loaded. If you trust this model, pass --allow-unsafe-ops"
-          + " (library: allowUnsafeOps).");
+          + audit.summary() + ". It was not loaded", Setting.UNSAFE_OPS,
+          "if you trust this model, load it with allowingUnsafeOps(true)");
     }
     ModelInfo info = SavedModelInspector.inspect(files, signature);
     SavedModelBundle bundle;

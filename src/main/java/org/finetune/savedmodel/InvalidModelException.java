@@ -1,20 +1,25 @@
 package org.finetune.savedmodel;
 
 import java.nio.file.Path;
+import org.finetune.hint.Hinted;
+import org.finetune.hint.Setting;
 
 /**
  * A SavedModel directory (or a name asked of it) that cannot be used as given. The message is one
- * line for a person: the file or name at fault, what is wrong with it, and what to do. The CLI
- * reports it with exit code 2.
+ * line for a person: the file or name at fault, what is wrong with it, and what to do. {@link #setting()}
+ * says which setting a fix concerns, so that a front end can word the fix in its own terms.
  *
  * <p>Messages quote names read from the model's files (nodes, functions, signatures, checkpoint
  * keys), which may hold any character; line breaks and other control characters in the message
  * are written as Java escapes (a newline as backslash and n, others as backslash, u and four hex
  * digits), so that it stays one line.
  */
-public class InvalidModelException extends RuntimeException {
+public class InvalidModelException extends RuntimeException implements Hinted {
   private static final long serialVersionUID = 1L;
   private final transient Path path;
+  private final String problem;
+  private final Setting setting;
+  private final String fix;
 
   public InvalidModelException(Path path, String message) {
     this(path, message, null);
@@ -23,6 +28,38 @@ public class InvalidModelException extends RuntimeException {
   public InvalidModelException(Path path, String message, Throwable cause) {
     super(oneLine(message), cause);
     this.path = path;
+    this.problem = getMessage();
+    this.setting = Setting.NONE;
+    this.fix = "";
+  }
+
+  /**
+   * @param path the file or directory at fault
+   * @param problem what is wrong
+   * @param setting the setting the fix concerns
+   * @param fix what to do, in the library's words
+   */
+  public InvalidModelException(Path path, String problem, Setting setting, String fix) {
+    super(oneLine(Hinted.message(problem, fix)));
+    this.path = path;
+    this.problem = oneLine(problem);
+    this.setting = setting;
+    this.fix = oneLine(fix);
+  }
+
+  @Override
+  public String problem() {
+    return problem;
+  }
+
+  @Override
+  public Setting setting() {
+    return setting;
+  }
+
+  @Override
+  public String fix() {
+    return fix;
   }
 
   /** The file or directory at fault. */

@@ -13,6 +13,7 @@ import java.util.Set;
 import java.util.TreeSet;
 import java.util.stream.Collectors;
 import java.util.stream.Stream;
+import org.finetune.hint.Setting;
 import org.tensorflow.proto.AttrValue;
 import org.tensorflow.proto.FunctionDef;
 import org.tensorflow.proto.MetaGraphDef;
@@ -210,7 +211,7 @@ public final class SavedModelDirectory {
       available.add(new TreeSet<>(have).toString());
     }
     throw new InvalidModelException(pb, "no MetaGraph tagged " + new TreeSet<>(tags) + " in " + pb
-        + "; it has " + String.join(", ", available) + ". Choose one with --tag (comma-separated).");
+        + "; it has " + String.join(", ", available), Setting.TAGS, "choose one of those tag sets");
   }
 
   /** References a complete file satisfies; a truncated or damaged one usually does not. */

@@ -7,6 +7,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
+import org.finetune.hint.Setting;
 import org.tensorflow.proto.SavedObjectGraphOuterClass.SavedObject;
 import org.tensorflow.proto.SavedObjectGraphOuterClass.SavedObjectGraph;
 import org.tensorflow.proto.SignatureDef;
@@ -46,7 +47,8 @@ public final class SavedModelInspector {
     if (requested.isPresent()) {
       if (!signatures.containsKey(requested.get())) {
         throw new InvalidModelException(dir, "no signature '" + requested.get() + "' in " + dir + "; it has "
-            + (signatures.isEmpty() ? "none" : String.join(", ", signatures.keySet())) + ". Choose one with --signature.");
+            + (signatures.isEmpty() ? "none" : String.join(", ", signatures.keySet())), Setting.SIGNATURE,
+            "choose one of them");
       }
       return requested.get();
     }
@@ -62,7 +64,7 @@ public final class SavedModelInspector {
       return signatures.keySet().iterator().next();
     }
     throw new InvalidModelException(dir, dir + " has no '" + DEFAULT_SIGNATURE + "' signature; it has "
-        + String.join(", ", signatures.keySet()) + ". Choose one with --signature.");
+        + String.join(", ", signatures.keySet()), Setting.SIGNATURE, "choose one of them");
   }
 
   private static SignatureInfo signatureInfo(String name, SignatureDef def) {

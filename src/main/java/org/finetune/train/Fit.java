@@ -1,5 +1,6 @@
 package org.finetune.train;
 
+import com.google.gson.JsonObject;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.Iterator;
@@ -8,6 +9,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.OptionalInt;
+import org.finetune.hint.Hinted;
+import org.finetune.hint.Setting;
 
 /**
  * The training loop, like Keras's {@code fit}: epochs of batches, validation after each epoch,
@@ -57,19 +60,40 @@ public final class Fit {
   public enum NonFinite { STOP, SKIP }
 
   /** Training stopped at a non-finite loss or gradient; the model keeps the last good step's weights. */
-  public static final class NonFiniteLossException extends RuntimeException {
+  public static final class NonFiniteLossException extends RuntimeException implements Hinted {
     private static final long serialVersionUID = 1L;
     private final int epoch;
     private final int batch;
     private final long step;
 
     NonFiniteLossException(int epoch, int batch, long step) {
-      super("non-finite loss or gradient at epoch " + (epoch + 1) + ", batch " + (batch + 1) + " (optimizer step "
-          + step + "); training stopped with the weights of the last good step (checkpoints, if any, hold the"
-          + " last completed epoch); --on-non-finite skip skips such batches instead");
+      super(Hinted.message(problem(epoch, batch, step), SKIP_FIX));
       this.epoch = epoch;
       this.batch = batch;
       this.step = step;
+    }
+
+    private static final String SKIP_FIX = "the non-finite policy SKIP skips such batches instead";
+
+    private static String problem(int epoch, int batch, long step) {
+      return "non-finite loss or gradient at epoch " + (epoch + 1) + ", batch " + (batch + 1) + " (optimizer step "
+          + step + "); training stopped with the weights of the last good step (checkpoints, if any, hold the"
+          + " last completed epoch)";
+    }
+
+    @Override
+    public String problem() {
+      return problem(epoch, batch, step);
+    }
+
+    @Override
+    public Setting setting() {
+      return Setting.NON_FINITE;
+    }
+
+    @Override
+    public String fix() {
+      return SKIP_FIX;
     }
 
     /** 0-based. */
@@ -101,6 +125,33 @@ public final class Fit {
   public record Epoch(int epoch, int stage, Map<String, Double> logs) {
     public Epoch {
       logs = Collections.unmodifiableMap(new LinkedHashMap<>(logs));
+    }
+
+    /** {@code {"epoch": 0, "stage": 0, "logs": {"loss": ...}}}; non-finite values as JSON's NaN and Infinity. */
+    public JsonObject toJson() {
+      JsonObject o = new JsonObject();
+      o.addProperty("epoch", epoch);
+      o.addProperty("stage", stage);
+      JsonObject l = new JsonObject();
+      logs.forEach(l::addProperty);
+      o.add("logs", l);
+      return o;
+    }
+
+    /**
+     * Reads what {@link #toJson()} wrote.
+     *
+     * @throws IllegalArgumentException when a key is missing or not a number
+     */
+    public static Epoch fromJson(JsonObject o) {
+      try {
+        Map<String, Double> logs = new LinkedHashMap<>();
+        o.getAsJsonObject("logs").entrySet().forEach(e -> logs.put(e.getKey(), e.getValue().getAsDouble()));
+        return new Epoch(o.get("epoch").getAsInt(), o.get("stage").getAsInt(), logs);
+      } catch (RuntimeException e) {
+        throw new IllegalArgumentException("an epoch record needs \"epoch\", \"stage\" and numeric \"logs\", got " + o,
+            e);
+      }
     }
   }
 

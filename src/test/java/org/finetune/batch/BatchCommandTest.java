@@ -15,8 +15,10 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import org.finetune.job.FineTuneResult;
 import org.finetune.testing.Fixture;
 import org.finetune.testing.Images;
+import org.finetune.train.Fit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -113,6 +115,22 @@ class BatchCommandTest {
     }
     List<String> csv = Files.readAllLines(tmp.resolve("jobs.runs").resolve("summary.csv"));
     assertEquals(8, csv.size());
+    // Each run is judged from its child's result file, which holds every epoch across the kill and
+    // resume, and agrees with the history the child wrote beside it.
+    for (Job j : jobs.subList(1, 7)) {
+      Path runDir = tmp.resolve("jobs.runs").resolve(j.name());
+      List<Fit.Epoch> epochs = FineTuneResult.read(runDir.resolve("result.json")).allEpochs();
+      assertEquals(List.of(0, 1), epochs.stream().map(Fit.Epoch::epoch).toList(), j.name());
+      List<String> history = Files.readAllLines(runDir.resolve("history.csv"));
+      int col = List.of(history.get(0).split(",")).indexOf("val_accuracy");
+      for (int e = 0; e < 2; e++) {
+        assertEquals(Double.parseDouble(history.get(e + 1).split(",")[col]), epochs.get(e).logs().get("val_accuracy"),
+            1e-6, j.name() + " epoch " + e);
+      }
+      double best = Math.max(epochs.get(0).logs().get("val_accuracy"), epochs.get(1).logs().get("val_accuracy"));
+      String row = csv.stream().filter(l -> l.startsWith(j.name() + ",")).findFirst().orElseThrow();
+      assertEquals(List.of("val_accuracy", Double.toString(best)), List.of(row.split(",")).subList(2, 4), row);
+    }
     assertEquals(1, csv.stream().filter(l -> l.contains(",true,")).count(), String.join("\n", csv));
     assertTrue(Files.readString(tmp.resolve("jobs.runs").resolve("summary.json")).contains("\"best\": \"lr-"));
 

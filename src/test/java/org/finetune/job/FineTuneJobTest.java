@@ -161,9 +161,10 @@ class FineTuneJobTest {
   void aResumedRunWhoseFirstEpochIsWorseKeepsTheBestCheckpoint() throws IOException {
     Path data = Images.folder(tmp.resolve("data"), CLASSES, 10, 32, 5);
     Path checkpoints = tmp.resolve("checkpoints");
+    FineTuneResult first;
     try (KerasSavedModel base = KerasSavedModel.open(smallVgg16())) {
-      FineTuneJob.builder(base).data(JobData.images(data)).newHead().epochs(2).batchSize(4).checkpoints(checkpoints)
-          .optimizer(new OptimizerSpec.Adam(0.01, 0.9, 0.999, 1e-7)).build().run();
+      first = FineTuneJob.builder(base).data(JobData.images(data)).newHead().epochs(2).batchSize(4)
+          .checkpoints(checkpoints).optimizer(new OptimizerSpec.Adam(0.01, 0.9, 0.999, 1e-7)).build().run();
     }
     Path best = checkpoints.resolve("best");
     String bestBefore = TreeDigest.of(best);
@@ -186,6 +187,15 @@ class FineTuneJobTest {
     TrainingPosition last = TrainingPosition.of(Checkpoint.read(checkpoints.resolve("last")));
     assertEquals(3, last.epoch());
     assertEquals(bestLoss, last.best().getAsDouble(), "last/ carries the best value on");
+    // The history carries across the resume: the checkpoint's epochs are the first run's, exactly.
+    assertEquals(first.history(), resumed.earlier());
+    assertEquals(List.of(0, 1, 2), resumed.allEpochs().stream().map(Fit.Epoch::epoch).toList());
+    assertEquals(resumed.allEpochs(), last.history());
+    Path file = tmp.resolve("result.json");
+    resumed.write(file);
+    FineTuneResult read = FineTuneResult.read(file);
+    assertEquals(resumed.toJson(), read.toJson(), "the result file reads back as written");
+    assertEquals(resumed.allEpochs(), read.allEpochs());
   }
 
   @Test

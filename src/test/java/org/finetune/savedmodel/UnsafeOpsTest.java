@@ -4,7 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -13,6 +12,7 @@ import java.util.List;
 import java.util.Set;
 import java.util.stream.Stream;
 import org.finetune.graph.OpDefs;
+import org.finetune.hint.Setting;
 import org.finetune.model.KerasSavedModel;
 import org.finetune.testing.Fixture;
 import org.junit.jupiter.api.Test;
@@ -67,7 +67,8 @@ class UnsafeOpsTest {
     InvalidModelException e = assertThrows(InvalidModelException.class,
         () -> KerasSavedModel.open(untrusted(name)).close());
     assertTrue(e.getMessage().contains(expected), e.getMessage());
-    assertTrue(e.getMessage().contains("--allow-unsafe-ops"), e.getMessage());
+    assertEquals(Setting.UNSAFE_OPS, e.setting(), "the fix concerns trusting the model");
+    assertTrue(e.getMessage().contains("allowingUnsafeOps(true)") && !e.getMessage().contains("--"), e.getMessage());
     assertFalse(Files.exists(MARKER), "nothing ran");
   }
 

@@ -1,7 +1,9 @@
 package org.finetune.train;
 
+import org.finetune.hint.Setting;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
 import java.nio.ByteBuffer;
@@ -121,6 +123,8 @@ class NonFiniteTest {
       assertEquals(1, e.batch());
       assertEquals(1, e.step());
       assertEquals(1, t.iterations(), "the good step stays, the bad one never happened");
+      assertEquals(Setting.NON_FINITE, e.setting(), "the fix concerns the non-finite policy");
+      assertFalse(e.getMessage().contains("--"), "a library message names no command-line flag: " + e.getMessage());
     }
   }
 }
