@@ -385,10 +385,13 @@ def build(corpus):
         corpus.case(name, kind, ["batch", "{case}/jobs.json"], 2, ["{case}/jobs.json"] + stderr,
                     files={"jobs.json": jobs_text})
     jobs_case("jobs-unknown-key", "a jobs file with unknown keys",
-              '{"jobs": [{"name": "a", "model": "m", "data": "d", "out": "o", "epochs": 3}]}\n',
-              ["unknown key \"epochs\"", "known: "])
+              '{"jobs": [{"name": "a", "model": "m", "data": "d", "export": "o", "epoch": 3}]}\n',
+              ["jobs[0]: unknown key \"epoch\"", "use one of "])
     jobs_case("jobs-bad-name", "a jobs file with bad values",
-              '{"jobs": [{"name": "a b/c", "model": "m", "data": "d", "out": "o"}]}\n', ["name 'a b/c'", "letters, digits"])
+              '{"jobs": [{"name": "a b/c", "model": "m", "data": "d", "export": "o"}]}\n', ["name 'a b/c'", "letters, digits"])
+    corpus.case("job-unknown-key", "a jobs file with unknown keys", ["train", "--job", "{case}/job.json"], 2,
+                ["{case}/job.json", "unknown key \"epoch\"", "use one of "],
+                files={"job.json": '{"model": "m", "data": "d", "epoch": 3}\n'})
     jobs_case("jobs-not-json", "a jobs file with bad values", '{"jobs": [\n', ["not valid JSON", "fix it there"])
 
     # --- checkpoints

@@ -4,6 +4,7 @@ import com.google.gson.GsonBuilder;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
+import com.google.gson.JsonPrimitive;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
@@ -27,15 +28,16 @@ import org.finetune.export.Checkpoint;
 import org.finetune.export.CheckpointCallback;
 import org.finetune.export.TrainingPosition;
 import org.finetune.job.FineTuneResult;
+import org.finetune.job.JobSpec;
 import org.finetune.train.EarlyStopping;
 import org.finetune.train.Fit;
 
 /**
- * Runs a batch's jobs, each as a child process ({@code finetune train}), one after another or
+ * Runs a batch's jobs, each as a child process ({@code finetune train --job FILE}), one after another or
  * {@code parallel} at a time with the machine's cores split between them (TensorFlow's
  * {@code TF_NUM_INTRAOP_THREADS}). A job that fails does not stop the others. Each job has a run
- * folder ({@code <runs>/<name>/}: {@code log.txt}, {@code history.csv}, {@code checkpoints/},
- * {@code result.json}, {@code outcome.json}); a job whose export is complete is skipped on a rerun,
+ * folder ({@code <runs>/<name>/}: {@code job.json}, {@code log.txt}, {@code history.csv},
+ * {@code checkpoints/}, {@code result.json}, {@code outcome.json}); a job whose export is complete is skipped on a rerun,
  * and one that was interrupted resumes from its last checkpoint, so a killed batch continues where
  * it stopped. A run is judged from the result its child writes ({@link FineTuneResult#write}), every
  * epoch across resumes; one that failed, from the epochs its last checkpoint records.
@@ -43,6 +45,8 @@ import org.finetune.train.Fit;
 public final class BatchRunner {
   /** The result file a child writes in its run folder. */
   static final String RESULT = "result.json";
+  /** The job file a child runs, in its run folder. */
+  public static final String JOB = "job.json";
 
   /** How a job ended. */
   public enum Status { DONE, SKIPPED, FAILED }
@@ -173,18 +177,22 @@ public final class BatchRunner {
       return judged(job, Status.SKIPPED, dir, previousSeconds(dir), "complete: " + job.out());
     }
     Files.deleteIfExists(dir.resolve(RESULT));
-    List<String> command = new ArrayList<>(options.command());
-    command.addAll(job.trainArguments());
-    command.addAll(List.of("--history", history.toString(), "--checkpoints", dir.resolve("checkpoints").toString(),
-        "--result", dir.resolve(RESULT).toString()));
-    Path last = dir.resolve("checkpoints").resolve("last");
+    Path last = dir.resolve("checkpoints").resolve(CheckpointCallback.LAST);
     // A run killed while replacing its checkpoint has it moved aside; recover() puts it back.
     boolean resuming = Checkpoint.recover(last) && Files.isDirectory(last);
-    if (resuming) {
-      command.addAll(List.of("--resume", last.toString()));
-    } else {
+    if (!resuming) {
       Files.deleteIfExists(history);
     }
+    JobSpec spec = job.spec().with("history", new JsonPrimitive(history.toString()))
+        .with("checkpoints", new JsonPrimitive(dir.resolve("checkpoints").toString()))
+        .with("result", new JsonPrimitive(dir.resolve(RESULT).toString()));
+    if (resuming) {
+      spec = spec.with("resume", new JsonPrimitive(last.toString()));
+    }
+    Path jobFile = dir.resolve(JOB);
+    spec.write(jobFile);
+    List<String> command = new ArrayList<>(options.command());
+    command.addAll(job.trainArguments(jobFile));
     listener.started(job, index, total);
     long start = System.nanoTime();
     ProcessBuilder pb = new ProcessBuilder(command).redirectErrorStream(true);

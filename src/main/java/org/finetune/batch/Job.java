@@ -6,43 +6,47 @@ import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
+import org.finetune.job.JobSpec;
 
 /**
- * One fine-tuning run of a batch: {@code finetune train MODEL --task TASK --data DATA --out OUT}
- * plus its flags.
+ * One fine-tuning run of a batch: a job ({@link JobSpec}) with a name, run as
+ * {@code finetune train --job FILE}.
  *
- * @param args flag name to value; an empty value is a bare flag
+ * @param spec the job, its paths absolute
  * @param sweep the sweep it came from ("" for a plain job)
- * @param settings the swept flags' values of this run
+ * @param settings the swept keys' values of this run
  */
-public record Job(String name, Path model, String data, String task, Path out, Map<String, String> args, String sweep,
-    Map<String, String> settings) {
+public record Job(String name, JobSpec spec, String sweep, Map<String, String> settings) {
   public Job {
-    args = Collections.unmodifiableMap(new LinkedHashMap<>(args));
+    Objects.requireNonNull(spec, "spec");
     settings = Collections.unmodifiableMap(new LinkedHashMap<>(settings));
   }
 
-  Job withSweep(String name, Map<String, String> values) {
-    return new Job(this.name, model, data, task, out, args, name, values);
+  /** The model it fine-tunes. */
+  public Path model() {
+    return spec.model().orElseThrow();
   }
 
-  /** The {@code finetune} arguments of this run (without the runner's own flags). */
-  public List<String> trainArguments() {
-    List<String> out = new ArrayList<>(List.of("train", model.toString(), "--task", task, "--data", data, "--out",
-        this.out.toString()));
-    args.forEach((k, v) -> {
-      out.add("--" + k);
-      if (!v.isEmpty()) {
-        out.add(v);
-      }
-    });
-    return out;
+  /** Where it exports. */
+  public Path out() {
+    return spec.export().orElseThrow();
   }
 
-  /** The swept values as {@code lr=0.001 batch-size=16}, or "" for a plain job. */
+  /** {@code image-classification}, {@code video-classification} or {@code causal-lm}. */
+  public String task() {
+    return spec.task();
+  }
+
+  /** The {@code finetune} arguments of this run, its job written to {@code jobFile}. */
+  public List<String> trainArguments(Path jobFile) {
+    return new ArrayList<>(List.of("train", "--job", jobFile.toString()));
+  }
+
+  /** The swept values as {@code optimizer.learning_rate=0.001 batch_size=16}, or "" for a plain job. */
   public String describeSettings() {
     List<String> parts = new ArrayList<>();
-    settings.forEach((k, v) -> parts.add(k + (v.isEmpty() ? "" : "=" + v)));
+    settings.forEach((k, v) -> parts.add(k + "=" + v));
     return String.join(" ", parts);
   }
 }

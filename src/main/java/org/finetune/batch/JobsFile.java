@@ -18,36 +18,40 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Random;
 import java.util.Set;
+import org.finetune.job.JobSpec;
 
 /**
- * A batch of fine-tuning jobs, read from JSON and expanded into one {@link Job} per run.
+ * A batch of fine-tuning jobs, read from JSON and expanded into one {@link Job} per run. Each job
+ * is a job as {@link JobSpec} writes it (the keys {@code finetune train --job FILE} reads), with a
+ * name:
  *
  * <pre>
  * {
- *   "defaults": {"model": "...", "data": "...", "task": "image-classification", "args": {"epochs": 3}},
+ *   "defaults": {"model": "...", "data": "...", "new_head": true, "epochs": 3},
  *   "jobs": [
- *     {"name": "cows", "model": "m/", "data": "images/", "out": "runs/cows", "args": {"head": true, "lr": 0.001}}
+ *     {"name": "cows", "data": "images/", "export": "runs/cows", "optimizer": {"name": "adam", "learning_rate": 0.001}}
  *   ],
  *   "sweeps": [
- *     {"name": "lr", "out": "runs/lr", "args": {"head": true},
- *      "grid": {"lr": [0.001, 0.0001], "batch-size": [16, 32]}},
- *     {"name": "rand", "out": "runs/rand", "trials": 6, "seed": 1,
- *      "random": {"lr": {"log_uniform": [1e-5, 1e-2]}, "optimizer": {"choice": ["adam", "sgd"]}}}
+ *     {"name": "lr", "export": "runs/lr",
+ *      "grid": {"optimizer.learning_rate": [0.001, 0.0001], "batch_size": [16, 32]}},
+ *     {"name": "rand", "export": "runs/rand", "trials": 6, "sweep_seed": 1,
+ *      "random": {"optimizer.learning_rate": {"log_uniform": [1e-5, 1e-2]}, "optimizer.name": {"choice": ["adam", "sgd"]}}}
  *   ]
  * }
  * </pre>
  *
- * <p>{@code args} are {@code finetune train} flags without their dashes: a string or number is
- * the flag's value, {@code true} the bare flag, {@code false} or {@code null} leaves it out. The
- * batch runner owns {@code out}, {@code history}, {@code checkpoints}, {@code resume},
- * {@code result} and {@code overwrite}. A sweep's runs are named {@code <sweep>-<i>} (from 1) and exported to
- * {@code <out>/<sweep>-<i>}; a grid runs every combination (the last key varies fastest), a
- * random sweep draws {@code trials} settings from a seeded generator. Relative paths are relative
- * to the jobs file. Unknown keys are errors, so a misspelt key is never silently ignored.
+ * <p>A job is {@code defaults} with its own keys on top (objects merge key by key). A sweep's keys
+ * are set for each of its runs; a dotted key sets a key inside an object ({@code optimizer.learning_rate}).
+ * The batch runner owns {@code checkpoints}, {@code resume}, {@code history}, {@code result} and
+ * {@code overwrite}. A sweep's runs are named {@code <sweep>-<i>} (from 1) and exported to
+ * {@code <export>/<sweep>-<i>}; a grid runs every combination (the last key varies fastest), a
+ * random sweep draws {@code trials} settings from a generator seeded with {@code sweep_seed}.
+ * Relative paths are relative to the jobs file. Every job is checked as a whole before anything
+ * runs; unknown keys are errors, so a misspelt key is never silently ignored.
  */
 public final class JobsFile {
-  /** Flags the runner sets itself. */
-  static final Set<String> RESERVED = Set.of("out", "history", "checkpoints", "resume", "overwrite", "result");
+  /** Job keys the runner sets itself. */
+  static final Set<String> RESERVED = Set.of("checkpoints", "resume", "history", "result", "overwrite");
 
   private JobsFile() {}
 
@@ -77,38 +81,39 @@ public final class JobsFile {
   static List<Job> expand(JsonObject root, Path base) {
     known(root, "the top level", "defaults", "jobs", "sweeps");
     JsonObject defaults = root.has("defaults") ? object(root.get("defaults"), "defaults") : new JsonObject();
-    known(defaults, "defaults", "model", "data", "task", "args");
     List<Job> jobs = new ArrayList<>();
     if (root.has("jobs")) {
       JsonArray list = array(root.get("jobs"), "jobs");
       for (int i = 0; i < list.size(); i++) {
         String where = "jobs[" + i + "]";
-        JsonObject j = object(list.get(i), where);
-        known(j, where, "name", "model", "data", "task", "out", "args");
-        jobs.add(job(string(j, "name", where, null), j, defaults, args(j, defaults, where), base, where,
-            resolve(base, string(j, "out", where, null))));
+        JsonObject j = object(list.get(i), where).deepCopy();
+        String name = name(j, where);
+        j.remove("name");
+        jobs.add(job(name, merged(defaults, j), base, where, "", Map.of()));
       }
     }
     if (root.has("sweeps")) {
       JsonArray list = array(root.get("sweeps"), "sweeps");
       for (int i = 0; i < list.size(); i++) {
         String where = "sweeps[" + i + "]";
-        JsonObject s = object(list.get(i), where);
-        known(s, where, "name", "model", "data", "task", "out", "args", "grid", "random", "trials", "seed");
-        String name = string(s, "name", where, null);
-        Path out = resolve(base, string(s, "out", where, null));
-        Map<String, String> fixed = args(s, defaults, where);
-        List<Map<String, String>> settings;
+        JsonObject s = object(list.get(i), where).deepCopy();
+        String name = name(s, where);
         if (s.has("grid") == s.has("random")) {
           throw new IllegalArgumentException(where + " needs exactly one of \"grid\" and \"random\"");
         }
-        settings = s.has("grid") ? grid(object(s.get("grid"), where + ".grid"), where + ".grid")
-            : random(object(s.get("random"), where + ".random"), where, s);
+        List<Map<String, JsonElement>> settings = s.has("grid") ? grid(object(s.get("grid"), where + ".grid"),
+            where + ".grid") : random(object(s.get("random"), where + ".random"), where, s);
+        for (String k : List.of("name", "grid", "random", "trials", "sweep_seed")) {
+          s.remove(k);
+        }
+        JsonObject fixed = merged(defaults, s);
+        Path export = resolve(base, string(fixed, "export", where));
         for (int k = 0; k < settings.size(); k++) {
-          Map<String, String> args = new LinkedHashMap<>(fixed);
-          args.putAll(settings.get(k));
-          String run = name + "-" + (k + 1);
-          jobs.add(job(run, s, defaults, args, base, where, out.resolve(run)).withSweep(name, settings.get(k)));
+          JsonObject run = fixed.deepCopy();
+          settings.get(k).forEach((key, value) -> set(run, key, value, where));
+          String runName = name + "-" + (k + 1);
+          run.addProperty("export", export.resolve(runName).toString());
+          jobs.add(job(runName, run, base, where, name, settings.get(k)));
         }
       }
     }
@@ -128,26 +133,66 @@ public final class JobsFile {
     return jobs;
   }
 
-  private static Job job(String name, JsonObject j, JsonObject defaults, Map<String, String> args, Path base,
-      String where, Path out) {
+  private static String name(JsonObject o, String where) {
+    String name = string(o, "name", where);
     if (!name.matches("[A-Za-z0-9._-]+")) {
       throw new IllegalArgumentException(where + ": name '" + name + "' may hold letters, digits, '.', '_' and '-'"
           + " only (it names files)");
     }
-    String model = j.has("model") ? string(j, "model", where, null) : string(defaults, "model", where, null);
-    String data = j.has("data") ? string(j, "data", where, null) : string(defaults, "data", where, null);
-    String task = j.has("task") ? string(j, "task", where, null)
-        : string(defaults, "task", where, "image-classification");
-    return new Job(name, resolve(base, model), data(base, data), task, out, args, "", Map.of());
+    return name;
   }
 
-  /** Data may be a comma-separated list of paths (text); each is resolved against the jobs file. */
-  private static String data(Path base, String value) {
-    List<String> parts = new ArrayList<>();
-    for (String p : value.split(",")) {
-      parts.add(resolve(base, p.trim()).toString());
+  /** One run: its job checked as a whole, paths made absolute. */
+  private static Job job(String name, JsonObject json, Path base, String where, String sweep,
+      Map<String, JsonElement> settings) {
+    for (String k : json.keySet()) {
+      if (RESERVED.contains(k)) {
+        throw new IllegalArgumentException(where + ": \"" + k + "\" is set by the batch runner; leave it out");
+      }
     }
-    return String.join(",", parts);
+    JobSpec spec;
+    try {
+      spec = JobSpec.fromJson(json, base);
+    } catch (IllegalArgumentException e) {
+      throw new IllegalArgumentException(where + ": " + e.getMessage());
+    }
+    for (String k : List.of("model", "export")) {
+      if (!json.has(k)) {
+        throw new IllegalArgumentException(where + " needs \"" + k + "\" (or give it in \"defaults\")");
+      }
+    }
+    Map<String, String> shown = new LinkedHashMap<>();
+    settings.forEach((k, v) -> shown.put(k, v.isJsonPrimitive() ? v.getAsString() : v.toString()));
+    return new Job(name, spec, sweep, shown);
+  }
+
+  /** {@code over} on top of {@code under}: objects merge key by key, anything else replaces. */
+  static JsonObject merged(JsonObject under, JsonObject over) {
+    JsonObject out = under.deepCopy();
+    for (Map.Entry<String, JsonElement> e : over.entrySet()) {
+      JsonElement was = out.get(e.getKey());
+      out.add(e.getKey(), was != null && was.isJsonObject() && e.getValue().isJsonObject()
+          ? merged(was.getAsJsonObject(), e.getValue().getAsJsonObject()) : e.getValue().deepCopy());
+    }
+    return out;
+  }
+
+  /** Sets a key, or with dots a key inside an object ({@code optimizer.learning_rate}). */
+  private static void set(JsonObject job, String key, JsonElement value, String where) {
+    String[] path = key.split("\\.");
+    JsonObject at = job;
+    for (int i = 0; i < path.length - 1; i++) {
+      JsonElement next = at.get(path[i]);
+      if (next == null) {
+        next = new JsonObject();
+        at.add(path[i], next);
+      } else if (!next.isJsonObject()) {
+        throw new IllegalArgumentException(where + ": \"" + key + "\" sets a key inside \"" + path[i]
+            + "\", which is not an object");
+      }
+      at = next.getAsJsonObject();
+    }
+    at.add(path[path.length - 1], value.deepCopy());
   }
 
   private static Path resolve(Path base, String p) {
@@ -155,78 +200,19 @@ public final class JobsFile {
     return (path.isAbsolute() ? path : base.resolve(path)).normalize();
   }
 
-  private static Map<String, String> args(JsonObject j, JsonObject defaults, String where) {
-    Map<String, String> out = new LinkedHashMap<>();
-    if (defaults.has("args")) {
-      out.putAll(flags(object(defaults.get("args"), "defaults.args"), "defaults.args"));
-    }
-    if (j.has("args")) {
-      for (Map.Entry<String, String> e : flags(object(j.get("args"), where + ".args"), where + ".args").entrySet()) {
-        if (e.getValue() == null) {
-          out.remove(e.getKey());
-        } else {
-          out.put(e.getKey(), e.getValue());
-        }
-      }
-    }
-    out.values().removeIf(v -> v == null);
-    return out;
-  }
-
-  /** Flag name to value ("" for a bare flag, null for one left out). */
-  private static Map<String, String> flags(JsonObject args, String where) {
-    Map<String, String> out = new LinkedHashMap<>();
-    for (Map.Entry<String, JsonElement> e : args.entrySet()) {
-      out.put(flag(e.getKey(), where), value(e.getValue(), where + "." + e.getKey()));
-    }
-    return out;
-  }
-
-  private static String flag(String key, String where) {
-    String k = key.startsWith("--") ? key.substring(2) : key;
-    if (RESERVED.contains(k)) {
-      throw new IllegalArgumentException(where + ": --" + k + " is set by the batch runner; leave it out");
-    }
-    if (!k.matches("[a-z][a-z0-9-]*")) {
-      throw new IllegalArgumentException(where + ": '" + key + "' is not a flag name");
-    }
-    return k;
-  }
-
-  private static String value(JsonElement v, String where) {
-    if (v == null || v.isJsonNull()) {
-      return null;
-    }
-    if (v.isJsonPrimitive()) {
-      JsonPrimitive p = v.getAsJsonPrimitive();
-      if (p.isBoolean()) {
-        return p.getAsBoolean() ? "" : null;
-      }
-      return p.isNumber() ? number(p) : p.getAsString();
-    }
-    throw new IllegalArgumentException(where + " must be a string, number or boolean");
-  }
-
-  private static String number(JsonPrimitive p) {
-    double d = p.getAsDouble();
-    return d == Math.rint(d) && Math.abs(d) < 1e15 && !p.getAsString().contains(".")
-        && !p.getAsString().toLowerCase(Locale.ROOT).contains("e") ? Long.toString((long) d) : p.getAsString();
-  }
-
-  private static List<Map<String, String>> grid(JsonObject grid, String where) {
-    List<Map<String, String>> out = new ArrayList<>();
+  private static List<Map<String, JsonElement>> grid(JsonObject grid, String where) {
+    List<Map<String, JsonElement>> out = new ArrayList<>();
     out.add(new LinkedHashMap<>());
     for (Map.Entry<String, JsonElement> e : grid.entrySet()) {
-      String flag = flag(e.getKey(), where);
       JsonArray values = array(e.getValue(), where + "." + e.getKey());
       if (values.isEmpty()) {
         throw new IllegalArgumentException(where + "." + e.getKey() + " lists no values");
       }
-      List<Map<String, String>> next = new ArrayList<>();
-      for (Map<String, String> partial : out) {
+      List<Map<String, JsonElement>> next = new ArrayList<>();
+      for (Map<String, JsonElement> partial : out) {
         for (JsonElement v : values) {
-          Map<String, String> m = new LinkedHashMap<>(partial);
-          m.put(flag, value(v, where + "." + e.getKey()));
+          Map<String, JsonElement> m = new LinkedHashMap<>(partial);
+          m.put(e.getKey(), v);
           next.add(m);
         }
       }
@@ -235,7 +221,7 @@ public final class JobsFile {
     return out;
   }
 
-  private static List<Map<String, String>> random(JsonObject space, String where, JsonObject sweep) {
+  private static List<Map<String, JsonElement>> random(JsonObject space, String where, JsonObject sweep) {
     if (!sweep.has("trials")) {
       throw new IllegalArgumentException(where + ": a random sweep needs \"trials\"");
     }
@@ -243,10 +229,10 @@ public final class JobsFile {
     if (trials < 1) {
       throw new IllegalArgumentException(where + ".trials must be >= 1");
     }
-    Random rng = new Random(sweep.has("seed") ? sweep.get("seed").getAsLong() : 1);
-    List<Map<String, String>> out = new ArrayList<>();
+    Random rng = new Random(sweep.has("sweep_seed") ? sweep.get("sweep_seed").getAsLong() : 1);
+    List<Map<String, JsonElement>> out = new ArrayList<>();
     for (int t = 0; t < trials; t++) {
-      Map<String, String> m = new LinkedHashMap<>();
+      Map<String, JsonElement> m = new LinkedHashMap<>();
       for (Map.Entry<String, JsonElement> e : space.entrySet()) {
         String at = where + ".random." + e.getKey();
         JsonObject dist = object(e.getValue(), at);
@@ -255,30 +241,35 @@ public final class JobsFile {
         }
         String kind = dist.keySet().iterator().next();
         JsonArray a = array(dist.get(kind), at + "." + kind);
-        String v = switch (kind) {
+        JsonElement v = switch (kind) {
           case "log_uniform" -> {
             double lo = Math.log(range(a, at)[0]);
             double hi = Math.log(range(a, at)[1]);
-            yield String.format(Locale.ROOT, "%.3g", Math.exp(lo + rng.nextDouble() * (hi - lo)));
+            yield rounded("%.3g", Math.exp(lo + rng.nextDouble() * (hi - lo)));
           }
           case "uniform" -> {
             double[] r = range(a, at);
-            yield String.format(Locale.ROOT, "%.4g", r[0] + rng.nextDouble() * (r[1] - r[0]));
+            yield rounded("%.4g", r[0] + rng.nextDouble() * (r[1] - r[0]));
           }
           case "choice" -> {
             if (a.isEmpty()) {
               throw new IllegalArgumentException(at + ".choice lists no values");
             }
-            yield value(a.get(rng.nextInt(a.size())), at);
+            yield a.get(rng.nextInt(a.size()));
           }
           default -> throw new IllegalArgumentException(at + ": unknown distribution '" + kind
               + "'; use log_uniform, uniform or choice");
         };
-        m.put(flag(e.getKey(), where), v);
+        m.put(e.getKey(), v);
       }
       out.add(m);
     }
     return out;
+  }
+
+  /** A drawn value to the digits shown, so that the run's name and its job agree. */
+  private static JsonPrimitive rounded(String format, double v) {
+    return new JsonPrimitive(Double.parseDouble(String.format(Locale.ROOT, format, v)));
   }
 
   private static double[] range(JsonArray a, String where) {
@@ -317,11 +308,8 @@ public final class JobsFile {
     return e.getAsJsonArray();
   }
 
-  private static String string(JsonObject o, String key, String where, String fallback) {
+  private static String string(JsonObject o, String key, String where) {
     if (!o.has(key) || o.get(key).isJsonNull()) {
-      if (fallback != null) {
-        return fallback;
-      }
       throw new IllegalArgumentException(where + " needs \"" + key + "\"");
     }
     JsonElement v = o.get(key);

@@ -32,15 +32,16 @@ final class BatchCommand implements Command {
 
   @Override
   public String details() {
-    return "JOBS.json lists \"jobs\" (name, model, data, out, task, args) and \"sweeps\" (name, out, args and\n"
-        + "either \"grid\": {flag: [values]} or \"random\": {flag: {log_uniform|uniform|choice: [...]}} with\n"
-        + "\"trials\" and \"seed\"); \"defaults\" fills in model, data, task and args. args are train flags\n"
-        + "without dashes (true: the bare flag). Every run is a separate `finetune train` process; with\n"
-        + "--parallel N, N run at a time and split the cores. A failed run does not stop the others. Each\n"
-        + "run has a folder under --runs (default: JOBS.runs/ beside the file) with its log, history and\n"
-        + "checkpoints: a rerun skips runs whose export is complete and resumes interrupted ones from\n"
-        + "their last checkpoint. The summary (job, status, best validation metric, epochs, time, output;\n"
-        + "the best run marked *) is printed and written as summary.csv and summary.json there.\n"
+    return "JOBS.json lists \"jobs\" (a name and a job: the keys of train --job, such as model, data, export,\n"
+        + "new_head, epochs, optimizer) and \"sweeps\" (a name, job keys and either \"grid\": {key: [values]} or\n"
+        + "\"random\": {key: {log_uniform|uniform|choice: [...]}} with \"trials\" and \"sweep_seed\"; a dotted key\n"
+        + "such as optimizer.learning_rate sets a key inside an object); \"defaults\" holds keys every job\n"
+        + "shares. Every run is a separate `finetune train --job` process; with --parallel N, N run at a time\n"
+        + "and split the cores. A failed run does not stop the others. Each run has a folder under --runs\n"
+        + "(default: JOBS.runs/ beside the file) with its job, log, history, checkpoints and result: a rerun\n"
+        + "skips runs whose export is complete and resumes interrupted ones from their last checkpoint. The\n"
+        + "summary (job, status, best validation metric, epochs, time, output; the best run marked *) is\n"
+        + "printed and written as summary.csv and summary.json there.\n"
         + "Exit codes: 0 all runs done, 3 some failed, 1 all failed, 2 bad jobs file.";
   }
 
@@ -52,7 +53,7 @@ final class BatchCommand implements Command {
         .desc("run folders and the summary (default: JOBS.runs beside the jobs file)").build());
     o.addOption(Option.builder().longOpt("job-memory").hasArg().argName("SIZE")
         .desc("Java heap of each run, as for -Xmx (default: 3g)").build());
-    o.addOption(Option.builder().longOpt("dry-run").desc("print the runs and their commands, run nothing").build());
+    o.addOption(Option.builder().longOpt("dry-run").desc("print the runs and their jobs, run nothing").build());
     return o;
   }
 
@@ -100,7 +101,7 @@ final class BatchCommand implements Command {
         jobs.size(), parallel, options.threadsPerJob(), runs);
     if (line.hasOption("dry-run")) {
       for (Job j : jobs) {
-        out.println("  " + j.name() + ": finetune " + String.join(" ", j.trainArguments()));
+        out.println("  " + j.name() + ": " + j.spec());
       }
       return ExitCode.OK;
     }

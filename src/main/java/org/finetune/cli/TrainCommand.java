@@ -1,9 +1,11 @@
 package org.finetune.cli;
 
+import com.google.gson.JsonPrimitive;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
+import java.util.Set;
 import org.apache.commons.cli.CommandLine;
 import org.apache.commons.cli.Option;
 import org.apache.commons.cli.Options;
@@ -11,6 +13,7 @@ import org.finetune.export.ExportResult;
 import org.finetune.job.FineTuneJob;
 import org.finetune.job.FineTuneResult;
 import org.finetune.job.JobListener;
+import org.finetune.job.JobSpec;
 import org.finetune.model.KerasSavedModel;
 
 /** {@code finetune train MODEL --data DIR --out DIR}: fine-tune an image classifier on a labelled folder. */
@@ -24,7 +27,7 @@ final class TrainCommand implements Command {
   public String synopsis() {
     return "MODEL --data PATH [--task image-classification|video-classification|causal-lm] [--out DIR] [--head]"
         + " [--epochs N]"
-        + " [--unfreeze gradual:K] [...]";
+        + " [--unfreeze gradual:K] [...]  |  [MODEL] --job FILE";
   }
 
   @Override
@@ -53,7 +56,10 @@ final class TrainCommand implements Command {
         + "documents are tokenised with GPT-2's BPE, joined with <|endoftext|> and cut into blocks of\n"
         + "--seq-len tokens. The loss is next-token cross-entropy; perplexity is reported. Validation text is\n"
         + "--val-data, or --val-split of the documents. Groups for --unfreeze: the last transformer layer\n"
-        + "with the final layer norm, then each layer below, then the embeddings.";
+        + "with the final layer norm, then each layer below, then the embeddings.\n\n"
+        + "--job FILE takes the whole job from JSON instead of these flags (its keys are the flags' settings\n"
+        + "in snake_case: data, new_head, epochs, optimizer, checkpoints, export, ...; see the README's\n"
+        + "Library section); only the runtime flags, --allow-unsafe-ops and --result go with it.";
   }
 
   @Override
@@ -61,6 +67,7 @@ final class TrainCommand implements Command {
     Options o = new Options();
     o.addOption(ModelFlags.allowUnsafeOps());
     ModelFlags.addRuntime(o);
+    o.addOption(opt("job", "FILE", "take the whole job from this JSON file (keys as the README lists)"));
     o.addOption(opt("data", "PATH", "labelled images: one sub-folder per class; with --task causal-lm, text files"
         + " and folders, comma-separated (required)"));
     o.addOption(opt("task", "TASK", "image-classification (default), video-classification or causal-lm"));
@@ -124,22 +131,47 @@ final class TrainCommand implements Command {
   @Override
   public int run(CommandLine line, PrintWriter out, PrintWriter err) {
     List<String> args = line.getArgList();
-    if (args.size() != 1) {
-      throw new UsageException("give one SavedModel directory: finetune train MODEL --data DIR");
-    }
-    TrainFlags flags = new TrainFlags(line);
-    ModelFlags.warnIneffective(line, err);
-    Path modelDir = Path.of(args.get(0));
-    try (KerasSavedModel model = ModelFlags.open(modelDir, line)) {
-      FineTuneJob job = flags.job(FineTuneJob.builder(model)
-          .listener(JobListener.printing(out, err, System.console() != null)));
-      FineTuneResult result = job.run();
-      if (line.hasOption("result")) {
-        result.write(Path.of(line.getOptionValue("result")));
+    JobSpec spec;
+    Path modelDir;
+    if (line.hasOption("job")) {
+      spec = jobFile(line);
+      if (args.size() > 1 || args.size() == 1 && spec.model().isPresent()) {
+        throw new UsageException("give the model once: the job " + line.getOptionValue("job")
+            + (spec.model().isPresent() ? " names it" : " names none, so give one MODEL"));
       }
-      report(result, line.hasOption("early-stopping"), out);
+      modelDir = args.size() == 1 ? Path.of(args.get(0)) : spec.model().orElseThrow(() -> new UsageException(
+          "the job " + line.getOptionValue("job") + " names no \"model\"; add it there or give MODEL"));
+    } else {
+      if (args.size() != 1) {
+        throw new UsageException("give one SavedModel directory: finetune train MODEL --data DIR");
+      }
+      spec = new TrainFlags(line).spec();
+      modelDir = Path.of(args.get(0));
+    }
+    ModelFlags.warnIneffective(line, err);
+    try (KerasSavedModel model = ModelFlags.open(modelDir, line)) {
+      FineTuneJob job = Flags.parse(() -> spec.applyTo(FineTuneJob.builder(model)
+          .listener(JobListener.printing(out, err, System.console() != null))).build());
+      FineTuneResult result = job.run();
+      spec.result().ifPresent(result::write);
+      report(result, spec.toJson().has("early_stopping"), out);
     }
     return ExitCode.OK;
+  }
+
+  /** --job FILE, with --result if given; other flags describing the job are refused, not mixed in. */
+  private static JobSpec jobFile(CommandLine line) {
+    Set<String> beside = Set.of("job", "result", "allow-unsafe-ops", "verbose", "device", "mixed-precision", "xla",
+        "threads");
+    for (Option o : line.getOptions()) {
+      if (!beside.contains(o.getLongOpt())) {
+        throw new UsageException("--job FILE describes the whole job; put --" + o.getLongOpt()
+            + " in the file instead (as its snake_case key)");
+      }
+    }
+    JobSpec spec = Flags.parse(() -> JobSpec.read(Path.of(line.getOptionValue("job"))));
+    return line.hasOption("result")
+        ? Flags.parse(() -> spec.with("result", new JsonPrimitive(line.getOptionValue("result")))) : spec;
   }
 
   /** After training: the best epoch when early stopping ran, and the export. */

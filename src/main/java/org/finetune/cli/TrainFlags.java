@@ -1,6 +1,8 @@
 package org.finetune.cli;
 
+import com.google.gson.JsonArray;
 import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -8,12 +10,9 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
-import java.util.function.Consumer;
 import org.apache.commons.cli.CommandLine;
 import org.finetune.data.ImageOps;
-import org.finetune.job.FineTuneJob;
-import org.finetune.job.JobData;
-import org.finetune.train.Fit;
+import org.finetune.job.JobSpec;
 import org.finetune.train.HeadSpec;
 import org.finetune.train.OptimizerSpec;
 import org.finetune.train.PlanJson;
@@ -22,11 +21,10 @@ import org.finetune.train.TrainingPlan;
 
 /**
  * {@code finetune train}'s flags as a fine-tuning job: every flag is read and checked here, before
- * the model loads, into settings of {@link FineTuneJob.Builder} applied once it has.
+ * the model loads, into the job's JSON ({@link JobSpec}), the same form {@code --job FILE} gives.
  */
 final class TrainFlags {
-  private final List<Consumer<FineTuneJob.Builder>> settings = new ArrayList<>();
-  private final JobData data;
+  private final JsonObject job = new JsonObject();
 
   TrainFlags(CommandLine line) {
     String task = line.getOptionValue("task", "image-classification");
@@ -34,6 +32,7 @@ final class TrainFlags {
       throw new UsageException("--task must be image-classification, video-classification or causal-lm, got '" + task
           + "'");
     }
+    job.addProperty("task", task);
     boolean video = task.equals("video-classification");
     boolean text = task.equals("causal-lm");
     if (!video && (line.hasOption("frames") || line.hasOption("temporal"))) {
@@ -53,68 +52,67 @@ final class TrainFlags {
           throw new UsageException("--" + imageOnly + " applies to images, not to --task causal-lm");
         }
       }
-      List<Path> validation = line.hasOption("val-data") ? Flags.paths(line.getOptionValue("val-data")) : List.of();
-      data = JobData.text(Flags.paths(line.getOptionValue("data")), validation);
+      job.add("data", paths(line.getOptionValue("data")));
+      if (line.hasOption("val-data")) {
+        job.add("validation_data", paths(line.getOptionValue("val-data")));
+      }
       if (line.hasOption("val-data") && line.hasOption("val-split")) {
         throw new UsageException("give --val-data or --val-split, not both");
       }
-      whole(line, "seq-len", "tokens", FineTuneJob.Builder::sequenceLength);
+      whole(line, "seq-len", "tokens", "sequence_length");
     } else {
-      Path root = Path.of(line.getOptionValue("data"));
+      job.addProperty("data", line.getOptionValue("data"));
       if (video) {
         int frames = (int) Flags.longValue(line, "frames", 8);
         if (frames < 2) {
           throw new UsageException("--frames must be at least 2, got " + frames);
         }
-        data = JobData.clips(root, frames);
-        HeadSpec.Temporal temporal = temporal(line);
-        settings.add(b -> b.temporal(temporal));
-      } else {
-        data = JobData.images(root);
-        if (!line.hasOption("head") && (line.hasOption("hidden") || line.hasOption("dropout")
-            || line.hasOption("features-at"))) {
-          throw new UsageException("--hidden, --dropout and --features-at shape a new head; add --head");
-        }
+        job.addProperty("frames", frames);
+        job.addProperty("temporal", temporal(line).name().toLowerCase(Locale.ROOT));
+      } else if (!line.hasOption("head") && (line.hasOption("hidden") || line.hasOption("dropout")
+          || line.hasOption("features-at"))) {
+        throw new UsageException("--hidden, --dropout and --features-at shape a new head; add --head");
       }
       head(line);
       images(line);
     }
-    settings.add(b -> b.data(data));
     training(line);
     plan(line);
     outputs(line);
   }
 
-  /** The job these flags describe, on {@code builder}'s model. */
-  FineTuneJob job(FineTuneJob.Builder builder) {
-    settings.forEach(s -> s.accept(builder));
-    return Flags.parse(builder::build);
+  /** The job these flags describe, as JSON. */
+  JobSpec spec() {
+    return Flags.parse(() -> JobSpec.fromJson(job));
   }
 
-  private void whole(CommandLine line, String flag, String what,
-      java.util.function.BiConsumer<FineTuneJob.Builder, Integer> set) {
+  private static JsonArray paths(String value) {
+    JsonArray a = new JsonArray();
+    Flags.paths(value).forEach(p -> a.add(p.toString()));
+    return a;
+  }
+
+  private void whole(CommandLine line, String flag, String what, String key) {
     if (line.hasOption(flag)) {
       long v = Flags.longValue(line, flag, 0);
       if (v < 1 || v > Integer.MAX_VALUE) {
         throw new UsageException("--" + flag + " takes a number of " + what + " >= 1, got '" + line.getOptionValue(flag)
             + "'");
       }
-      settings.add(b -> set.accept(b, (int) v));
+      job.addProperty(key, v);
     }
   }
 
   private void head(CommandLine line) {
     if (line.hasOption("head")) {
-      settings.add(FineTuneJob.Builder::newHead);
+      job.addProperty("new_head", true);
     }
     if (line.hasOption("features-at")) {
-      String at = line.getOptionValue("features-at");
-      settings.add(b -> b.featuresAt(at));
+      job.addProperty("features_at", line.getOptionValue("features-at"));
     }
     if (line.hasOption("hidden")) {
-      int units = (int) Flags.longValue(line, "hidden", 0);
-      double dropout = Flags.doubleValue(line, "dropout", 0);
-      settings.add(b -> b.headHidden(units, dropout));
+      whole(line, "hidden", "units", "hidden_units");
+      job.addProperty("dropout", Flags.doubleValue(line, "dropout", 0));
     } else if (line.hasOption("dropout")) {
       throw new UsageException("--dropout applies after the hidden layer; give --hidden N too");
     }
@@ -122,41 +120,42 @@ final class TrainFlags {
 
   private void images(CommandLine line) {
     if (line.hasOption("preprocess")) {
-      ImageOps.Preprocess p = Flags.parse(() -> ImageOps.Preprocess.byName(line.getOptionValue("preprocess")));
-      settings.add(b -> b.preprocess(p));
+      Flags.parse(() -> ImageOps.Preprocess.byName(line.getOptionValue("preprocess")));
+      job.addProperty("preprocess", line.getOptionValue("preprocess"));
     }
-    Flags.imageSize(line.getOptionValue("image-size")).ifPresent(s -> settings.add(b -> b.imageSize(s[0], s[1])));
-    boolean flip = line.hasOption("flip");
-    double zoom = Flags.doubleValue(line, "zoom", 0);
-    double brightness = Flags.doubleValue(line, "brightness", 0);
-    boolean cache = !line.hasOption("no-cache");
-    settings.add(b -> b.flip(flip).zoom(zoom).brightness(brightness).featureCache(cache));
+    Flags.imageSize(line.getOptionValue("image-size")).ifPresent(s -> {
+      JsonArray size = new JsonArray();
+      size.add(s[0]);
+      size.add(s[1]);
+      job.add("image_size", size);
+    });
+    job.addProperty("flip", line.hasOption("flip"));
+    job.addProperty("zoom", Flags.doubleValue(line, "zoom", 0));
+    job.addProperty("brightness", Flags.doubleValue(line, "brightness", 0));
+    job.addProperty("feature_cache", !line.hasOption("no-cache"));
   }
 
   private void training(CommandLine line) {
-    long seed = Flags.longValue(line, "seed", 1234);
-    boolean strict = line.hasOption("strict");
-    settings.add(b -> b.seed(seed).strict(strict));
-    whole(line, "batch-size", "examples", FineTuneJob.Builder::batchSize);
-    whole(line, "epochs", "epochs", FineTuneJob.Builder::epochs);
+    job.addProperty("seed", Flags.longValue(line, "seed", 1234));
+    job.addProperty("strict", line.hasOption("strict"));
+    whole(line, "batch-size", "examples", "batch_size");
+    whole(line, "epochs", "epochs", "epochs");
     if (line.hasOption("val-split")) {
-      double split = Flags.doubleValue(line, "val-split", 0);
-      settings.add(b -> b.validationSplit(split));
+      job.addProperty("validation_split", Flags.doubleValue(line, "val-split", 0));
     }
-    whole(line, "early-stopping", "epochs", FineTuneJob.Builder::earlyStopping);
-    whole(line, "reduce-lr", "epochs", FineTuneJob.Builder::reduceLrOnPlateau);
-    String policy = line.getOptionValue("on-non-finite", "stop").toUpperCase(Locale.ROOT);
-    if (!policy.equals("STOP") && !policy.equals("SKIP")) {
+    whole(line, "early-stopping", "epochs", "early_stopping");
+    whole(line, "reduce-lr", "epochs", "reduce_lr_on_plateau");
+    String policy = line.getOptionValue("on-non-finite", "stop").toLowerCase(Locale.ROOT);
+    if (!policy.equals("stop") && !policy.equals("skip")) {
       throw new UsageException("--on-non-finite takes stop or skip, got '" + line.getOptionValue("on-non-finite") + "'");
     }
-    settings.add(b -> b.onNonFinite(Fit.NonFinite.valueOf(policy)));
+    job.addProperty("on_non_finite", policy);
   }
 
   /** The plan from --plan, or its pieces from the flags (the job resolves them with the model's family). */
   private void plan(CommandLine line) {
     if (line.hasOption("plan")) {
-      TrainingPlan p = planFile(line.getOptionValue("plan"));
-      settings.add(b -> b.plan(p));
+      job.add("plan", PlanJson.toJson(planFile(line.getOptionValue("plan"))));
     }
     String optimizer = line.getOptionValue("optimizer", "adam").toLowerCase(Locale.ROOT);
     OptimizerSpec spec = Flags.parse(() -> switch (optimizer) {
@@ -166,23 +165,22 @@ final class TrainFlags {
       case "adamw" -> new OptimizerSpec.AdamW(Flags.doubleValue(line, "lr", 0.001), 0.9, 0.999, 1e-7, 0.004, true);
       default -> throw new UsageException("--optimizer must be adam, sgd or adamw, got '" + optimizer + "'");
     });
-    String schedule = line.getOptionValue("schedule", "constant").toUpperCase(Locale.ROOT);
-    if (!List.of("CONSTANT", "COSINE", "SLANTED").contains(schedule)) {
+    job.add("optimizer", PlanJson.optimizer(spec));
+    String schedule = line.getOptionValue("schedule", "constant").toLowerCase(Locale.ROOT);
+    if (!List.of("constant", "cosine", "slanted").contains(schedule)) {
       throw new UsageException("--schedule must be constant, cosine or slanted, got '"
           + line.getOptionValue("schedule") + "'");
     }
-    double l2sp = Flags.doubleValue(line, "l2sp", 0);
-    settings.add(b -> b.optimizer(spec).schedule(FineTuneJob.Schedule.valueOf(schedule)).l2sp(l2sp));
+    job.addProperty("schedule", schedule);
+    job.addProperty("l2sp", Flags.doubleValue(line, "l2sp", 0));
     if (line.hasOption("train") && line.hasOption("freeze")) {
       throw new UsageException("give --train or --freeze, not both");
     }
-    if (line.hasOption("train")) {
-      Selector s = Flags.parse(() -> Selector.parse(line.getOptionValue("train")));
-      settings.add(b -> b.train(s));
-    }
-    if (line.hasOption("freeze")) {
-      Selector s = Flags.parse(() -> Selector.parse(line.getOptionValue("freeze")));
-      settings.add(b -> b.freeze(s));
+    for (String flag : List.of("train", "freeze")) {
+      if (line.hasOption(flag)) {
+        Flags.parse(() -> Selector.parse(line.getOptionValue(flag)));
+        job.addProperty(flag, line.getOptionValue(flag));
+      }
     }
     if (line.hasOption("unfreeze")) {
       String v = line.getOptionValue("unfreeze");
@@ -198,16 +196,17 @@ final class TrainFlags {
       if (k < 1) {
         throw new UsageException("--unfreeze gradual:K needs a whole number of epochs K >= 1, got '" + v + "'");
       }
-      int every = k;
-      double factor = Flags.doubleValue(line, "discriminative-lr", org.finetune.train.GradualUnfreezing.DEFAULT_FACTOR);
-      settings.add(b -> b.unfreezeGradually(every).discriminativeFactor(factor));
+      job.addProperty("unfreeze_every", k);
+      job.addProperty("discriminative_lr", Flags.doubleValue(line, "discriminative-lr",
+          org.finetune.train.GradualUnfreezing.DEFAULT_FACTOR));
       if (line.hasOption("groups")) {
         String g = line.getOptionValue("groups");
-        List<Selector> groups = new ArrayList<>();
+        JsonArray groups = new JsonArray();
         for (String part : g.split(g.contains(";") ? ";" : ",")) {
-          groups.add(Flags.parse(() -> Selector.parse(part.trim())));
+          Flags.parse(() -> Selector.parse(part.trim()));
+          groups.add(part.trim());
         }
-        settings.add(b -> b.groups(groups));
+        job.add("groups", groups);
       }
     }
   }
@@ -237,22 +236,14 @@ final class TrainFlags {
   }
 
   private void outputs(CommandLine line) {
-    boolean overwrite = line.hasOption("overwrite");
-    settings.add(b -> b.overwrite(overwrite));
-    path(line, "out", FineTuneJob.Builder::exportTo);
-    path(line, "checkpoints", FineTuneJob.Builder::checkpoints);
-    whole(line, "checkpoint-every", "batches", FineTuneJob.Builder::checkpointEvery);
-    path(line, "resume", FineTuneJob.Builder::resume);
-    path(line, "history", FineTuneJob.Builder::history);
-    path(line, "tensorboard", FineTuneJob.Builder::tensorBoard);
-    path(line, "curves", FineTuneJob.Builder::curves);
-  }
-
-  private void path(CommandLine line, String flag, java.util.function.BiConsumer<FineTuneJob.Builder, Path> set) {
-    if (line.hasOption(flag)) {
-      Path p = Path.of(line.getOptionValue(flag));
-      settings.add(b -> set.accept(b, p));
+    job.addProperty("overwrite", line.hasOption("overwrite"));
+    for (String[] flagKey : new String[][] {{"out", "export"}, {"checkpoints", "checkpoints"}, {"resume", "resume"},
+        {"history", "history"}, {"tensorboard", "tensorboard"}, {"curves", "curves"}, {"result", "result"}}) {
+      if (line.hasOption(flagKey[0])) {
+        job.addProperty(flagKey[1], line.getOptionValue(flagKey[0]));
+      }
     }
+    whole(line, "checkpoint-every", "batches", "checkpoint_every");
   }
 
   /** --temporal: how a video head joins the frames. */

@@ -1,6 +1,7 @@
 package org.finetune.data;
 
 import java.nio.file.Path;
+import org.finetune.hint.Hint;
 import org.finetune.hint.Hinted;
 import org.finetune.hint.Setting;
 
@@ -13,9 +14,7 @@ import org.finetune.hint.Setting;
 public class InvalidDataException extends RuntimeException implements Hinted {
   private static final long serialVersionUID = 1L;
   private final transient Path path;
-  private final String problem;
-  private final Setting setting;
-  private final String fix;
+  private final Hint hint;
 
   public InvalidDataException(Path path, String message, Throwable cause) {
     this(path, message, Setting.NONE, "", cause);
@@ -31,24 +30,12 @@ public class InvalidDataException extends RuntimeException implements Hinted {
   public InvalidDataException(Path path, String problem, Setting setting, String fix, Throwable cause) {
     super(Hinted.message(problem, fix), cause);
     this.path = path;
-    this.problem = problem;
-    this.setting = setting;
-    this.fix = fix;
+    this.hint = new Hint(problem, setting, fix);
   }
 
   @Override
-  public String problem() {
-    return problem;
-  }
-
-  @Override
-  public Setting setting() {
-    return setting;
-  }
-
-  @Override
-  public String fix() {
-    return fix;
+  public Hint hint() {
+    return hint;
   }
 
   /** The file at fault. */

@@ -1,6 +1,7 @@
 package org.finetune.savedmodel;
 
 import java.nio.file.Path;
+import org.finetune.hint.Hint;
 import org.finetune.hint.Hinted;
 import org.finetune.hint.Setting;
 
@@ -17,9 +18,7 @@ import org.finetune.hint.Setting;
 public class InvalidModelException extends RuntimeException implements Hinted {
   private static final long serialVersionUID = 1L;
   private final transient Path path;
-  private final String problem;
-  private final Setting setting;
-  private final String fix;
+  private final Hint hint;
 
   public InvalidModelException(Path path, String message) {
     this(path, message, null);
@@ -28,9 +27,7 @@ public class InvalidModelException extends RuntimeException implements Hinted {
   public InvalidModelException(Path path, String message, Throwable cause) {
     super(oneLine(message), cause);
     this.path = path;
-    this.problem = getMessage();
-    this.setting = Setting.NONE;
-    this.fix = "";
+    this.hint = new Hint(String.valueOf(getMessage()), Setting.NONE, "");
   }
 
   /**
@@ -42,24 +39,12 @@ public class InvalidModelException extends RuntimeException implements Hinted {
   public InvalidModelException(Path path, String problem, Setting setting, String fix) {
     super(oneLine(Hinted.message(problem, fix)));
     this.path = path;
-    this.problem = oneLine(problem);
-    this.setting = setting;
-    this.fix = oneLine(fix);
+    this.hint = new Hint(oneLine(problem), setting, oneLine(fix));
   }
 
   @Override
-  public String problem() {
-    return problem;
-  }
-
-  @Override
-  public Setting setting() {
-    return setting;
-  }
-
-  @Override
-  public String fix() {
-    return fix;
+  public Hint hint() {
+    return hint;
   }
 
   /** The file or directory at fault. */

@@ -9,6 +9,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.OptionalInt;
+import org.finetune.hint.Hint;
 import org.finetune.hint.Hinted;
 import org.finetune.hint.Setting;
 
@@ -82,18 +83,8 @@ public final class Fit {
     }
 
     @Override
-    public String problem() {
-      return problem(epoch, batch, step);
-    }
-
-    @Override
-    public Setting setting() {
-      return Setting.NON_FINITE;
-    }
-
-    @Override
-    public String fix() {
-      return SKIP_FIX;
+    public Hint hint() {
+      return new Hint(problem(epoch, batch, step), Setting.NON_FINITE, SKIP_FIX);
     }
 
     /** 0-based. */

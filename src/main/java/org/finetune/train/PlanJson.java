@@ -143,7 +143,8 @@ public final class PlanJson {
     return o.getAsJsonArray(key);
   }
 
-  static JsonObject optimizer(OptimizerSpec spec) {
+  /** An optimizer as the plan writes it: {@code {"name": "adam", "learning_rate": ..., ...}}. */
+  public static JsonObject optimizer(OptimizerSpec spec) {
     JsonObject o = new JsonObject();
     if (spec instanceof OptimizerSpec.Sgd s) {
       o.addProperty("name", "sgd");
@@ -168,7 +169,12 @@ public final class PlanJson {
     return o;
   }
 
-  static OptimizerSpec optimizer(JsonObject o) {
+  /**
+   * Reads an optimizer object; absent keys take Keras's defaults for that optimizer.
+   *
+   * @throws IllegalArgumentException naming the key at fault
+   */
+  public static OptimizerSpec optimizer(JsonObject o) {
     if (!has(o, "name")) {
       throw new IllegalArgumentException("\"optimizer\" needs a \"name\": sgd, adam or adamw");
     }

@@ -4,6 +4,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
@@ -37,13 +39,14 @@ class BatchCommandTest {
     String model = Fixture.of("vgg16_small/keras3_export").model().toString();
     String json = """
         {
-          "defaults": {"model": "%s", "data": "images", "args": {"head": true, "epochs": 2, "batch-size": 4,
-                        "val-split": 0.25, "features-at": "block2_pool"}},
+          "defaults": {"model": "%s", "data": "images", "new_head": true, "epochs": 2, "batch_size": 4,
+                       "validation_split": 0.25, "features_at": "block2_pool"},
           "jobs": [
-            {"name": "broken", "out": "out/broken", "args": {"unfreeze": "sideways"}}
+            {"name": "broken", "export": "out/broken", "train": "block:nosuch"}
           ],
           "sweeps": [
-            {"name": "lr", "out": "out", "grid": {"lr": [0.01, 0.001, 0.0001], "optimizer": ["adam", "sgd"]}}
+            {"name": "lr", "export": "out",
+             "grid": {"optimizer.learning_rate": [0.01, 0.001, 0.0001], "optimizer.name": ["adam", "sgd"]}}
           ]
         }
         """.formatted(model);
@@ -59,8 +62,11 @@ class BatchCommandTest {
     List<Job> jobs = JobsFile.read(file);
     assertEquals(7, jobs.size());
     assertEquals("lr-1", jobs.get(1).name());
-    assertEquals("lr=0.01 optimizer=adam", jobs.get(1).describeSettings());
-    assertEquals("lr=0.0001 optimizer=sgd", jobs.get(6).describeSettings());
+    assertEquals("optimizer.learning_rate=0.01 optimizer.name=adam", jobs.get(1).describeSettings());
+    assertEquals("optimizer.learning_rate=0.0001 optimizer.name=sgd", jobs.get(6).describeSettings());
+    JsonObject sgd = jobs.get(6).spec().toJson();
+    assertEquals(JsonParser.parseString("{\"name\": \"sgd\", \"learning_rate\": 0.0001}"), sgd.get("optimizer"));
+    assertEquals(2, sgd.get("epochs").getAsInt(), "the defaults are every run's");
     assertEquals(tmp.resolve("out").resolve("lr-6"), jobs.get(6).out());
 
     // First attempt, in a child process, killed with everything it started once a run has finished.
@@ -102,7 +108,7 @@ class BatchCommandTest {
     assertTrue(err.toString().contains("1 of 7 runs failed"), err.toString());
     List<String> rows = text.lines().filter(l -> l.matches("^[ *] (broken|lr-\\d) .*")).toList();
     assertEquals(7, rows.size(), text);
-    assertTrue(rows.stream().anyMatch(r -> r.contains("broken") && r.contains("failed") && r.contains("gradual:K")),
+    assertTrue(rows.stream().anyMatch(r -> r.contains("broken") && r.contains("failed") && r.contains("nosuch")),
         text);
     assertEquals(completeBefore, rows.stream().filter(r -> r.contains(" skipped ")).count(), text);
     assertEquals(6, rows.stream().filter(r -> r.contains(" skipped ") || r.contains(" done ")).count(), text);
@@ -146,20 +152,27 @@ class BatchCommandTest {
   @Test
   void jobsFilesAreValidatedWithTheKeyAtFault() throws IOException {
     Path f = tmp.resolve("bad.json");
-    Files.writeString(f, "{\"jobs\": [{\"name\": \"a\", \"model\": \"m\", \"data\": \"d\", \"out\": \"o\", \"epochs\": 3}]}");
+    Files.writeString(f, "{\"jobs\": [{\"name\": \"a\", \"model\": \"m\", \"data\": \"d\", \"export\": \"o\","
+        + " \"epochz\": 3}]}");
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> JobsFile.read(f));
-    assertTrue(e.getMessage().contains("jobs[0]: unknown key \"epochs\""), e.getMessage());
-    Files.writeString(f, "{\"jobs\": [{\"name\": \"a\", \"model\": \"m\", \"data\": \"d\", \"out\": \"o\","
-        + " \"args\": {\"out\": \"x\"}}]}");
+    assertTrue(e.getMessage().contains("jobs[0]: unknown key \"epochz\""), e.getMessage());
+    Files.writeString(f, "{\"jobs\": [{\"name\": \"a\", \"model\": \"m\", \"data\": \"d\", \"export\": \"o\","
+        + " \"epochs\": \"three\"}]}");
     assertTrue(assertThrows(IllegalArgumentException.class, () -> JobsFile.read(f)).getMessage()
-        .contains("--out is set by the batch runner"));
-    Files.writeString(f, "{\"sweeps\": [{\"name\": \"s\", \"model\": \"m\", \"data\": \"d\", \"out\": \"o\","
-        + " \"random\": {\"lr\": {\"log_uniform\": [1e-4, 1e-2]}}, \"trials\": 4, \"seed\": 3}]}");
+        .contains("jobs[0]: \"epochs\" is \"three\"; give a whole number >= 1"));
+    Files.writeString(f, "{\"jobs\": [{\"name\": \"a\", \"model\": \"m\", \"data\": \"d\", \"export\": \"o\","
+        + " \"checkpoints\": \"x\"}]}");
+    assertTrue(assertThrows(IllegalArgumentException.class, () -> JobsFile.read(f)).getMessage()
+        .contains("\"checkpoints\" is set by the batch runner"));
+    Files.writeString(f, "{\"sweeps\": [{\"name\": \"s\", \"model\": \"m\", \"data\": \"d\", \"export\": \"o\","
+        + " \"random\": {\"optimizer.learning_rate\": {\"log_uniform\": [1e-4, 1e-2]}}, \"trials\": 4,"
+        + " \"sweep_seed\": 3}]}");
     List<Job> random = JobsFile.read(f);
     assertEquals(4, random.size());
     for (Job j : random) {
-      double lr = Double.parseDouble(j.args().get("lr"));
-      assertTrue(lr >= 1e-4 && lr <= 1e-2, j.args().toString());
+      double lr = j.spec().toJson().getAsJsonObject("optimizer").get("learning_rate").getAsDouble();
+      assertTrue(lr >= 1e-4 && lr <= 1e-2, j.settings().toString());
+      assertEquals("optimizer.learning_rate=" + lr, j.describeSettings(), "the name shows what runs");
     }
     assertEquals(random, JobsFile.read(f), "seeded");
     Files.writeString(f, "{\"jobs\": []}");

@@ -288,14 +288,14 @@ class FineTuneJobTest {
     }
   }
 
-  private static void assertSamePredictions(Path a, Path b) {
+  static void assertSamePredictions(Path a, Path b) {
     for (int seed = 1; seed <= 3; seed++) {
       NpyArray x = Images.randomInput(seed);
       assertArrayEquals(predict(a, x).toDoubles(), predict(b, x).toDoubles(), 0.0, "export outputs, input " + seed);
     }
   }
 
-  private static String cli(String... args) {
+  static String cli(String... args) {
     StringWriter out = new StringWriter();
     StringWriter err = new StringWriter();
     int exit = new Cli().run(args, new PrintWriter(out), new PrintWriter(err));
