@@ -17,6 +17,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.stream.Stream;
+import org.finetune.graph.TensorTypes;
 import org.finetune.hint.BadSettingException;
 import org.finetune.hint.Setting;
 import org.finetune.model.KerasSavedModel;
@@ -31,7 +32,6 @@ import org.tensorflow.GraphOperation;
 import org.tensorflow.Operand;
 import org.tensorflow.Session;
 import org.tensorflow.TensorFlow;
-import org.tensorflow.internal.types.registry.TensorTypeRegistry;
 import org.tensorflow.op.Op;
 import org.tensorflow.op.Ops;
 import org.tensorflow.proto.DataType;
@@ -167,7 +167,7 @@ public final class Exporter {
     syncs.forEach((target, source) -> {
       GraphOperation from = graph.operation(source);
       DataType dtype = from.attributes().getAttrType("dtype");
-      Class<? extends TType> type = TensorTypeRegistry.find(dtype).type();
+      Class<? extends TType> type = TensorTypes.of(dtype);
       Operand<? extends TType> value = tf.readVariableOp((Operand<? extends TType>) from.output(0), type);
       assigns.add(tf.assignVariableOp((Operand<? extends TType>) graph.operation(target).output(0), value));
     });

@@ -15,6 +15,7 @@ import java.util.Set;
 import java.util.TreeMap;
 import org.finetune.graph.OpDefs;
 import org.finetune.graph.SaveRestoreOps;
+import org.finetune.graph.TensorTypes;
 import org.finetune.model.FlatSignature;
 import org.finetune.savedmodel.Ancestors;
 import org.finetune.savedmodel.TensorNames;
@@ -27,7 +28,6 @@ import org.tensorflow.GraphOperation;
 import org.tensorflow.Operand;
 import org.tensorflow.Output;
 import org.tensorflow.TensorFlow;
-import org.tensorflow.internal.types.registry.TensorTypeRegistry;
 import org.tensorflow.op.Op;
 import org.tensorflow.op.Ops;
 import org.tensorflow.proto.AttrValue;
@@ -274,7 +274,7 @@ final class HeadExport {
       Ops tf = Ops.create(g);
       DataType dtype = input.getAttrMap().get("dtype").getType();
       @SuppressWarnings("unchecked")
-      Class<TType> type = (Class<TType>) TensorTypeRegistry.find(dtype).type();
+      Class<TType> type = (Class<TType>) TensorTypes.of(dtype);
       long[] dims = new long[5];
       for (int i = 0; i < 5; i++) {
         dims[i] = clipShape.getDim(i).getSize();

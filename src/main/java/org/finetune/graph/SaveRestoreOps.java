@@ -8,7 +8,6 @@ import java.util.Map;
 import org.tensorflow.Graph;
 import org.tensorflow.GraphOperation;
 import org.tensorflow.Operand;
-import org.tensorflow.internal.types.registry.TensorTypeRegistry;
 import org.tensorflow.op.Op;
 import org.tensorflow.op.Ops;
 import org.tensorflow.op.train.Restore;
@@ -46,7 +45,7 @@ public record SaveRestoreOps(Op save, Op restore) {
       GraphOperation op = graph.operation(variables.get(key));
       boolean resource = op.type().equals("VarHandleOp");
       DataType dtype = resource ? op.attributes().getAttrType("dtype") : op.output(0).dataType();
-      Class<? extends TType> type = TensorTypeRegistry.find(dtype).type();
+      Class<? extends TType> type = TensorTypes.of(dtype);
       ops.add(op);
       types.add(type);
       values.add(resource ? scope.readVariableOp((Operand<? extends TType>) op.output(0), type)

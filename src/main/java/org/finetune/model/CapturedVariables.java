@@ -64,7 +64,7 @@ final class CapturedVariables {
     java.util.Arrays.fill(slices, "");
     List<Class<? extends TType>> types = new ArrayList<>();
     for (CheckpointKeys.Restore r : missing) {
-      types.add(org.tensorflow.internal.types.registry.TensorTypeRegistry.find(r.dtype()).type());
+      types.add(org.finetune.graph.TensorTypes.of(r.dtype()));
     }
     Restore restore = restoreScope.train.restore(restoreScope.constant(prefix.toString()),
         restoreScope.constant(StandardCharsets.UTF_8, keys), restoreScope.constant(StandardCharsets.UTF_8, slices), types);

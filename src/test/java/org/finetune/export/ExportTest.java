@@ -183,8 +183,8 @@ public class ExportTest {
         assertFalse(model.saverAliases().isEmpty(), id + ": a Keras 3 export's saver writes copies of the weights");
         org.tensorflow.GraphOperation alias = model.graph().operation(model.saverAliases().keySet().iterator().next());
         org.tensorflow.op.Ops tf = org.tensorflow.op.Ops.create(model.graph()).withSubScope("test_alias_read");
-        var read = tf.readVariableOp(alias.output(0), org.tensorflow.internal.types.registry.TensorTypeRegistry
-            .find(alias.attributes().getAttrType("dtype")).type());
+        var read = tf.readVariableOp(alias.output(0),
+            org.finetune.graph.TensorTypes.of(alias.attributes().getAttrType("dtype")));
         assertThrows(org.tensorflow.exceptions.TensorFlowException.class,
             () -> model.session().runner().fetch(read).run().close(), id + ": " + alias.name() + " still held");
       }
