@@ -161,13 +161,6 @@ public final class JobSpec {
     return new JobSpec(o, base);
   }
 
-  /** This job without {@code key}. */
-  public JobSpec without(String key) {
-    JsonObject o = json.deepCopy();
-    o.remove(key);
-    return new JobSpec(o, base);
-  }
-
   /** The model to fine-tune, when the job names it. */
   public Optional<Path> model() {
     return path("model");

@@ -486,6 +486,12 @@ public final class Trainer implements AutoCloseable {
     }
   }
 
+  /**
+   * Ends this trainer's use of the model. What it added to the model's graph (its variables,
+   * optimizer slots and ops) stays there while the model is open: a TensorFlow graph only grows.
+   * A long-lived model that is fine-tuned again and again keeps flat by training copies
+   * ({@code FineTuneJob.builder(model.loader())} opens, trains and closes its own).
+   */
   @Override
   public void close() {
     closed = true;
