@@ -5,7 +5,7 @@ Reads a spec (JSON)::
 
   {"export": "<SavedModel dir>", "signature": "serving_default",
    "inputs": {"<input>": "<file.npy>"}, "out": "<dir>",
-   "tfsm": true, "tf_keras": false, "fingerprint": false}
+   "tfsm": true, "base": "<SavedModel dir>", "tf_keras": false, "fingerprint": false}
 
 and writes under ``out``:
 
@@ -14,9 +14,12 @@ and writes under ``out``:
   ``variables``, ``_all_variables`` and the signature's captured variables), as ``[name, file]``
   pairs, names without ``:0``; the same name may appear more than once (aliases);
 - ``checkpoint.json`` with ``checkpoint/<i>.npy``: every tensor of ``variables/``, by key;
-- ``tfsm/<output>.npy`` (``tfsm``): ``keras.layers.TFSMLayer`` inside a new ``keras.Model``,
-  through ``predict``, on the ``serve`` endpoint of a Keras 3 export, else on the signature when
-  it has one input; for a multi-input signature-only model ``tfsm/UNSUPPORTED`` says why not;
+- ``tfsm/<endpoint>/<output>.npy`` (``tfsm``): ``keras.layers.TFSMLayer(export,
+  call_endpoint=endpoint)`` inside a new ``keras.Model``, through ``predict``, for the endpoints
+  ``serving_default`` and ``serve``; where one fails, ``tfsm/<endpoint>/UNSUPPORTED`` says why.
+  With ``"base": "<SavedModel dir>"`` the same for the base model under ``base_tfsm/<endpoint>/``;
+- ``object.json``: how many ``variables``, ``trainable_variables`` and ``non_trainable_variables``
+  the loaded object lists (null where it has no such attribute);
 - ``fingerprint.pb`` (``fingerprint``): the fingerprint TensorFlow computes for the export;
 - ``tf_keras.json`` with ``tf_keras/<i>.npy`` (``tf_keras``): ``tf_keras.models.load_model(export)``
   and its weights.
@@ -46,6 +49,34 @@ def save_arrays(out, sub, pairs):
         np.save(os.path.join(out, rel), np.asarray(value))
         index.append([name, rel])
     return index
+
+
+ENDPOINTS = ("serving_default", "serve")
+
+
+def tfsm(export, loaded, endpoint, specs, feeds, result, out):
+    """``keras.layers.TFSMLayer(export, call_endpoint=endpoint)`` inside a new ``keras.Model``, called
+    through ``predict`` with the model's input structure (one tensor, or a dict of them), as Keras's
+    docs show it; its outputs under ``out``, or ``out/UNSUPPORTED`` saying why it failed."""
+    import keras
+
+    os.makedirs(out, exist_ok=True)
+    try:
+        if not hasattr(loaded, endpoint) and endpoint not in loaded.signatures:
+            raise ValueError(f"the SavedModel has no endpoint '{endpoint}'")
+        layer = keras.layers.TFSMLayer(export, call_endpoint=endpoint)
+        keras_inputs = {k: keras.Input(shape=s.shape[1:], dtype=s.dtype.name, name=k) for k, s in specs.items()}
+        x = keras_inputs if len(specs) > 1 else next(iter(keras_inputs.values()))
+        model = keras.Model(keras_inputs, layer(x))
+        predicted = model.predict({k: feeds[k].numpy() for k in keras_inputs}, verbose=0)
+    except Exception as e:  # noqa: BLE001 - the reason is the finding
+        with open(os.path.join(out, "UNSUPPORTED"), "w") as f:
+            f.write(" ".join(str(e).split())[:2000] + "\n")
+        return
+    if result is not None:
+        items = predicted.items() if isinstance(predicted, dict) else [(next(iter(result)), predicted)]
+        for key, value in items:
+            np.save(os.path.join(out, f"{key}.npy"), np.asarray(value))
 
 
 def main(spec_path):
@@ -81,33 +112,22 @@ def main(spec_path):
         json.dump(index, f)
 
     if spec.get("tfsm"):
-        import keras
+        for endpoint in ENDPOINTS:
+            tfsm(spec["export"], loaded, endpoint, specs, feeds, result, os.path.join(out, "tfsm", endpoint))
+        if spec.get("base"):
+            base = tf.saved_model.load(spec["base"])
+            base_specs = base.signatures[signature].structured_input_signature[1]
+            base_feeds = {k: tf.constant(v, dtype=base_specs[k].dtype) for k, v in inputs.items()}
+            for endpoint in ENDPOINTS:
+                tfsm(spec["base"], base, endpoint, base_specs, base_feeds, None,
+                     os.path.join(out, "base_tfsm", endpoint))
 
-        os.makedirs(os.path.join(out, "tfsm"), exist_ok=True)
-        if hasattr(loaded, "serve"):
-            # A Keras 3 export's own endpoint takes the model's input structure.
-            layer = keras.layers.TFSMLayer(spec["export"], call_endpoint="serve")
-            keras_inputs = {k: keras.Input(shape=s.shape[1:], dtype=s.dtype.name, name=k) for k, s in specs.items()}
-            x = keras_inputs if len(specs) > 1 else next(iter(keras_inputs.values()))
-            model = keras.Model(keras_inputs, layer(x))
-            predicted = model.predict({k: feeds[k].numpy() for k in keras_inputs}, verbose=0)
-        elif len(specs) == 1:
-            # A signature takes keyword arguments; a layer passes its one input positionally.
-            layer = keras.layers.TFSMLayer(spec["export"], call_endpoint=signature)
-            (key, s), = specs.items()
-            keras_input = keras.Input(shape=s.shape[1:], dtype=s.dtype.name, name=key)
-            model = keras.Model(keras_input, layer(keras_input))
-            predicted = model.predict(feeds[key].numpy(), verbose=0)
-        else:
-            predicted = None
-            with open(os.path.join(out, "tfsm", "UNSUPPORTED"), "w") as f:
-                f.write("TFSMLayer calls an endpoint with one positional argument; signature "
-                        f"{signature} takes {len(specs)} keyword arguments ({sorted(specs)}) and the "
-                        "SavedModel has no 'serve' endpoint\n")
-        if predicted is not None:
-            items = predicted.items() if isinstance(predicted, dict) else [(next(iter(result)), predicted)]
-            for key, value in items:
-                np.save(os.path.join(out, "tfsm", f"{key}.npy"), np.asarray(value))
+    lists = {}
+    for name in ("variables", "trainable_variables", "non_trainable_variables"):
+        value = getattr(loaded, name, None)
+        lists[name] = None if value is None else len(list(value))
+    with open(os.path.join(out, "object.json"), "w") as f:
+        json.dump(lists, f)
 
     if spec.get("tf_keras"):
         import tf_keras

@@ -4,10 +4,11 @@ hop of the export round trip (Java -> Python -> Java -> Python).
 
 Loads ``--model`` with ``tf.saved_model.load``, takes one SGD step (learning rate ``--lr``) on the
 mean squared error between the signature's output and ``--target`` through the variables the
-signature captures, writes the outputs after the step to ``--out/after.npy`` and saves the restored
+signature captures (or, with ``--through object``, the loaded object's ``trainable_variables``), writes the outputs after the step to ``--out/after.npy`` and saves the restored
 object, trained, with ``tf.saved_model.save`` to ``--out/model``.
 
 Usage: scripts/python_step.py --model DIR --input NAME=FILE.npy [...] --target FILE.npy --out DIR [--lr 0.01]
+       [--through signature|object]
 """
 import argparse
 import os
@@ -28,6 +29,9 @@ def main(argv):
     parser.add_argument("--out", required=True)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--signature", default="serving_default")
+    parser.add_argument("--through", choices=["signature", "object"], default="signature",
+                        help="train the variables the signature captures, or the loaded object's "
+                             "trainable_variables as a Keras export lists them")
     args = parser.parse_args(argv)
     loaded = tf.saved_model.load(args.model)
     fn = loaded.signatures[args.signature]
@@ -37,9 +41,14 @@ def main(argv):
         name, path = item.split("=", 1)
         feeds[name] = tf.constant(np.load(path), dtype=specs[name].dtype)
     target = tf.constant(np.load(args.target))
-    variables = list(fn.trainable_variables)
+    if args.through == "object":
+        if not hasattr(loaded, "trainable_variables"):
+            raise SystemExit(f"{args.model} lists no trainable_variables")
+        variables = list(loaded.trainable_variables)
+    else:
+        variables = list(fn.trainable_variables)
     if not variables:
-        raise SystemExit(f"signature {args.signature} of {args.model} captures no trainable variable")
+        raise SystemExit(f"{args.model} has no trainable variable ({args.through})")
     with tf.GradientTape() as tape:
         output = next(iter(fn(**feeds).values()))
         loss = tf.reduce_mean(tf.square(output - target))

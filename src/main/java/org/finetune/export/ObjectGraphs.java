@@ -19,15 +19,18 @@ import org.tensorflow.proto.Struct.StructuredValue;
 import org.tensorflow.proto.Struct.TensorSpecProto;
 import org.tensorflow.proto.Struct.TupleValue;
 import org.tensorflow.proto.TensorShapeProto;
-import org.tensorflow.proto.TrackableObjectGraphOuterClass.TrackableObjectGraph;
 import org.tensorflow.proto.TrackableObjectGraphOuterClass.TrackableObjectGraph.TrackableObject;
+import org.tensorflow.proto.TrackableObjectGraphOuterClass.TrackableObjectGraph;
 import org.tensorflow.proto.VersionDef;
 
 /**
- * The object graphs of an export, as {@code tf.saved_model.save} writes them for a module with
- * variables {@code v0..vN}, a {@code serve} function and the signature {@code serving_default}:
- * the SavedModel's ({@link #savedModel}), which Python's loader rebuilds the objects from, and
- * the checkpoint's ({@link #checkpoint}), which it restores the variables through.
+ * The object graphs of an export, as Keras's {@code model.export()} writes them: a module with
+ * variables {@code v0..vN}, the lists {@code variables}, {@code trainable_variables} and
+ * {@code non_trainable_variables}, a {@code serve} function and the signature
+ * {@code serving_default}, both callable with positional inputs (so that
+ * {@code keras.layers.TFSMLayer} wraps either endpoint). The SavedModel's ({@link #savedModel}),
+ * which Python's loader rebuilds the objects from, and the checkpoint's ({@link #checkpoint}),
+ * which it restores the variables through.
  */
 final class ObjectGraphs {
   private ObjectGraphs() {}
@@ -37,9 +40,10 @@ final class ObjectGraphs {
   record Variable(String name, DataType dtype, TensorShapeProto shape, boolean trainable) {}
 
   /**
-   * Node 0 the root (children {@code v<i>}, {@code serve}, {@code signatures}), then the
-   * variables, the {@code serve} function, the signature map, and the two concrete functions.
-   * {@code serve} takes one tensor for a one-input model and a dict of tensors otherwise.
+   * Node 0 the root (children {@code v<i>}, {@code serve}, {@code signatures} and the variable
+   * lists), then the variables, the {@code serve} function, the signature map, the two concrete
+   * functions and the three lists. {@code serve} takes one tensor for a one-input model and a dict
+   * of tensors otherwise; the signature takes its inputs by keyword or in order.
    */
   static SavedObjectGraph savedModel(List<Input> inputs, List<Variable> vars, TensorShapeProto outShape, String serveFn,
       String signatureFn) {
@@ -48,13 +52,16 @@ final class ObjectGraphs {
     int mapNode = n + 2;
     int traceNode = n + 3;
     int wrapperNode = n + 4;
+    int listsNode = n + 5;
     VersionDef version = VersionDef.newBuilder().setProducer(1).setMinConsumer(1).build();
     SavedObject.Builder root = SavedObject.newBuilder().setUserObject(SavedUserObject.newBuilder()
         .setIdentifier("_generic_user_object").setVersion(version));
     for (int i = 0; i < n; i++) {
       root.addChildren(ref(i + 1, "v" + i));
     }
-    root.addChildren(ref(serveNode, "serve")).addChildren(ref(mapNode, "signatures"));
+    root.addChildren(ref(serveNode, "serve")).addChildren(ref(mapNode, "signatures"))
+        .addChildren(ref(listsNode, "variables")).addChildren(ref(listsNode + 1, "trainable_variables"))
+        .addChildren(ref(listsNode + 2, "non_trainable_variables"));
     SavedObjectGraph.Builder g = SavedObjectGraph.newBuilder().addNodes(root);
     for (Variable v : vars) {
       g.addNodes(SavedObject.newBuilder().setVariable(SavedVariable.newBuilder().setDtype(v.dtype()).setShape(v.shape())
@@ -73,7 +80,7 @@ final class ObjectGraphs {
         .setFunctionSpec(FunctionSpec.newBuilder().setFullargspec(argSpec(List.of("inputs"), List.of()))
             .setInputSignature(none()))));
     g.addNodes(SavedObject.newBuilder().setBareConcreteFunction(SavedBareConcreteFunction.newBuilder()
-        .setConcreteFunctionName(signatureFn).addAllArgumentKeywords(keys)
+        .setConcreteFunctionName(signatureFn).addAllArgumentKeywords(keys).setAllowedPositionalArguments(keys.size())
         .setFunctionSpec(FunctionSpec.newBuilder().setFullargspec(argSpec(List.of(), keys)).setInputSignature(none()))));
     StructuredValue outputs = StructuredValue.newBuilder().setDictValue(DictValue.newBuilder().putFields(
         HeadExport.OUTPUT_KEY, StructuredValue.newBuilder().setTensorSpecValue(TensorSpecProto.newBuilder()
@@ -88,7 +95,24 @@ final class ObjectGraphs {
     }
     g.putConcreteFunctions(serveFn, serve.build());
     g.putConcreteFunctions(signatureFn, wrapper.build());
+    g.addNodes(list(vars, v -> true, version));
+    g.addNodes(list(vars, Variable::trainable, version));
+    g.addNodes(list(vars, v -> !v.trainable(), version));
     return g.build();
+  }
+
+  /** A list of the variables {@code keep} selects, in order, as Python's trackable list. */
+  private static SavedObject list(List<Variable> vars, java.util.function.Predicate<Variable> keep,
+      VersionDef version) {
+    SavedObject.Builder l = SavedObject.newBuilder().setUserObject(SavedUserObject.newBuilder()
+        .setIdentifier("trackable_list_wrapper").setVersion(version));
+    int k = 0;
+    for (int i = 0; i < vars.size(); i++) {
+      if (keep.test(vars.get(i))) {
+        l.addChildren(ref(i + 1, Integer.toString(k++)));
+      }
+    }
+    return l.build();
   }
 
   /** The checkpoint's object graph: the root with children {@code v<i>}, each holding its value. */

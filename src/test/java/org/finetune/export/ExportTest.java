@@ -22,6 +22,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Random;
+import java.util.Set;
+import java.util.TreeSet;
 import java.util.stream.Stream;
 import org.finetune.data.NpyArray;
 import org.finetune.model.KerasSavedModel;
@@ -121,6 +123,12 @@ public class ExportTest {
   }
 
   public JsonObject check(Path export, Map<String, NpyArray> inputs, Path out, boolean tfKeras) throws IOException {
+    return check(export, null, inputs, out, tfKeras);
+  }
+
+  /** Python's check of {@code export}; with a {@code base}, which TFSMLayer endpoints the base takes too. */
+  public JsonObject check(Path export, Path base, Map<String, NpyArray> inputs, Path out, boolean tfKeras)
+      throws IOException {
     JsonObject spec = new JsonObject();
     spec.addProperty("export", export.toString());
     spec.addProperty("signature", "serving_default");
@@ -133,6 +141,9 @@ public class ExportTest {
     spec.add("inputs", in);
     spec.addProperty("out", out.toString());
     spec.addProperty("tfsm", true);
+    if (base != null) {
+      spec.addProperty("base", base.toString());
+    }
     spec.addProperty("tf_keras", tfKeras);
     spec.addProperty("fingerprint", true);
     Path file = tmp.resolve("check_" + out.getFileName() + ".json");
@@ -141,25 +152,51 @@ public class ExportTest {
     return spec;
   }
 
+  /** The TFSMLayer endpoints Keras's own export of a model with this many inputs takes. */
+  public static Set<String> kerasEndpoints(int inputs) {
+    // TFSMLayer passes its input as one positional argument: a dict cannot fill a signature's
+    // several arguments, in Keras's exports as in ours; "serve" takes the dict.
+    return inputs == 1 ? Set.of("serving_default", "serve") : Set.of("serve");
+  }
+
+  /** The endpoints the check found TFSMLayer taking, under {@code tfsm} (the export) or {@code base_tfsm}. */
+  public static Set<String> endpointsTaken(Path out, String under) {
+    Set<String> taken = new TreeSet<>();
+    for (String endpoint : List.of("serving_default", "serve")) {
+      Path dir = out.resolve(under).resolve(endpoint);
+      if (Files.isDirectory(dir) && !Files.exists(dir.resolve("UNSUPPORTED"))) {
+        taken.add(endpoint);
+      }
+    }
+    return taken;
+  }
+
+  public static double compareOutputs(String id, Map<String, NpyArray> javaOutputs, Path out, int inputs)
+      throws IOException {
+    return compareOutputs(id, javaOutputs, out, kerasEndpoints(inputs));
+  }
+
   /**
-   * Python's outputs (tf.saved_model.load and TFSMLayer) against Java's; returns the worst
-   * relative difference. Every export of ours must work in TFSMLayer (several inputs through the
-   * {@code serve} endpoint, which takes a dict).
+   * Python's outputs (tf.saved_model.load, and TFSMLayer on every endpoint it takes) against
+   * Java's; returns the worst relative difference. TFSMLayer must take each of {@code endpoints}.
    */
-  public static double compareOutputs(String id, Map<String, NpyArray> javaOutputs, Path out, int inputs) throws IOException {
+  public static double compareOutputs(String id, Map<String, NpyArray> javaOutputs, Path out, Set<String> endpoints)
+      throws IOException {
+    for (String endpoint : endpoints) {
+      Path unsupported = out.resolve("tfsm").resolve(endpoint).resolve("UNSUPPORTED");
+      assertFalse(Files.exists(unsupported), id + ": TFSMLayer(call_endpoint=\"" + endpoint + "\") must wrap the export: "
+          + (Files.exists(unsupported) ? Files.readString(unsupported) : ""));
+    }
     double worst = 0;
-    boolean tfsm = !Files.exists(out.resolve("tfsm").resolve("UNSUPPORTED"));
-    assertTrue(tfsm, id + ": TFSMLayer must wrap every export: "
-        + (tfsm ? "" : Files.readString(out.resolve("tfsm").resolve("UNSUPPORTED"))));
     for (Map.Entry<String, NpyArray> e : javaOutputs.entrySet()) {
       NpyArray python = NpyArray.read(out.resolve("loaded").resolve(e.getKey() + ".npy"));
       double d = NpyArray.relativeDifference(e.getValue().toDoubles(), python.toDoubles());
       assertTrue(d <= TOLERANCE, id + " " + e.getKey() + ": tf.saved_model.load differs from Java by " + d);
       worst = Math.max(worst, d);
-      if (tfsm) {
-        NpyArray layer = NpyArray.read(out.resolve("tfsm").resolve(e.getKey() + ".npy"));
+      for (String endpoint : endpointsTaken(out, "tfsm")) {
+        NpyArray layer = NpyArray.read(out.resolve("tfsm").resolve(endpoint).resolve(e.getKey() + ".npy"));
         double t = NpyArray.relativeDifference(e.getValue().toDoubles(), layer.toDoubles());
-        assertTrue(t <= TOLERANCE, id + " " + e.getKey() + ": TFSMLayer differs from Java by " + t);
+        assertTrue(t <= TOLERANCE, id + " " + e.getKey() + ": TFSMLayer(" + endpoint + ") differs from Java by " + t);
         worst = Math.max(worst, t);
       }
     }
@@ -204,9 +241,11 @@ public class ExportTest {
       }
     }
     Path out = tmp.resolve("python");
-    check(export, inputs, out, id.endsWith("tf_keras"));
+    check(export, fixture.model(), inputs, out, id.endsWith("tf_keras"));
 
-    double worst = compareOutputs(id, javaOutputs, out, inputs.size());
+    // TFSMLayer takes every endpoint of the export that it takes of the base model.
+    Set<String> baseEndpoints = endpointsTaken(out, "base_tfsm");
+    double worst = compareOutputs(id, javaOutputs, out, baseEndpoints);
     // Every variable Python restores (aliases included) holds Java's trained value, bit for bit;
     // so does every checkpoint tensor named like a variable (TF1 models restore no objects).
     java.util.Set<String> found = new java.util.HashSet<>();
@@ -246,8 +285,9 @@ public class ExportTest {
       assertEquals(tf, ours, "fingerprint.pb is what TensorFlow computes for the export");
     }
     assertEquals(before, TreeDigest.of(fixture.model()), "the base model's directory is unchanged");
-    System.out.printf("export same-architecture %-36s python vs java worst %.3g; %d restored variables equal%n", id,
-        worst, checked);
+    System.out.printf("export same-architecture %-36s python vs java worst %.3g; %d restored variables equal;"
+        + " TFSMLayer endpoints: base %s, export %s%n", id, worst, checked, baseEndpoints,
+        endpointsTaken(out, "tfsm"));
   }
 
   @ParameterizedTest(name = "{0} {1}")
@@ -273,6 +313,12 @@ public class ExportTest {
     Path out = tmp.resolve("python");
     check(export, inputs, out, false);
     double worst = compareOutputs(id, Map.of("output_0", javaOutput), out, inputs.size());
+    // The loaded object lists its variables as a Keras export's does, the trainable ones apart.
+    JsonObject lists = JsonParser.parseString(Files.readString(out.resolve("object.json"))).getAsJsonObject();
+    assertEquals(result.variables(), lists.get("variables").getAsInt(), id + ": " + lists);
+    assertEquals(result.variables(), lists.get("trainable_variables").getAsInt()
+        + lists.get("non_trainable_variables").getAsInt(), id + ": " + lists);
+    assertTrue(lists.get("trainable_variables").getAsInt() > 0, id + ": " + lists);
 
     // TF Java (and so TF Serving's C++ loader) runs it too, and our own audit accepts it.
     try (KerasSavedModel reloaded = KerasSavedModel.open(export)) {
@@ -288,8 +334,9 @@ public class ExportTest {
     assertEquals(2, provenance.getAsJsonObject("training").get("optimizer_steps").getAsLong());
     assertEquals(TreeDigest.of(fixture.model()), provenance.getAsJsonObject("base").get("digest").getAsString());
     assertEquals(before, TreeDigest.of(fixture.model()), "the base model's directory is unchanged");
-    System.out.printf("export new-head %-36s %d variables, %.1f MB: python vs java worst %.3g%n", id, result.variables(),
-        result.bytes() / 1e6, worst);
+    System.out.printf("export new-head %-36s %d variables (%d trainable), %.1f MB: python vs java worst %.3g;"
+        + " TFSMLayer endpoints %s%n", id, result.variables(), lists.get("trainable_variables").getAsInt(),
+        result.bytes() / 1e6, worst, endpointsTaken(out, "tfsm"));
   }
 
   @Test

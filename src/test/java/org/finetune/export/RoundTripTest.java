@@ -19,6 +19,7 @@ import org.finetune.testing.Fixture;
 import org.finetune.testing.Python;
 import org.finetune.testing.TreeDigest;
 import org.finetune.train.Batch;
+import org.finetune.train.HeadSpec;
 import org.finetune.train.LossSpec;
 import org.finetune.train.OptimizerSpec;
 import org.finetune.train.Trainer;
@@ -74,16 +75,7 @@ class RoundTripTest {
     // Hop 2: Python trains one step through the restored object and saves it.
     Path targetFile = tmp.resolve("target.npy");
     target.write(targetFile);
-    List<String> args = new ArrayList<>(List.of("--model", first.toString(), "--target", targetFile.toString(),
-        "--out", tmp.resolve("python").toString()));
-    for (Map.Entry<String, NpyArray> e : inputs.entrySet()) {
-      Path f = tmp.resolve("rt_" + e.getKey() + ".npy");
-      e.getValue().write(f);
-      args.add("--input");
-      args.add(e.getKey() + "=" + f);
-    }
-    Python.run("python_step.py", args.toArray(new String[0]));
-    NpyArray pythonAfter = NpyArray.read(tmp.resolve("python").resolve("after.npy"));
+    NpyArray pythonAfter = pythonStep(first, inputs, targetFile);
     Path second = tmp.resolve("python").resolve("model");
 
     // Hop 3: Java loads Python's save, matches its outputs, fine-tunes again and exports.
@@ -105,5 +97,67 @@ class RoundTripTest {
     double d3 = ExportTest.compareOutputs("hop 3", hop3, check3, inputs.size());
     assertEquals(before, TreeDigest.of(fixture.model()));
     System.out.printf("round trip java->python %.3g, python->java %.3g, java->python %.3g%n", d1, d2, d3);
+  }
+
+  /**
+   * A new-head export is a Keras export to Python: TFSMLayer takes both endpoints, and a
+   * {@code GradientTape} over the loaded object's {@code trainable_variables} trains it on; Java
+   * loads the re-saved model with Python's outputs and trains it again.
+   */
+  @Test
+  void aNewHeadExportTrainsOnInPythonThroughItsTrainableVariablesAndComesBack() throws IOException {
+    Fixture fixture = Fixture.of("vgg16_small/keras3_export");
+    // Inputs of unit scale and small steps, so that the new head's softmax is not saturated and a
+    // step moves it.
+    Map<String, NpyArray> inputs = new java.util.LinkedHashMap<>();
+    ExportTest.sampleInputs(fixture).forEach((k, v) -> inputs.put(k, ExportTest.randomLike(v, 3)));
+    long n = inputs.values().iterator().next().shape()[0];
+    Path first = tmp.resolve("first");
+    NpyArray javaOutput;
+    try (KerasSavedModel model = KerasSavedModel.open(fixture.model());
+        Trainer trainer = new Trainer(model, TrainingPlan.builder().head(HeadSpec.classifier(3).at("block5_pool"))
+            .optimizer(new OptimizerSpec.Sgd(1e-4, 0.0, false)).build())) {
+      Batch batch = Batch.of(inputs, ExportTest.labels(n, 3));
+      trainer.step(batch);
+      trainer.step(batch);
+      javaOutput = trainer.predict(inputs);
+      Exporter.export(trainer, first, ExportOptions.defaults());
+    }
+    Path check = tmp.resolve("check");
+    new ExportTest().withTmp(tmp).check(first, inputs, check, false);
+    ExportTest.compareOutputs("new head", Map.of("output_0", javaOutput), check, inputs.size());
+
+    Path targetFile = tmp.resolve("target.npy");
+    ExportTest.randomLike(javaOutput, 5).write(targetFile);
+    NpyArray pythonAfter = pythonStep(first, inputs, targetFile, "--through", "object", "--lr", "1.0");
+    double moved = NpyArray.relativeDifference(javaOutput.toDoubles(), pythonAfter.toDoubles());
+    assertTrue(moved > 1e-3, "Python's step moved the outputs by " + moved);
+    try (KerasSavedModel model = KerasSavedModel.open(tmp.resolve("python").resolve("model"));
+        Trainer trainer = new Trainer(model, TrainingPlan.builder().loss(LossSpec.MSE)
+            .optimizer(new OptimizerSpec.Sgd(0.01, 0.9, false)).build())) {
+      NpyArray loaded = ExportTest.signatureOutputs(model, inputs).values().iterator().next();
+      double d = NpyArray.relativeDifference(pythonAfter.toDoubles(), loaded.toDoubles());
+      assertTrue(d <= TOLERANCE, "Java reads Python's save of the new-head export with outputs off by " + d);
+      trainer.step(Batch.of(inputs, NpyArray.read(targetFile)));
+      NpyArray again = ExportTest.signatureOutputs(model, inputs).values().iterator().next();
+      assertTrue(!java.util.Arrays.equals(loaded.data(), again.data()), "Java trained it");
+      System.out.printf("new-head round trip: python->java %.3g%n", d);
+    }
+  }
+
+  /** One step of scripts/python_step.py on {@code model}, saved under tmp/python; its outputs after the step. */
+  private NpyArray pythonStep(Path model, Map<String, NpyArray> inputs, Path target, String... extra)
+      throws IOException {
+    List<String> args = new ArrayList<>(List.of("--model", model.toString(), "--target", target.toString(),
+        "--out", tmp.resolve("python").toString()));
+    args.addAll(List.of(extra));
+    for (Map.Entry<String, NpyArray> e : inputs.entrySet()) {
+      Path f = tmp.resolve("rt_" + e.getKey() + ".npy");
+      e.getValue().write(f);
+      args.add("--input");
+      args.add(e.getKey() + "=" + f);
+    }
+    Python.run("python_step.py", args.toArray(new String[0]));
+    return NpyArray.read(tmp.resolve("python").resolve("after.npy"));
   }
 }
