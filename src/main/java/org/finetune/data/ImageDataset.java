@@ -253,9 +253,10 @@ public final class ImageDataset implements AutoCloseable {
         queue.put(end);
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
-      } catch (RuntimeException e) {
+      } catch (Throwable e) {
+        // Errors too (out of memory, for one): the consumer waits for this thread's next word.
         try {
-          queue.put(e);
+          queue.put(new Failure(e));
         } catch (InterruptedException ie) {
           Thread.currentThread().interrupt();
         }
@@ -281,8 +282,14 @@ public final class ImageDataset implements AutoCloseable {
             throw new IllegalStateException("interrupted while waiting for a batch", e);
           }
         }
-        if (next instanceof RuntimeException e) {
-          throw e;
+        if (next instanceof Failure f) {
+          if (f.cause() instanceof RuntimeException r) {
+            throw r;
+          }
+          if (f.cause() instanceof Error e) {
+            throw e;
+          }
+          throw new IllegalStateException(f.cause());
         }
         return next != end;
       }
@@ -395,6 +402,9 @@ public final class ImageDataset implements AutoCloseable {
     }
     return ImageOps.preprocess(rgb, options.preprocess());
   }
+
+  /** What ended the batch thread, for the consumer to throw. */
+  private record Failure(Throwable cause) {}
 
   private void await(List<Future<?>> work) {
     for (Future<?> f : work) {
