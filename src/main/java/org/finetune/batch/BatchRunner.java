@@ -17,12 +17,14 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 import java.util.Locale;
+import java.util.Objects;
 import java.util.OptionalDouble;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.function.Function;
 import org.finetune.export.AtomicFiles;
 import org.finetune.export.Checkpoint;
 import org.finetune.export.CheckpointCallback;
@@ -33,7 +35,7 @@ import org.finetune.train.EarlyStopping;
 import org.finetune.train.Fit;
 
 /**
- * Runs a batch's jobs, each as a child process ({@code finetune train --job FILE}), one after another or
+ * Runs a batch's jobs, each as a child process that runs its job file, one after another or
  * {@code parallel} at a time with the machine's cores split between them (TensorFlow's
  * {@code TF_NUM_INTRAOP_THREADS}). A job that fails does not stop the others. Each job has a run
  * folder ({@code <runs>/<name>/}: {@code job.json}, {@code log.txt}, {@code history.csv},
@@ -76,16 +78,17 @@ public final class BatchRunner {
   }
 
   /**
-   * @param command how to start {@code finetune} (e.g. java, its options, the class path, the main class)
+   * @param runJob the command line that runs one job file ({@link JobSpec}) in a child process: the
+   *     front end's own (the command line's starts java with its {@code train} command)
    * @param runs where run folders and the summary go
    * @param parallel jobs at a time
    * @param cores cores to split between them
    */
-  public record Options(List<String> command, Path runs, int parallel, int cores) {
+  public record Options(Function<Path, List<String>> runJob, Path runs, int parallel, int cores) {
     public Options {
-      command = List.copyOf(command);
+      Objects.requireNonNull(runJob, "runJob");
       if (parallel < 1) {
-        throw new IllegalArgumentException("--parallel must be >= 1, got " + parallel);
+        throw new IllegalArgumentException("a batch runs at least 1 job at a time, got " + parallel);
       }
     }
 
@@ -191,8 +194,7 @@ public final class BatchRunner {
     }
     Path jobFile = dir.resolve(JOB);
     spec.write(jobFile);
-    List<String> command = new ArrayList<>(options.command());
-    command.addAll(job.trainArguments(jobFile));
+    List<String> command = List.copyOf(options.runJob().apply(jobFile));
     listener.started(job, index, total);
     long start = System.nanoTime();
     ProcessBuilder pb = new ProcessBuilder(command).redirectErrorStream(true);

@@ -10,8 +10,7 @@ import java.util.Objects;
 import org.finetune.job.JobSpec;
 
 /**
- * One fine-tuning run of a batch: a job ({@link JobSpec}) with a name, run as
- * {@code finetune train --job FILE}.
+ * One fine-tuning run of a batch: a job ({@link JobSpec}) with a name.
  *
  * @param spec the job, its paths absolute
  * @param sweep the sweep it came from ("" for a plain job)
@@ -36,11 +35,6 @@ public record Job(String name, JobSpec spec, String sweep, Map<String, String> s
   /** {@code image-classification}, {@code video-classification} or {@code causal-lm}. */
   public String task() {
     return spec.task();
-  }
-
-  /** The {@code finetune} arguments of this run, its job written to {@code jobFile}. */
-  public List<String> trainArguments(Path jobFile) {
-    return new ArrayList<>(List.of("train", "--job", jobFile.toString()));
   }
 
   /** The swept values as {@code optimizer.learning_rate=0.001 batch_size=16}, or "" for a plain job. */

@@ -74,6 +74,9 @@ final class BatchCommand implements Command {
       throw new UsageException(Flags.message(e));
     }
     int parallel = (int) Flags.longValue(line, "parallel", 1);
+    if (parallel < 1) {
+      throw new UsageException("--parallel must be >= 1, got " + parallel);
+    }
     String stem = file.getFileName().toString().replaceFirst("\\.json$", "");
     Path runs = Path.of(line.getOptionValue("runs", file.resolveSibling(stem + ".runs").toString())).toAbsolutePath();
     String memory = line.getOptionValue("job-memory", "3g");
@@ -93,7 +96,11 @@ final class BatchCommand implements Command {
     command.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName()));
     BatchRunner.Options options;
     try {
-      options = new BatchRunner.Options(command, runs, parallel, Runtime.getRuntime().availableProcessors());
+      options = new BatchRunner.Options(jobFile -> {
+        List<String> run = new ArrayList<>(command);
+        run.addAll(List.of("train", "--job", jobFile.toString()));
+        return run;
+      }, runs, parallel, Runtime.getRuntime().availableProcessors());
     } catch (IllegalArgumentException e) {
       throw new UsageException(Flags.message(e));
     }

@@ -40,7 +40,7 @@ public final class CheckpointCallback implements Fit.Callback {
   public CheckpointCallback resuming(Optional<TrainingPosition> position) {
     position.filter(p -> p.monitor().equals(monitor) && p.best().isPresent())
         .ifPresent(p -> best = p.best().getAsDouble());
-    position.ifPresent(p -> p.history().stream().filter(e -> e.epoch() < p.epoch()).forEach(history::add));
+    position.ifPresent(p -> history.addAll(p.history()));
     return this;
   }
 
@@ -66,7 +66,6 @@ public final class CheckpointCallback implements Fit.Callback {
     if (better) {
       best = value;
     }
-    history.removeIf(e -> e.epoch() >= epoch.epoch());
     history.add(epoch);
     JsonObject next = position(c, epoch.epoch() + 1, 0).toJson();
     Checkpoint.save(c.trainer(), dir.resolve(LAST), next);

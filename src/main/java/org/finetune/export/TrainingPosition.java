@@ -17,7 +17,7 @@ import org.finetune.train.Fit;
  * @param rateScale the learning-rate scale reduce-on-plateau had set
  * @param monitor the value judged for the best checkpoint
  * @param best the best value of {@code monitor} so far (empty before the first epoch ended)
- * @param history the epochs completed so far, with their logs, across resumes
+ * @param history the epochs completed so far (all before {@code epoch}), with their logs, across resumes
  */
 public record TrainingPosition(int epoch, int batch, double rateScale, String monitor, OptionalDouble best,
     List<Fit.Epoch> history) {
@@ -27,6 +27,12 @@ public record TrainingPosition(int epoch, int batch, double rateScale, String mo
     history = List.copyOf(history);
     if (epoch < 0 || batch < 0) {
       throw new IllegalArgumentException("a training position needs epoch and batch >= 0, got " + epoch + ", " + batch);
+    }
+    for (Fit.Epoch e : history) {
+      if (e.epoch() >= epoch) {
+        throw new IllegalArgumentException("a training position at epoch " + epoch + " records epoch " + e.epoch()
+            + " as completed");
+      }
     }
   }
 

@@ -325,7 +325,7 @@ final class JobRun {
     OptionalInt every = job.unfreezeEvery.isPresent() ? job.unfreezeEvery
         : plan.stages().size() > 1 ? OptionalInt.of(1) : OptionalInt.empty();
     return new Loop(trainer, new Fit.Options(job.epochs, every).withNonFinite(job.onNonFinite), callbacks, start,
-        monitor, position);
+        monitor, position.map(TrainingPosition::history).orElse(List.of()));
   }
 
   /** The training loop as the job set it up, and what follows it. */
@@ -335,16 +335,16 @@ final class JobRun {
     private final List<Fit.Callback> callbacks;
     private final Fit.Start start;
     private final String monitor;
-    private final Optional<TrainingPosition> position;
+    private final List<Fit.Epoch> earlier;
 
     Loop(Trainer trainer, Fit.Options options, List<Fit.Callback> callbacks, Fit.Start start, String monitor,
-        Optional<TrainingPosition> position) {
+        List<Fit.Epoch> earlier) {
       this.trainer = trainer;
       this.options = options;
       this.callbacks = callbacks;
       this.start = start;
       this.monitor = monitor;
-      this.position = position;
+      this.earlier = earlier;
     }
 
     List<Fit.Epoch> fit(Fit.BatchSource train, Optional<? extends Fit.BatchSource> validation) {
@@ -374,8 +374,6 @@ final class JobRun {
           throw JobException.of(Setting.EXPORT, e);
         }
       });
-      List<Fit.Epoch> earlier = position.map(p -> p.history().stream().filter(e -> e.epoch() < start.epoch())
-          .toList()).orElse(List.of());
       return new FineTuneResult(history, earlier, start.epoch(), job.epochs, monitor, bestEpoch,
           bestEpoch.isPresent() ? OptionalDouble.of(best) : OptionalDouble.empty(), stoppedEarly, trainer.plan(),
           export);

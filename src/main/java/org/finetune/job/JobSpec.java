@@ -376,7 +376,7 @@ public final class JobSpec {
     path("history").ifPresent(p -> settings.add(b -> b.history(p)));
     path("tensorboard").ifPresent(p -> settings.add(b -> b.tensorBoard(p)));
     path("curves").ifPresent(p -> settings.add(b -> b.curves(p)));
-    path("result");
+    path("result"); // checked here; whoever runs the job writes the result (result())
   }
 
   private void whole(String key, java.util.function.BiConsumer<FineTuneJob.Builder, Integer> set) {

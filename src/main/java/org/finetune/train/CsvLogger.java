@@ -37,7 +37,7 @@ public final class CsvLogger implements Fit.Callback {
           // The columns the file already has, in its order; a key it lacks is left out.
           List<String> header = List.of(existing.get(0).split(","));
           columns = new ArrayList<>(header.subList(1, header.size()));
-          keepRowsBefore(epoch.epoch());
+          keepRowsBefore(existing, epoch.epoch());
         } else {
           if (file.getParent() != null) {
             Files.createDirectories(file.getParent());
@@ -56,9 +56,8 @@ public final class CsvLogger implements Fit.Callback {
     }
   }
 
-  /** Drops the rows of epoch {@code first} and later (a resumed run writes them again). */
-  private void keepRowsBefore(int first) throws IOException {
-    List<String> lines = Files.readAllLines(file, StandardCharsets.UTF_8);
+  /** Drops the file's {@code lines} of epoch {@code first} and later (a resumed run writes them again). */
+  private void keepRowsBefore(List<String> lines, int first) throws IOException {
     List<String> kept = new ArrayList<>();
     for (int i = 0; i < lines.size(); i++) {
       String line = lines.get(i);
