@@ -100,6 +100,8 @@ final class Flags {
       case DEVICE -> "without a GPU, use --device cpu";
       case NON_FINITE -> "--on-non-finite skip skips such batches instead";
       case STRICT_DATA -> "replace or remove it (without --strict an unreadable image is skipped with a warning)";
+      case LOSS -> "give --loss" + (e.fix().startsWith("name the loss") ? e.fix().substring("name the loss".length())
+          : " NAME");
       default -> e.fix();
     };
     // The runtime words a device problem as "device D: ...", which the flag's name completes.

@@ -69,12 +69,25 @@ final class TrainCommand implements Command {
     ModelFlags.addRuntime(o);
     o.addOption(opt("job", "FILE", "take the whole job from this JSON file (keys as the README lists)"));
     o.addOption(opt("data", "PATH", "labelled images: one sub-folder per class; with --task causal-lm, text files"
-        + " and folders, comma-separated (required)"));
-    o.addOption(opt("task", "TASK", "image-classification (default), video-classification or causal-lm"));
+        + " and folders, comma-separated; with --task arrays, a .npz (one array per input), .npy or CSV (required)"));
+    o.addOption(opt("task", "TASK", "image-classification (default), video-classification, causal-lm or arrays (any"
+        + " model on .npz/.npy/CSV arrays, as Keras's fit(x, y))"));
     o.addOption(opt("frames", "N", "video: frames taken evenly from each clip (default: 8)"));
     o.addOption(opt("temporal", "KIND", "video: how the head joins frames: conv (default, sees their order) or"
         + " average"));
-    o.addOption(opt("val-data", "PATH", "causal-lm: validation text files and folders, comma-separated"));
+    o.addOption(opt("val-data", "PATH", "causal-lm: validation text files and folders, comma-separated; arrays: the"
+        + " validation inputs, as --data"));
+    o.addOption(opt("targets", "FILE|NAMES", "arrays: the targets, a .npy file, or the arrays (CSV columns) of --data"
+        + " that hold them"));
+    o.addOption(opt("val-targets", "FILE|NAMES", "arrays: the targets of --val-data (default: the same names)"));
+    o.addOption(opt("loss", "NAME", "arrays: sparse_categorical_crossentropy, categorical_crossentropy,"
+        + " binary_crossentropy, mean_squared_error, mean_absolute_error or huber (default: read from the targets"
+        + " and the output, and stated)"));
+    o.addOption(Option.builder().longOpt("no-shuffle").desc("arrays: keep the examples in file order every epoch"
+        + " (Keras's shuffle=False)").build());
+    o.addOption(opt("head-units", "N", "arrays: outputs of the new head (default: one per class, or the targets'"
+        + " width)"));
+    o.addOption(opt("head-activation", "NAME", "arrays: softmax, sigmoid or linear (default: from the loss)"));
     o.addOption(opt("seq-len", "N", "causal-lm: tokens per block (default: 128, at most the model's positions)"));
     o.addOption(opt("out", "DIR", "export the fine-tuned SavedModel here"));
     o.addOption(Option.builder().longOpt("head").desc("put a new classification head on the model").build());

@@ -28,13 +28,21 @@ final class TrainFlags {
 
   TrainFlags(CommandLine line) {
     String task = line.getOptionValue("task", "image-classification");
-    if (!List.of("image-classification", "video-classification", "causal-lm").contains(task)) {
-      throw new UsageException("--task must be image-classification, video-classification or causal-lm, got '" + task
-          + "'");
+    if (!List.of("image-classification", "video-classification", "causal-lm", "arrays").contains(task)) {
+      throw new UsageException("--task must be image-classification, video-classification, causal-lm or arrays, got '"
+          + task + "'");
     }
     job.addProperty("task", task);
     boolean video = task.equals("video-classification");
     boolean text = task.equals("causal-lm");
+    boolean arrays = task.equals("arrays");
+    if (!arrays) {
+      for (String flag : ARRAY_FLAGS) {
+        if (line.hasOption(flag)) {
+          throw new UsageException("--" + flag + " is for --task arrays");
+        }
+      }
+    }
     if (!video && (line.hasOption("frames") || line.hasOption("temporal"))) {
       throw new UsageException("--frames and --temporal are for --task video-classification");
     }
@@ -45,7 +53,9 @@ final class TrainFlags {
       throw new UsageException(text ? "--data PATH is required: text files or folders of *.txt"
           : "--data DIR is required: a folder with one sub-folder of images per class");
     }
-    if (text) {
+    if (arrays) {
+      arrays(line);
+    } else if (text) {
       for (String imageOnly : List.of("head", "hidden", "dropout", "features-at", "preprocess", "image-size", "flip",
           "zoom", "brightness", "no-cache")) {
         if (line.hasOption(imageOnly)) {
@@ -79,6 +89,53 @@ final class TrainFlags {
     training(line);
     plan(line);
     outputs(line);
+  }
+
+  private static final List<String> ARRAY_FLAGS = List.of("targets", "val-targets", "loss", "no-shuffle",
+      "head-units", "head-activation");
+
+  private void arrays(CommandLine line) {
+    if (!line.hasOption("data")) {
+      throw new UsageException("--data FILE is required: a .npz with one array per model input, a .npy, or a CSV table");
+    }
+    if (!line.hasOption("targets")) {
+      throw new UsageException("--targets is required: a .npy file of targets, or the arrays (CSV columns) of --data"
+          + " that hold them");
+    }
+    for (String imageOnly : List.of("frames", "temporal", "seq-len", "preprocess", "image-size", "flip", "zoom",
+        "brightness", "no-cache")) {
+      if (line.hasOption(imageOnly)) {
+        throw new UsageException("--" + imageOnly + " applies to images or text, not to --task arrays");
+      }
+    }
+    if (!line.hasOption("head") && (line.hasOption("hidden") || line.hasOption("dropout")
+        || line.hasOption("features-at") || line.hasOption("head-units") || line.hasOption("head-activation"))) {
+      throw new UsageException("--hidden, --dropout, --features-at, --head-units and --head-activation shape a new"
+          + " head; add --head");
+    }
+    if (line.hasOption("val-data") && line.hasOption("val-split")) {
+      throw new UsageException("give --val-data or --val-split, not both");
+    }
+    if (line.hasOption("val-targets") && !line.hasOption("val-data")) {
+      throw new UsageException("--val-targets goes with --val-data: the validation inputs");
+    }
+    job.addProperty("data", line.getOptionValue("data"));
+    job.addProperty("targets", line.getOptionValue("targets"));
+    if (line.hasOption("val-data")) {
+      job.addProperty("validation_data", line.getOptionValue("val-data"));
+    }
+    if (line.hasOption("val-targets")) {
+      job.addProperty("validation_targets", line.getOptionValue("val-targets"));
+    }
+    if (line.hasOption("loss")) {
+      job.addProperty("loss", line.getOptionValue("loss"));
+    }
+    job.addProperty("shuffle", !line.hasOption("no-shuffle"));
+    head(line);
+    whole(line, "head-units", "outputs", "head_units");
+    if (line.hasOption("head-activation")) {
+      job.addProperty("head_activation", line.getOptionValue("head-activation"));
+    }
   }
 
   /** The job these flags describe, as JSON. */

@@ -70,7 +70,14 @@ public record NpyArray(String dtype, long[] shape, byte[] data) {
 
   /** Reads a {@code .npy} file. */
   public static NpyArray read(Path file) throws IOException {
-    byte[] bytes = Files.readAllBytes(file);
+    return parse(Files.readAllBytes(file), file.toString());
+  }
+
+  /**
+   * Parses the bytes of a {@code .npy} file; {@code file} names it in errors (for an array inside
+   * an {@code .npz}, its archive and entry).
+   */
+  public static NpyArray parse(byte[] bytes, String file) throws IOException {
     if (bytes.length < 10 || !Arrays.equals(Arrays.copyOf(bytes, 6), MAGIC)) {
       throw new IOException(file + " is not a .npy file (no \\x93NUMPY magic)");
     }
@@ -189,6 +196,88 @@ public record NpyArray(String dtype, long[] shape, byte[] data) {
     return maxAbs == 0 ? maxDiff : maxDiff / maxAbs;
   }
 
+  /**
+   * The examples at {@code rows} along the first axis, in that order (rows may repeat): what a
+   * batch of a shuffled epoch takes.
+   */
+  public NpyArray rows(int[] rows) {
+    if (shape.length == 0) {
+      throw new IllegalArgumentException("a scalar has no rows");
+    }
+    long count = shape[0];
+    int rowBytes = Math.toIntExact(data.length / Math.max(1, count));
+    byte[] out = new byte[Math.multiplyExact(rows.length, rowBytes)];
+    for (int i = 0; i < rows.length; i++) {
+      if (rows[i] < 0 || rows[i] >= count) {
+        throw new IndexOutOfBoundsException("row " + rows[i] + " of " + count);
+      }
+      System.arraycopy(data, rows[i] * rowBytes, out, i * rowBytes, rowBytes);
+    }
+    long[] s = shape.clone();
+    s[0] = rows.length;
+    return new NpyArray(dtype, s, out);
+  }
+
+  /**
+   * The same elements as {@code target} ({@code float32}, {@code float64}, {@code int32} or
+   * {@code int64}), as NumPy's {@code astype} converts them: floats to integers truncate toward
+   * zero, as does Keras when it casts ids.
+   *
+   * @throws IllegalArgumentException when an integer does not fit in int32, or a float is not finite
+   *     on its way to an integer type, naming the first such element
+   */
+  public NpyArray castTo(String target) {
+    if (dtype.equals(target)) {
+      return this;
+    }
+    int size = itemSize(target);
+    double[] values = toDoubles();
+    long[] longs = dtype.equals("int64") ? longs() : null;
+    ByteBuffer b = ByteBuffer.allocate(values.length * size).order(ByteOrder.LITTLE_ENDIAN);
+    for (int i = 0; i < values.length; i++) {
+      double v = values[i];
+      switch (target) {
+        case "float32" -> b.putFloat(longs != null ? (float) longs[i] : (float) v);
+        case "float64" -> b.putDouble(longs != null ? (double) longs[i] : v);
+        case "int32", "int64" -> {
+          if (longs == null && !Double.isFinite(v)) {
+            throw new IllegalArgumentException("element " + i + " is " + v + ", which has no " + target + " value");
+          }
+          long whole = longs != null ? longs[i] : (long) v;
+          if (target.equals("int32")) {
+            if (whole < Integer.MIN_VALUE || whole > Integer.MAX_VALUE) {
+              throw new IllegalArgumentException("element " + i + " is " + whole + ", outside int32");
+            }
+            b.putInt((int) whole);
+          } else {
+            b.putLong(whole);
+          }
+        }
+        default -> throw new IllegalArgumentException("cannot cast to " + target + "; float32, float64, int32 or int64");
+      }
+    }
+    return new NpyArray(target, shape, b.array());
+  }
+
+  private long[] longs() {
+    long[] out = new long[data.length / 8];
+    ByteBuffer.wrap(data).order(ByteOrder.LITTLE_ENDIAN).asLongBuffer().get(out);
+    return out;
+  }
+
+  /** Whether every element is a whole number (always for integer and bool arrays). */
+  public boolean integral() {
+    if (!dtype.startsWith("float")) {
+      return true;
+    }
+    for (double v : toDoubles()) {
+      if (v != Math.rint(v) || !Double.isFinite(v)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
   /** The number of elements. */
   public long size() {
     return elementCount(shape);
@@ -198,7 +287,7 @@ public record NpyArray(String dtype, long[] shape, byte[] data) {
     return Arrays.stream(shape).boxed().toList();
   }
 
-  private static String group(Pattern p, String header, Path file) throws IOException {
+  private static String group(Pattern p, String header, String file) throws IOException {
     Matcher m = p.matcher(header);
     if (!m.find()) {
       throw new IOException(file + " has a malformed .npy header: " + header.trim());

@@ -50,7 +50,7 @@ public record Provenance(String mode, Path baseModel, String baseDigest, Optiona
    * clip classifier's outputs score, in order; the preprocessing its images need; frames per clip;
    * tokens per block of text.
    *
-   * @param name image-classification, video-classification or causal-lm
+   * @param name image-classification, video-classification, causal-lm or arrays
    * @param data the training data's location
    */
   public record Task(String name, List<String> classes, Optional<ImageOps.Preprocess> preprocess, OptionalInt frames,
@@ -64,6 +64,12 @@ public record Provenance(String mode, Path baseModel, String baseDigest, Optiona
     public static Task classifier(String name, List<String> classes, ImageOps.Preprocess preprocess, OptionalInt frames,
         Path data) {
       return new Task(name, classes, Optional.of(preprocess), frames, OptionalInt.empty(), Optional.empty(),
+          Optional.of(data.toAbsolutePath().toString()));
+    }
+
+    /** The record of a model trained on arrays read from {@code data}. */
+    public static Task arrays(Path data) {
+      return new Task("arrays", List.of(), Optional.empty(), OptionalInt.empty(), OptionalInt.empty(), Optional.empty(),
           Optional.of(data.toAbsolutePath().toString()));
     }
 

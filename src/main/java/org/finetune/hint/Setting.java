@@ -37,5 +37,7 @@ public enum Setting {
   /** What training does at a non-finite loss or gradient. */
   NON_FINITE,
   /** Whether unreadable data stops the run or is skipped with a warning. */
-  STRICT_DATA
+  STRICT_DATA,
+  /** The loss an array task minimises. */
+  LOSS
 }

@@ -13,6 +13,7 @@ import org.finetune.model.KerasSavedModel;
 import org.finetune.train.Fit;
 import org.finetune.train.GradualUnfreezing;
 import org.finetune.train.HeadSpec;
+import org.finetune.train.LossSpec;
 import org.finetune.train.OptimizerSpec;
 import org.finetune.train.Selector;
 import org.finetune.train.TrainingPlan;
@@ -63,6 +64,10 @@ public final class FineTuneJob {
   final OptionalInt hiddenUnits;
   final double dropout;
   final Optional<String> featuresAt;
+  final OptionalInt headUnits;
+  final Optional<HeadSpec.Activation> headActivation;
+  final Optional<LossSpec> loss;
+  final boolean shuffle;
   final HeadSpec.Temporal temporal;
   final Optional<Selector> train;
   final Optional<Selector> freeze;
@@ -107,6 +112,10 @@ public final class FineTuneJob {
     this.hiddenUnits = b.hiddenUnits;
     this.dropout = b.dropout;
     this.featuresAt = b.featuresAt;
+    this.headUnits = b.headUnits;
+    this.headActivation = b.headActivation;
+    this.loss = b.loss;
+    this.shuffle = b.shuffle;
     this.temporal = b.temporal;
     this.train = b.train;
     this.freeze = b.freeze;
@@ -148,6 +157,19 @@ public final class FineTuneJob {
     if (!newHead && !(data instanceof JobData.Clips) && (hiddenUnits.isPresent() || featuresAt.isPresent())) {
       throw new JobException("a hidden layer and a feature layer shape a new head", Setting.HEAD,
           "ask for a new head");
+    }
+    if (!newHead && (headUnits.isPresent() || headActivation.isPresent())) {
+      throw new JobException("a head's outputs and activation shape a new head", Setting.HEAD, "ask for a new head");
+    }
+    if (!(data instanceof JobData.Arrays) && (headUnits.isPresent() || headActivation.isPresent() || loss.isPresent()
+        || !shuffle)) {
+      throw new JobException("a head's outputs and activation, the loss and unshuffled epochs are settings of the"
+          + " arrays task; the " + data.task() + " task decides them", Setting.DATA, "leave them out");
+    }
+    if (data instanceof JobData.Arrays && (preprocess.isPresent() || imageSize.isPresent() || flip || zoom > 0
+        || brightness > 0 || sequenceLength.isPresent())) {
+      throw new JobException("preprocessing, image sizes, augmentation and sequence lengths apply to images and text;"
+          + " arrays go to the model as they are", Setting.DATA, "leave them out, or prepare the arrays so");
     }
     if (data instanceof JobData.Text && (newHead || featuresAt.isPresent() || preprocess.isPresent()
         || imageSize.isPresent() || flip || zoom > 0 || brightness > 0)) {
@@ -198,6 +220,10 @@ public final class FineTuneJob {
     private OptionalInt hiddenUnits = OptionalInt.empty();
     private double dropout;
     private Optional<String> featuresAt = Optional.empty();
+    private OptionalInt headUnits = OptionalInt.empty();
+    private Optional<HeadSpec.Activation> headActivation = Optional.empty();
+    private Optional<LossSpec> loss = Optional.empty();
+    private boolean shuffle = true;
     private HeadSpec.Temporal temporal = HeadSpec.Temporal.CONV;
     private Optional<Selector> train = Optional.empty();
     private Optional<Selector> freeze = Optional.empty();
@@ -302,6 +328,42 @@ public final class FineTuneJob {
     /** The layer whose output feeds the new head (default: the family's feature layer). */
     public Builder featuresAt(String layer) {
       this.featuresAt = Optional.of(layer);
+      return this;
+    }
+
+    /**
+     * Arrays: the new head's outputs (default: one per class for integer targets, else the
+     * targets' width).
+     */
+    public Builder headUnits(int units) {
+      if (units < 1) {
+        throw new JobException("a head needs at least one output, got " + units, Setting.HEAD, "");
+      }
+      this.headUnits = OptionalInt.of(units);
+      return this;
+    }
+
+    /**
+     * Arrays: the new head's output activation (default: softmax for class labels, sigmoid for
+     * the binary cross-entropy, linear for values).
+     */
+    public Builder headActivation(HeadSpec.Activation a) {
+      this.headActivation = Optional.of(Objects.requireNonNull(a, "activation"));
+      return this;
+    }
+
+    /**
+     * Arrays: the loss, by Keras's names (default: read from the targets and the output's
+     * activation, and stated; refused when they leave it open).
+     */
+    public Builder loss(LossSpec l) {
+      this.loss = Optional.of(Objects.requireNonNull(l, "loss"));
+      return this;
+    }
+
+    /** Arrays: whether to reshuffle the examples every epoch (default true, as Keras's {@code fit}). */
+    public Builder shuffle(boolean on) {
+      this.shuffle = on;
       return this;
     }
 

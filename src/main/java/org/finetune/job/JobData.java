@@ -3,12 +3,13 @@ package org.finetune.job;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Objects;
+import java.util.Optional;
 import org.finetune.hint.Setting;
 
 /**
  * What a job trains on; the kind of data decides the task: labelled images (image
- * classification), labelled clips of frames (video classification), or text (a causal language
- * model).
+ * classification), labelled clips of frames (video classification), text (a causal language
+ * model), or arrays of inputs and targets (any model, as Keras's {@code fit(x, y)}).
  */
 public sealed interface JobData {
   /** A folder with one sub-folder of images per class. */
@@ -46,6 +47,80 @@ public sealed interface JobData {
     }
   }
 
+  /**
+   * Examples as arrays, as Keras's {@code fit(x, y)} takes them: {@code inputs} is a {@code .npz}
+   * holding one array per signature input (named as the input), a {@code .npy} for a model with
+   * one input, or a CSV table whose columns, the targets' excepted, become the one input's
+   * features; {@code targets} are a {@code .npy} file or arrays (columns) of the inputs' file.
+   *
+   * @param validation examples to validate on, read the same way (empty: none, or a share of these)
+   */
+  record Arrays(Path inputs, Targets targets, Optional<Arrays> validation) implements JobData {
+    public Arrays {
+      Objects.requireNonNull(inputs, "inputs");
+      Objects.requireNonNull(targets, "targets");
+      Objects.requireNonNull(validation, "validation");
+      if (validation.isPresent() && validation.get().validation().isPresent()) {
+        throw new IllegalArgumentException("validation examples have no validation of their own");
+      }
+    }
+
+    /** The same examples, validated on {@code other}. */
+    public Arrays validatedOn(Arrays other) {
+      return new Arrays(inputs, targets, Optional.of(other));
+    }
+  }
+
+  /**
+   * Where an array task's targets are: a {@code .npy} file, or arrays of the inputs' file (for a
+   * CSV table, columns: several become one {@code [examples, columns]} target).
+   */
+  record Targets(Optional<Path> file, List<String> names) {
+    public Targets {
+      Objects.requireNonNull(file, "file");
+      names = List.copyOf(names);
+      if (file.isPresent() == !names.isEmpty()) {
+        throw new IllegalArgumentException("targets are a file or names of arrays in the inputs' file, one of them");
+      }
+    }
+
+    /** Targets in a {@code .npy} file. */
+    public static Targets file(Path npy) {
+      return new Targets(Optional.of(npy), List.of());
+    }
+
+    /** Targets as arrays (or CSV columns) of the inputs' file. */
+    public static Targets named(List<String> names) {
+      if (names.isEmpty()) {
+        throw new JobException("no target arrays named", Setting.DATA, "name the arrays or columns that hold the targets");
+      }
+      return new Targets(Optional.empty(), names);
+    }
+
+    /** A {@code .npy} path, or comma-separated names: how a job file or a command line writes them. */
+    public static Targets parse(String text, Path base) {
+      if (text.toLowerCase(java.util.Locale.ROOT).endsWith(".npy")) {
+        return file(base.resolve(text));
+      }
+      return named(java.util.Arrays.stream(text.split(",")).map(String::strip).filter(n -> !n.isEmpty()).toList());
+    }
+
+    @Override
+    public String toString() {
+      return file.map(Path::toString).orElse(String.join(",", names));
+    }
+  }
+
+  /** Array examples with targets in a {@code .npy} file (see {@link Arrays}). */
+  static Arrays arrays(Path inputs, Path targets) {
+    return new Arrays(inputs, Targets.file(targets), Optional.empty());
+  }
+
+  /** Array examples whose targets are arrays or columns {@code targets} of the inputs' file. */
+  static Arrays arrays(Path inputs, List<String> targets) {
+    return new Arrays(inputs, Targets.named(targets), Optional.empty());
+  }
+
   static JobData images(Path root) {
     return new Images(root);
   }
@@ -62,8 +137,11 @@ public sealed interface JobData {
     return new Text(train, validation);
   }
 
-  /** The task this data trains: image-classification, video-classification or causal-lm. */
+  /** The task this data trains: image-classification, video-classification, causal-lm or arrays. */
   default String task() {
+    if (this instanceof Arrays) {
+      return "arrays";
+    }
     if (this instanceof Images) {
       return "image-classification";
     }

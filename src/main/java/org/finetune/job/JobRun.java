@@ -11,10 +11,12 @@ import java.util.OptionalDouble;
 import java.util.OptionalInt;
 import java.util.Set;
 import java.util.TreeSet;
+import org.finetune.data.ArrayDataset;
 import org.finetune.data.ClipFolder;
 import org.finetune.data.ImageDataset;
 import org.finetune.data.ImageFolder;
 import org.finetune.data.ImageOps;
+import org.finetune.data.NpyArray;
 import org.finetune.data.TextCorpus;
 import org.finetune.data.TextDataset;
 import org.finetune.export.Checkpoint;
@@ -27,6 +29,8 @@ import org.finetune.export.Provenance;
 import org.finetune.export.TrainingPosition;
 import org.finetune.hint.Setting;
 import org.finetune.model.KerasSavedModel;
+import org.finetune.savedmodel.SignatureInfo;
+import org.finetune.savedmodel.TensorSpec;
 import org.finetune.text.Gpt2Tokenizer;
 import org.finetune.train.CsvLogger;
 import org.finetune.train.CurvesPlot;
@@ -34,6 +38,7 @@ import org.finetune.train.EarlyStopping;
 import org.finetune.train.FeatureCache;
 import org.finetune.train.Fit;
 import org.finetune.train.HeadSpec;
+import org.finetune.train.LossChoice;
 import org.finetune.train.LossSpec;
 import org.finetune.train.PlanJson;
 import org.finetune.train.ReduceLrOnPlateau;
@@ -41,7 +46,7 @@ import org.finetune.train.TensorBoardLogger;
 import org.finetune.train.Trainer;
 import org.finetune.train.TrainingPlan;
 
-/** One run of a {@link FineTuneJob}: the same steps for images, clips and text, each with its data. */
+/** One run of a {@link FineTuneJob}: the same steps for images, clips, text and arrays, each with its data. */
 final class JobRun {
   /** In-memory bound of the feature cache before it spills to a mapped file. */
   private static final long CACHE_BYTES = 1L << 30;
@@ -63,6 +68,9 @@ final class JobRun {
             "choose another or let the job overwrite it");
       }
     });
+    if (job.data instanceof JobData.Arrays arrays) {
+      return new ArrayRun().run(arrays);
+    }
     return job.data instanceof JobData.Text text ? text(text) : images();
   }
 
@@ -279,6 +287,173 @@ final class JobRun {
       return TextDataset.of(docs, Gpt2Tokenizer.END_OF_TEXT, options);
     } catch (IllegalArgumentException e) {
       throw JobException.of(Setting.DATA, e);
+    }
+  }
+
+  /** A model trained on arrays, as Keras's {@code fit(x, y)}. */
+  private final class ArrayRun {
+    FineTuneResult run(JobData.Arrays data) {
+      SignatureInfo sig = model.info().selectedSignature();
+      ArrayExamples examples = ArrayExamples.read(data, sig);
+      Optional<ArrayExamples> validation = data.validation().map(v -> ArrayExamples.read(v, sig));
+      double split = job.validationSplit.orElse(0);
+      if (validation.isPresent() && split > 0) {
+        throw new JobException("validation examples were given and a share of the examples to hold out",
+            Setting.VALIDATION, "give one of them");
+      }
+      ArrayDataset.Options options = new ArrayDataset.Options(job.batchSize.orElse(32), job.shuffle, job.seed);
+      ArrayDataset train;
+      Optional<ArrayDataset> val;
+      try {
+        train = ArrayDataset.of(examples.inputs(), examples.targets(), options);
+        val = validation.map(v -> ArrayDataset.of(v.inputs(), v.targets(),
+            new ArrayDataset.Options(options.batchSize(), false, job.seed)));
+        if (split > 0) {
+          ArrayDataset[] parts = train.split(split);
+          train = parts[0];
+          val = Optional.of(parts[1]);
+        }
+      } catch (IllegalArgumentException e) {
+        throw JobException.of(split > 0 ? Setting.VALIDATION : Setting.DATA, e);
+      }
+      listener.message(String.format(Locale.ROOT, "Model: %s (signature %s: inputs %s; outputs %s)", model.info().dir(),
+          sig.name(), specs(sig.inputs()), specs(sig.outputs())));
+      listener.message(String.format(Locale.ROOT, "Data: %s: %d examples (%s); %d for training, %d for validation%s",
+          data.inputs(), examples.examples(), examples.describe(), train.examples(),
+          val.map(ArrayDataset::examples).orElse(0), split > 0 ? " (the last " + Math.round(split * 100)
+              + "%, as Keras's validation_split)" : ""));
+      Optional<Checkpoint.Info> resume = resume();
+      ModelFamily family = ModelFamily.detect(model);
+      boolean integer = !examples.targets().dtype().startsWith("float");
+      List<NpyArray> allTargets = new ArrayList<>();
+      allTargets.add(examples.targets());
+      validation.ifPresent(v -> allTargets.add(v.targets()));
+      Optional<HeadSpec> head = job.newHead ? Optional.of(arrayHead(family, integer, allTargets)) : Optional.empty();
+      TensorSpec output = head.isPresent() ? null : onlyOutput(sig);
+      LossSpec loss = resume.map(r -> r.plan().loss()).or(() -> job.plan.map(TrainingPlan::loss))
+          .orElseGet(() -> loss(sig, head, output, integer, examples.targets()));
+      long outputWidth = head.map(h -> (long) h.classes())
+          .orElseGet(() -> output.shape().isEmpty() ? -1L : output.shape().get(output.shape().size() - 1));
+      checkTargets(allTargets, loss, outputWidth);
+      long totalSteps = (long) job.epochs * train.batchesPerEpoch();
+      TrainingPlan plan = resume.map(Checkpoint.Info::plan).or(() -> job.plan)
+          .orElseGet(() -> plan(head, family.groups(), loss, totalSteps));
+      listener.message("Plan: " + new GsonBuilder().disableHtmlEscaping().create().toJson(PlanJson.toJson(plan)));
+      try (Trainer trainer = new Trainer(model, plan)) {
+        Loop loop = loop(trainer, resume, val.isPresent() ? "val_loss" : "loss", plan);
+        List<Fit.Epoch> history = loop.fit(Fit.arrays(train), val.map(Fit::arrays));
+        return loop.finish(history, Provenance.Task.arrays(data.inputs()), ArrayExamples.digest(data));
+      }
+    }
+
+    private TensorSpec onlyOutput(SignatureInfo sig) {
+      if (sig.outputs().size() != 1) {
+        throw new JobException("signature " + sig.name() + " has outputs " + sig.outputs().stream()
+            .map(TensorSpec::key).toList() + ", and a job trains one output", Setting.HEAD,
+            "put a new head on the layer to train from, or export the model with the one output to train");
+      }
+      return sig.outputs().get(0);
+    }
+
+    /** The new head: outputs and activation as set, or read from the targets and stated. */
+    private HeadSpec arrayHead(ModelFamily family, boolean integer, List<NpyArray> targets) {
+      HeadSpec.Activation activation = job.headActivation.orElseGet(() -> job.loss.map(l -> switch (l) {
+        case SPARSE_CATEGORICAL_CROSSENTROPY, CATEGORICAL_CROSSENTROPY -> HeadSpec.Activation.SOFTMAX;
+        case BINARY_CROSSENTROPY -> HeadSpec.Activation.SIGMOID;
+        default -> HeadSpec.Activation.LINEAR;
+      }).orElse(integer ? HeadSpec.Activation.SOFTMAX : HeadSpec.Activation.LINEAR));
+      int units;
+      String why;
+      if (job.headUnits.isPresent()) {
+        units = job.headUnits.getAsInt();
+        why = "as set";
+      } else if (integer && targets.get(0).shape().length == 1 && activation == HeadSpec.Activation.SOFTMAX) {
+        long max = 0;
+        for (NpyArray t : targets) {
+          for (double v : t.toDoubles()) {
+            max = Math.max(max, (long) v);
+          }
+        }
+        units = Math.toIntExact(max + 1);
+        why = "integer labels 0.." + max;
+      } else {
+        long[] shape = targets.get(0).shape();
+        long width = 1;
+        for (int i = 1; i < shape.length; i++) {
+          width *= shape[i];
+        }
+        units = Math.toIntExact(width);
+        why = "one per target value of an example";
+      }
+      HeadSpec spec = new HeadSpec(Optional.empty(), HeadSpec.Pooling.AVERAGE, 0, 0, units, activation, job.seed);
+      Optional<String> at = job.featuresAt.or(family::featureLayer);
+      if (at.isPresent()) {
+        spec = spec.at(at.get());
+      } else {
+        listener.warning("the model is of no known family, so the new head goes on its signature output; name the"
+            + " layer whose output it should take if that is not its features");
+      }
+      if (job.hiddenUnits.isPresent()) {
+        spec = spec.hidden(job.hiddenUnits.getAsInt(), job.dropout);
+      }
+      listener.message(String.format(Locale.ROOT, "Head: %d %s output(s) (%s)", units,
+          activation.kerasName(), why));
+      return spec;
+    }
+
+    /** The loss as set, or read from the targets and the output's activation and stated. */
+    private LossSpec loss(SignatureInfo sig, Optional<HeadSpec> head, TensorSpec output, boolean integer,
+        NpyArray targets) {
+      if (job.loss.isPresent()) {
+        return job.loss.get();
+      }
+      Optional<String> activation;
+      int outputRank;
+      if (head.isPresent()) {
+        activation = switch (head.get().activation()) {
+          case SOFTMAX -> Optional.of("Softmax");
+          case SIGMOID -> Optional.of("Sigmoid");
+          case LINEAR -> Optional.empty();
+        };
+        outputRank = 2;
+      } else {
+        activation = LossChoice.finalActivation(model, sig.name(), output.key());
+        outputRank = output.shape().size();
+      }
+      LossChoice choice = LossChoice.infer(integer, targets.shape().length, outputRank, activation).orElseThrow(() ->
+          new JobException("the targets (" + targets.dtype() + " " + java.util.Arrays.toString(targets.shape())
+              + ") and the output (" + activation.orElse("linear") + ") leave the loss open", Setting.LOSS,
+              "name the loss: sparse_categorical_crossentropy for class labels, mean_squared_error for values"));
+      listener.message("Loss: " + choice.loss().kerasName() + " (" + choice.reason() + "; name another to change it)");
+      return choice.loss();
+    }
+
+    private void checkTargets(List<NpyArray> targets, LossSpec loss, long outputWidth) {
+      for (NpyArray t : targets) {
+        if (loss == LossSpec.SPARSE_CATEGORICAL_CROSSENTROPY) {
+          double[] v = t.toDoubles();
+          for (int i = 0; i < v.length; i++) {
+            if (v[i] < 0 || v[i] != Math.rint(v[i]) || (outputWidth > 0 && v[i] >= outputWidth)) {
+              throw new JobException("target " + i + " is " + v[i] + ", not a class index in [0, " + outputWidth
+                  + ")", Setting.DATA, "give labels 0 to " + (outputWidth - 1) + ", one per output");
+            }
+          }
+        } else if (loss != LossSpec.CAUSAL_LM && outputWidth > 0) {
+          long[] shape = t.shape();
+          long width = 1;
+          for (int i = 1; i < shape.length; i++) {
+            width *= shape[i];
+          }
+          if (width != outputWidth) {
+            throw new JobException("each example has " + width + " target value(s) and the output has " + outputWidth,
+                Setting.DATA, "give " + outputWidth + " target value(s) per example");
+          }
+        }
+      }
+    }
+
+    private String specs(List<TensorSpec> specs) {
+      return String.join(", ", specs.stream().map(t -> t.key() + " " + t.dtype() + " " + t.shapeText()).toList());
     }
   }
 

@@ -20,6 +20,7 @@ import org.finetune.data.ImageOps;
 import org.finetune.hint.Setting;
 import org.finetune.train.Fit;
 import org.finetune.train.HeadSpec;
+import org.finetune.train.LossSpec;
 import org.finetune.train.OptimizerSpec;
 import org.finetune.train.PlanJson;
 import org.finetune.train.Selector;
@@ -59,8 +60,12 @@ public final class JobSpec {
       "zoom", "brightness", "feature_cache", "seed", "strict", "batch_size", "epochs", "sequence_length", "plan",
       "optimizer", "schedule", "l2sp", "train", "freeze", "unfreeze_every", "discriminative_lr", "groups",
       "early_stopping", "reduce_lr_on_plateau", "on_non_finite", "checkpoints", "checkpoint_every", "resume", "history",
-      "tensorboard", "curves", "export", "overwrite", "result");
-  private static final List<String> TASKS = List.of("image-classification", "video-classification", "causal-lm");
+      "tensorboard", "curves", "export", "overwrite", "result", "targets", "validation_targets", "loss", "shuffle",
+      "head_units", "head_activation");
+  private static final List<String> TASKS = List.of("image-classification", "video-classification", "causal-lm",
+      "arrays");
+  private static final List<String> ARRAYS_ONLY = List.of("targets", "validation_targets", "loss", "shuffle",
+      "head_units", "head_activation");
   private static final List<String> IMAGE_ONLY = List.of("new_head", "hidden_units", "dropout", "features_at",
       "preprocess", "image_size", "flip", "zoom", "brightness", "feature_cache");
 
@@ -136,6 +141,11 @@ public final class JobSpec {
   /** Writes the job as JSON with its paths made absolute, so that the file runs from anywhere. */
   public void write(Path file) {
     JsonObject out = json.deepCopy();
+    for (String k : List.of("targets", "validation_targets")) {
+      if (out.has(k) && out.get(k).getAsString().toLowerCase(Locale.ROOT).endsWith(".npy")) {
+        out.addProperty(k, resolve(out.get(k).getAsString()).toAbsolutePath().toString());
+      }
+    }
     for (String k : List.of("model", "data", "validation_data", "checkpoints", "resume", "history", "tensorboard",
         "curves", "export", "result")) {
       if (out.has(k) && out.get(k).isJsonArray()) {
@@ -211,6 +221,15 @@ public final class JobSpec {
       throw new JobException("the job has no \"data\"", Setting.DATA, task.equals("causal-lm")
           ? "give text files or folders of *.txt" : "give a folder with one sub-folder per class");
     }
+    if (task.equals("arrays")) {
+      arrays();
+      return;
+    }
+    for (String k : ARRAYS_ONLY) {
+      if (json.has(k)) {
+        throw bad("\"" + k + "\" is for the arrays task", "leave it out, or set \"task\": \"arrays\"");
+      }
+    }
     boolean video = task.equals("video-classification");
     if (!video && (json.has("frames") || json.has("temporal"))) {
       throw bad("\"frames\" and \"temporal\" are for video-classification", "leave them out");
@@ -246,6 +265,62 @@ public final class JobSpec {
       JobData images = JobData.images(root);
       settings.add(b -> b.data(images));
     }
+  }
+
+  /** The arrays task: inputs, targets, validation, the loss and what shapes a new head. */
+  private void arrays() {
+    for (String k : List.of("frames", "temporal", "sequence_length", "preprocess", "image_size", "flip", "zoom",
+        "brightness", "feature_cache")) {
+      if (json.has(k)) {
+        throw bad("\"" + k + "\" applies to images or text, not to arrays", "leave it out");
+      }
+    }
+    if (!json.has("targets")) {
+      throw new JobException("the job has no \"targets\"", Setting.DATA,
+          "give a .npy file of targets, or the names of the arrays (CSV columns) that hold them");
+    }
+    JobData.Targets targets = parse("targets", () -> JobData.Targets.parse(string("targets"), here()));
+    JobData.Arrays data = new JobData.Arrays(resolve(string("data")), targets, Optional.empty());
+    if (json.has("validation_data")) {
+      if (json.has("validation_split")) {
+        throw new JobException("the job has both \"validation_data\" and \"validation_split\"", Setting.VALIDATION,
+            "give one of them");
+      }
+      JobData.Targets vt = json.has("validation_targets")
+          ? parse("validation_targets", () -> JobData.Targets.parse(string("validation_targets"), here()))
+          : targets.file().isEmpty() ? targets : null;
+      if (vt == null) {
+        throw bad("the validation data has no \"validation_targets\"", "give its .npy file of targets");
+      }
+      data = data.validatedOn(new JobData.Arrays(resolve(string("validation_data")), vt, Optional.empty()));
+    } else if (json.has("validation_targets")) {
+      throw bad("\"validation_targets\" needs \"validation_data\"", "give the validation inputs too");
+    }
+    JobData.Arrays arrays = data;
+    settings.add(b -> b.data(arrays));
+    if (json.has("loss")) {
+      LossSpec loss = parse("loss", () -> LossSpec.byName(string("loss")));
+      if (loss == LossSpec.CAUSAL_LM) {
+        throw bad("\"loss\" is causal_lm, the loss of the causal-lm task", "use that task for text");
+      }
+      settings.add(b -> b.loss(loss));
+    }
+    if (json.has("shuffle")) {
+      boolean shuffle = flag("shuffle");
+      settings.add(b -> b.shuffle(shuffle));
+    }
+    whole("head_units", FineTuneJob.Builder::headUnits);
+    if (json.has("head_activation")) {
+      String a = string("head_activation").toUpperCase(Locale.ROOT);
+      if (!List.of("SOFTMAX", "SIGMOID", "LINEAR").contains(a)) {
+        throw bad("\"head_activation\" is '" + string("head_activation") + "'", "use softmax, sigmoid or linear");
+      }
+      settings.add(b -> b.headActivation(HeadSpec.Activation.valueOf(a)));
+    }
+  }
+
+  private Path here() {
+    return base.orElse(Path.of(""));
   }
 
   private void head() {

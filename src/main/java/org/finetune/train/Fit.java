@@ -246,6 +246,33 @@ public final class Fit {
   }
 
   /** An iterator of batches that can stop early. */
+  /** An array dataset's batches: its inputs by signature input name, and its targets. */
+  public static BatchSource arrays(org.finetune.data.ArrayDataset dataset) {
+    return new BatchSource() {
+      @Override
+      public int batchesPerEpoch() {
+        return dataset.batchesPerEpoch();
+      }
+
+      @Override
+      public Iterator<Batch> epoch(int epoch, int start) {
+        Iterator<org.finetune.data.ArrayDataset.Rows> it = dataset.epoch(epoch, start);
+        return new Iterator<>() {
+          @Override
+          public boolean hasNext() {
+            return it.hasNext();
+          }
+
+          @Override
+          public Batch next() {
+            org.finetune.data.ArrayDataset.Rows rows = it.next();
+            return Batch.of(rows.inputs(), rows.targets());
+          }
+        };
+      }
+    };
+  }
+
   /** A text dataset's blocks as unlabelled batches for the causal-LM loss (its targets are its inputs). */
   public static BatchSource tokens(org.finetune.data.TextDataset dataset) {
     return new BatchSource() {

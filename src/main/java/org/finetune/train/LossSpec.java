@@ -10,6 +10,10 @@ public enum LossSpec {
   BINARY_CROSSENTROPY("binary_crossentropy"),
   /** Mean squared error. */
   MSE("mean_squared_error"),
+  /** Mean absolute error. */
+  MAE("mean_absolute_error"),
+  /** Huber loss with Keras's default delta of 1: squared below it, linear above. */
+  HUBER("huber"),
   /**
    * Next-token cross-entropy from logits {@code [batch, time, vocab]}: targets are the
    * {@code token_ids} input shifted by one, weighted by the {@code padding_mask} input, averaged
@@ -27,13 +31,30 @@ public enum LossSpec {
     return kerasName;
   }
 
+  /** Keras's short alias ({@code mse}, {@code mae}), or the name itself. */
+  String shortName() {
+    return switch (this) {
+      case MSE -> "mse";
+      case MAE -> "mae";
+      default -> kerasName;
+    };
+  }
+
+  /** Whether the targets are classes (integer labels, one-hot or 0/1) rather than values. */
+  public boolean classifies() {
+    return switch (this) {
+      case SPARSE_CATEGORICAL_CROSSENTROPY, CATEGORICAL_CROSSENTROPY, BINARY_CROSSENTROPY -> true;
+      default -> false;
+    };
+  }
+
   public static LossSpec byName(String name) {
     for (LossSpec l : values()) {
-      if (l.kerasName.equals(name) || l.name().equalsIgnoreCase(name)) {
+      if (l.kerasName.equals(name) || l.name().equalsIgnoreCase(name) || l.shortName().equals(name)) {
         return l;
       }
     }
     throw new IllegalArgumentException("unknown loss '" + name + "'; use sparse_categorical_crossentropy,"
-        + " categorical_crossentropy, binary_crossentropy, mean_squared_error or causal_lm");
+        + " categorical_crossentropy, binary_crossentropy, mean_squared_error, mean_absolute_error, huber or causal_lm");
   }
 }

@@ -84,7 +84,9 @@ final class Losses {
             logits.isPresent());
       }
       case BINARY_CROSSENTROPY: {
-        Placeholder<TFloat32> labels = tf.withName("targets").placeholder(TFloat32.class);
+        Placeholder<TFloat32> fed = tf.withName("targets").placeholder(TFloat32.class);
+        // 0/1 targets of shape [batch] against a [batch, 1] output take its shape (see MSE).
+        Operand<TFloat32> labels = tf.reshape(fed, tf.shape(y));
         Optional<Output<?>> logits = beneath(output, "Sigmoid");
         Operand<TFloat32> bce;
         if (logits.isPresent()) {
@@ -105,13 +107,34 @@ final class Losses {
         metrics.put("accuracy", tf.math.mean(tf.dtypes.cast(tf.math.equal(predicted, labels), TFloat32.class),
             allAxes(tf, labels)));
         return new LossGraph(tf.withName("loss").math.mean(perSample, allAxes(tf, perSample)),
-            Optional.of(name(labels)), metrics, logits.isPresent());
+            Optional.of(name(fed)), metrics, logits.isPresent());
       }
-      case MSE: {
+      case MSE:
+      case MAE:
+      case HUBER: {
         Placeholder<TFloat32> labels = tf.withName("targets").placeholder(TFloat32.class);
-        Operand<TFloat32> sq = tf.math.square(tf.math.sub(y, labels));
-        return new LossGraph(tf.withName("loss").math.mean(sq, allAxes(tf, sq)), Optional.of(name(labels)), metrics,
-            false);
+        // Targets of shape [batch] against outputs [batch, 1] take the outputs' shape, as Keras
+        // squeezes or expands them, rather than broadcasting to [batch, batch].
+        Operand<TFloat32> error = tf.math.sub(y, tf.reshape(labels, tf.shape(y)));
+        Operand<TFloat32> perElement;
+        if (spec == LossSpec.MSE) {
+          perElement = tf.math.square(error);
+        } else if (spec == LossSpec.MAE) {
+          perElement = tf.math.abs(error);
+        } else {
+          // keras.losses.Huber(delta=1): 0.5 e^2 where |e| <= 1, else |e| - 0.5.
+          Operand<TFloat32> abs = tf.math.abs(error);
+          perElement = tf.select(tf.math.lessEqual(abs, tf.constant(1f)),
+              tf.math.mul(tf.constant(0.5f), tf.math.square(error)), tf.math.sub(abs, tf.constant(0.5f)));
+        }
+        if (spec != LossSpec.MSE) {
+          metrics.put("mse", tf.math.mean(tf.math.square(error), allAxes(tf, error)));
+        }
+        if (spec != LossSpec.MAE) {
+          metrics.put("mae", tf.math.mean(tf.math.abs(error), allAxes(tf, error)));
+        }
+        return new LossGraph(tf.withName("loss").math.mean(perElement, allAxes(tf, perElement)),
+            Optional.of(name(labels)), metrics, false);
       }
       case CAUSAL_LM: {
         String ids = flat.inputs().get("token_ids");

@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""Writes small seeded Keras 3 models and their training arrays for finetune's "arrays" task.
+
+The arrays task trains any model on NumPy arrays or CSV, as Keras's ``fit(x, y)`` does. These
+cases give it models of different shapes (one or two inputs, int32 tokens, one or two outputs,
+a recurrent layer) with data that each one can learn, so that Java and Keras
+(scripts/reference_fit.py) can be run on the same thing and compared:
+
+  tabular_mlp       Input features (8,) float32 -> Dense hidden (16, relu) -> Dense price (1)
+                    data/houses.csv (120 rows) and data/houses_val.csv (40 rows):
+                    header f0..f7,price; price is a fixed linear combination of the features
+                    plus a little noise
+  token_classifier  Input tokens (12,) int32 -> Embedding (50, 16) -> MultiHeadAttention
+                    (2 heads, key_dim 8, self-attention) -> GlobalAveragePooling1D -> Dense
+                    classes (3, softmax); data/train.npz (tokens, int64 [96, 12]) and
+                    data/labels.npy (int64 [96]): the label is the token range most present
+  image_tabular     Inputs image (16, 16, 3) and tabular (4,) -> Conv2D / GlobalAveragePooling2D
+                    and Dense tab_dense, joined -> outputs kind (3, softmax) and size (1), a dict
+                    {"kind", "size"}; data/train.npz (image, tabular), data/kind.npy (int64 [64]),
+                    data/size.npy (float32 [64])
+  lstm_regressor    Input series (10, 4) -> LSTM (8, no cuDNN: a While loop) -> Dense value (1);
+                    data/train.npz (series, float32 [64, 10, 4]) and data/target.npy (float32 [64])
+
+Each case is written as
+
+  <out>/<case>/model.keras       the Keras 3 model (native format), for the oracle to call and fit
+  <out>/<case>/keras3_export/    Keras 3 ``model.export()``: the SavedModel finetune trains
+  <out>/<case>/data/...          the training arrays
+
+Weights and data come from fixed seeds, so every run writes the same thing. A case is written
+into a temporary sibling and renamed into place, so a killed run leaves no half-written case.
+Before the rename the export is checked against Keras: its ``serve`` endpoint must compute what
+the model computes, and ``loaded.variables`` must be ``model.variables`` in the same order (the
+oracle compares variables by position). ``serving_default`` takes each input under its Input
+name and names a single output ``output_0``, the dict's outputs ``kind`` and ``size``. The LSTM
+case's variables include ``seed_generator/seed_generator_state`` (int64 [2], dropout's seed, not
+a weight), which ``model.keras`` does not store: a reloaded model draws another.
+
+Usage:
+  scripts/make_array_models.py [--out savedmodels/generated/arrays] [--force]
+"""
+import argparse
+import contextlib
+import io
+import os
+import shutil
+import sys
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
+
+SEED = 1234
+PRICE_WEIGHTS = np.array([0.8, -1.2, 0.5, 2.0, -0.3, 0.0, 1.1, -0.7])
+
+
+# ---------------------------------------------------------------- the cases
+
+
+def tabular_mlp(rng):
+    features = keras.Input(shape=(8,), name="features")
+    hidden = layers.Dense(16, activation="relu", name="hidden")(features)
+    model = keras.Model(features, layers.Dense(1, name="price")(hidden), name="tabular_mlp")
+
+    def houses(n):
+        x = np.round(rng.standard_normal((n, 8)), 6)
+        price = np.round(x @ PRICE_WEIGHTS + 0.1 * rng.standard_normal(n), 6)
+        return x, price
+
+    train, val = houses(120), houses(40)
+    data = {"houses.csv": lambda path: write_houses(path, *train),
+            "houses_val.csv": lambda path: write_houses(path, *val)}
+    return model, data, train[0][:4].astype(np.float32)
+
+
+def write_houses(path, x, price):
+    header = ",".join([f"f{i}" for i in range(x.shape[1])] + ["price"])
+    np.savetxt(path, np.column_stack([x, price]), fmt="%.6f", delimiter=",", header=header, comments="")
+
+
+def token_classifier(rng):
+    tokens = keras.Input(shape=(12,), dtype="int32", name="tokens")
+    x = layers.Embedding(50, 16, name="embedding")(tokens)
+    x = layers.MultiHeadAttention(num_heads=2, key_dim=8, name="attention")(x, x)
+    x = layers.GlobalAveragePooling1D(name="pool")(x)
+    model = keras.Model(tokens, layers.Dense(3, activation="softmax", name="classes")(x), name="token_classifier")
+
+    ids = rng.integers(0, 50, size=(96, 12), dtype=np.int64)
+    # The class is the token range (0-16, 17-33, 34-49) with the most tokens; ties go to the lower one.
+    counts = np.stack([np.sum((ids >= lo) & (ids < hi), axis=1) for lo, hi in ((0, 17), (17, 34), (34, 50))], axis=1)
+    labels = np.argmax(counts, axis=1).astype(np.int64)
+    data = {"train.npz": lambda path: np.savez(path, tokens=ids),
+            "labels.npy": lambda path: np.save(path, labels)}
+    return model, data, ids[:4].astype(np.int32)
+
+
+def image_tabular(rng):
+    image = keras.Input(shape=(16, 16, 3), name="image")
+    tabular = keras.Input(shape=(4,), name="tabular")
+    a = layers.Conv2D(4, 3, activation="relu", name="conv")(image)
+    a = layers.GlobalAveragePooling2D(name="gap")(a)
+    b = layers.Dense(8, activation="relu", name="tab_dense")(tabular)
+    joined = layers.Concatenate(name="joined")([a, b])
+    outputs = {"kind": layers.Dense(3, activation="softmax", name="kind")(joined),
+               "size": layers.Dense(1, name="size")(joined)}
+    model = keras.Model([image, tabular], outputs, name="image_tabular")
+
+    images = rng.random((64, 16, 16, 3), dtype=np.float32)
+    tab = rng.standard_normal((64, 4)).astype(np.float32)
+    # kind: the brightest channel; size: a mix of the tabular features and the image's brightness.
+    kind = np.argmax(images.mean(axis=(1, 2)), axis=1).astype(np.int64)
+    size = (tab @ np.array([0.5, -1.0, 0.25, 0.75]) + 2.0 * images.mean(axis=(1, 2, 3))).astype(np.float32)
+    data = {"train.npz": lambda path: np.savez(path, image=images, tabular=tab),
+            "kind.npy": lambda path: np.save(path, kind),
+            "size.npy": lambda path: np.save(path, size)}
+    return model, data, [images[:4], tab[:4]]
+
+
+def lstm_regressor(rng):
+    series = keras.Input(shape=(10, 4), name="series")
+    # use_cudnn=False: on a GPU, "auto" would export cuDNN's fused kernel instead of the While
+    # loop that every machine can run (and differentiate), so the export depends on the machine.
+    x = layers.LSTM(8, use_cudnn=False, name="lstm")(series)
+    model = keras.Model(series, layers.Dense(1, name="value")(x), name="lstm_regressor")
+
+    slope = rng.standard_normal((64, 1, 1)) * 0.2
+    steps = np.arange(10, dtype=np.float64).reshape(1, 10, 1)
+    walk = np.cumsum(0.1 * rng.standard_normal((64, 10, 4)), axis=1)
+    values = (walk + slope * steps).astype(np.float32)
+    # target: where the last step stands, plus the trend that got it there.
+    target = (values[:, -1, :].mean(axis=1) + slope[:, 0, 0]).astype(np.float32)
+    data = {"train.npz": lambda path: np.savez(path, series=values),
+            "target.npy": lambda path: np.save(path, target)}
+    return model, data, values[:4]
+
+
+CASES = {"tabular_mlp": tabular_mlp, "token_classifier": token_classifier,
+         "image_tabular": image_tabular, "lstm_regressor": lstm_regressor}
+DATA_FILES = {"tabular_mlp": ["houses.csv", "houses_val.csv"], "token_classifier": ["train.npz", "labels.npy"],
+              "image_tabular": ["train.npz", "kind.npy", "size.npy"], "lstm_regressor": ["train.npz", "target.npy"]}
+
+
+# ---------------------------------------------------------------- checking the export
+
+
+def describe_signature(loaded):
+    """One line: serving_default's inputs and outputs, name:dtype shape."""
+    fn = loaded.signatures["serving_default"]
+
+    def spec(name, s):
+        return f"{name}:{s.dtype.name}{list(s.shape)}"
+
+    inputs = [spec(k, s) for k, s in sorted(fn.structured_input_signature[1].items())]
+    outputs = [spec(k, s) for k, s in sorted(fn.structured_outputs.items())]
+    return f"serving_default({', '.join(inputs)}) -> {', '.join(outputs)}"
+
+
+def flat_outputs(outputs):
+    """Model or endpoint outputs as a list of arrays (a dict in key order)."""
+    if isinstance(outputs, dict):
+        return [np.asarray(outputs[k]) for k in sorted(outputs)]
+    if isinstance(outputs, (list, tuple)):
+        return [np.asarray(o) for o in outputs]
+    return [np.asarray(outputs)]
+
+
+def export_vs_keras(loaded, model, sample):
+    """Max |serve(x) - model(x)| over the outputs, on the sample rows."""
+    served = flat_outputs(loaded.serve(sample))
+    expected = flat_outputs(model(sample, training=False))
+    if len(served) != len(expected):
+        raise SystemExit(f"{model.name}: serve gives {len(served)} outputs, the model {len(expected)}")
+    return max(float(np.max(np.abs(a - b))) for a, b in zip(served, expected))
+
+
+def check_variable_order(label, variables, model, states_may_differ=False):
+    """``variables`` must be ``model.variables`` in the same order, with the same values.
+
+    ``model.variables`` also holds state that is not a weight: the seed of a layer that could
+    drop out (LSTM's ``seed_generator_state``). ``model.keras`` does not store it, so a reloaded
+    model draws a new one; with ``states_may_differ`` such state need only have the same shape."""
+    weights = {id(w) for w in model.weights}
+    theirs = list(variables)
+    if len(model.variables) != len(theirs):
+        raise SystemExit(f"{model.name}: {label} has {len(theirs)} variables, the model {len(model.variables)}")
+    for i, (v, w) in enumerate(zip(model.variables, theirs)):
+        a, b = np.asarray(v.numpy()), np.asarray(w.numpy())
+        same = a.shape == b.shape and a.dtype == b.dtype
+        if same and not (states_may_differ and id(v) not in weights):
+            same = np.array_equal(a, b)
+        if not same:
+            raise SystemExit(f"{model.name}: {label} variable {i} is not {v.path} {a.dtype.name}{list(a.shape)}"
+                             f" (it is {b.dtype.name}{list(b.shape)}); the oracle compares variables by position")
+
+
+# ---------------------------------------------------------------- writing one case
+
+
+def complete(case_dir, name):
+    needed = [os.path.join(case_dir, "model.keras"), os.path.join(case_dir, "keras3_export", "saved_model.pb")]
+    needed += [os.path.join(case_dir, "data", f) for f in DATA_FILES[name]]
+    return all(os.path.exists(p) for p in needed)
+
+
+def write_case(root, name, index):
+    keras.utils.set_random_seed(SEED + index)
+    rng = np.random.default_rng(SEED + index)
+    model, data, sample = CASES[name](rng)
+    target = os.path.join(root, name)
+    tmp = tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root)
+    try:
+        os.makedirs(os.path.join(tmp, "data"))
+        for filename, write in data.items():
+            write(os.path.join(tmp, "data", filename))
+        model.save(os.path.join(tmp, "model.keras"))
+        export_dir = os.path.join(tmp, "keras3_export")
+        with contextlib.redirect_stdout(io.StringIO()):  # Keras prints "Saved artifact at ..." regardless
+            model.export(export_dir, verbose=False)
+
+        loaded = tf.saved_model.load(export_dir)
+        diff = export_vs_keras(loaded, model, sample)
+        if diff > 1e-5:
+            raise SystemExit(f"{name}: the export differs from Keras by {diff:.3g}")
+        check_variable_order("the export", loaded.variables, model)
+        reloaded = keras.saving.load_model(os.path.join(tmp, "model.keras"), compile=False)
+        check_variable_order("model.keras reloaded", reloaded.variables, model, states_may_differ=True)
+        signature = describe_signature(loaded)
+
+        if os.path.exists(target):
+            shutil.rmtree(target)
+        os.rename(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
+    print(f"wrote {target} (export vs Keras: {diff:.2e})", flush=True)
+    print(f"  {signature}", flush=True)
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                                      "savedmodels", "generated", "arrays"),
+                        help="root folder for the cases (default: savedmodels/generated/arrays)")
+    parser.add_argument("--force", action="store_true", help="rewrite cases that are already complete")
+    args = parser.parse_args(argv)
+    root = os.path.abspath(args.out)
+    os.makedirs(root, exist_ok=True)
+    for index, name in enumerate(CASES):
+        case_dir = os.path.join(root, name)
+        if complete(case_dir, name) and not args.force:
+            print(f"kept {case_dir} (complete; --force rewrites it)", flush=True)
+            continue
+        write_case(root, name, index)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,166 @@
+package org.finetune.data;
+
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.NoSuchElementException;
+import java.util.Objects;
+import java.util.Random;
+
+/**
+ * Examples held as arrays, in batches as Keras's {@code fit(x, y, batch_size, shuffle)} takes them:
+ * one array per model input and one of targets, each with one row per example; the last batch of
+ * an epoch holds what is left. Shuffled per epoch, seeded by the seed and the epoch, so a resumed
+ * epoch sees the same batches.
+ */
+public final class ArrayDataset {
+  /**
+   * @param batchSize examples per batch
+   * @param shuffle reshuffle the examples every epoch (else they come in file order)
+   * @param seed seeds the shuffling
+   */
+  public record Options(int batchSize, boolean shuffle, long seed) {
+    public Options {
+      if (batchSize < 1) {
+        throw new IllegalArgumentException("the batch size must be at least 1, got " + batchSize);
+      }
+    }
+  }
+
+  /** One batch: rows of every input, and the same rows of the targets. */
+  public record Rows(Map<String, NpyArray> inputs, NpyArray targets) {}
+
+  private final Map<String, NpyArray> inputs;
+  private final NpyArray targets;
+  private final Options options;
+  private final int examples;
+
+  private ArrayDataset(Map<String, NpyArray> inputs, NpyArray targets, Options options) {
+    this.inputs = Collections.unmodifiableMap(new LinkedHashMap<>(inputs));
+    this.targets = Objects.requireNonNull(targets, "targets");
+    this.options = Objects.requireNonNull(options, "options");
+    this.examples = Math.toIntExact(targets.shape()[0]);
+  }
+
+  /**
+   * A dataset of {@code inputs} (by the signature's input names) and {@code targets}.
+   *
+   * @throws IllegalArgumentException when the arrays disagree on the number of examples, or there
+   *     are none
+   */
+  public static ArrayDataset of(Map<String, NpyArray> inputs, NpyArray targets, Options options) {
+    if (targets.shape().length == 0) {
+      throw new IllegalArgumentException("the targets are a scalar; they need one row per example");
+    }
+    long n = targets.shape()[0];
+    if (n == 0) {
+      throw new IllegalArgumentException("there are no examples (0 rows of targets)");
+    }
+    if (inputs.isEmpty()) {
+      throw new IllegalArgumentException("there are no inputs");
+    }
+    for (Map.Entry<String, NpyArray> e : inputs.entrySet()) {
+      long[] shape = e.getValue().shape();
+      if (shape.length == 0 || shape[0] != n) {
+        throw new IllegalArgumentException("input '" + e.getKey() + "' has " + (shape.length == 0 ? "no" : shape[0])
+            + " rows and the targets have " + n + "; every array needs one row per example");
+      }
+    }
+    return new ArrayDataset(inputs, targets, options);
+  }
+
+  /**
+   * This dataset split as Keras's {@code validation_split} splits: the last {@code fraction} of the
+   * examples (before any shuffling) validate, the rest train.
+   *
+   * @return {training, validation}; validation does not shuffle
+   */
+  public ArrayDataset[] split(double fraction) {
+    if (!(fraction > 0 && fraction < 1)) {
+      throw new IllegalArgumentException("the validation fraction must be in (0, 1), got " + fraction);
+    }
+    int validation = (int) (fraction * examples);
+    if (validation == 0 || validation == examples) {
+      throw new IllegalArgumentException("a validation fraction of " + fraction + " of " + examples
+          + " examples leaves " + (validation == 0 ? "none to validate on" : "none to train on"));
+    }
+    int train = examples - validation;
+    return new ArrayDataset[] {range(0, train, options), range(train, examples,
+        new Options(options.batchSize(), false, options.seed()))};
+  }
+
+  /** The same examples with other options. */
+  public ArrayDataset with(Options other) {
+    return new ArrayDataset(inputs, targets, other);
+  }
+
+  private ArrayDataset range(int from, int to, Options o) {
+    int[] rows = new int[to - from];
+    for (int i = 0; i < rows.length; i++) {
+      rows[i] = from + i;
+    }
+    Map<String, NpyArray> in = new LinkedHashMap<>();
+    inputs.forEach((k, v) -> in.put(k, v.rows(rows)));
+    return new ArrayDataset(in, targets.rows(rows), o);
+  }
+
+  public int examples() {
+    return examples;
+  }
+
+  public Map<String, NpyArray> inputs() {
+    return inputs;
+  }
+
+  public NpyArray targets() {
+    return targets;
+  }
+
+  public Options options() {
+    return options;
+  }
+
+  public int batchesPerEpoch() {
+    return (examples + options.batchSize() - 1) / options.batchSize();
+  }
+
+  /** The batches of {@code epoch} from batch {@code start} on. */
+  public Iterator<Rows> epoch(int epoch, int start) {
+    List<Integer> order = new ArrayList<>(examples);
+    for (int i = 0; i < examples; i++) {
+      order.add(i);
+    }
+    if (options.shuffle()) {
+      Collections.shuffle(order, new Random(options.seed() * 1_000_003L + epoch));
+    }
+    int batches = batchesPerEpoch();
+    return new Iterator<>() {
+      int next = start;
+
+      @Override
+      public boolean hasNext() {
+        return next < batches;
+      }
+
+      @Override
+      public Rows next() {
+        if (!hasNext()) {
+          throw new NoSuchElementException();
+        }
+        int from = next * options.batchSize();
+        int to = Math.min(examples, from + options.batchSize());
+        int[] rows = new int[to - from];
+        for (int i = 0; i < rows.length; i++) {
+          rows[i] = order.get(from + i);
+        }
+        next++;
+        Map<String, NpyArray> in = new LinkedHashMap<>();
+        inputs.forEach((k, v) -> in.put(k, v.rows(rows)));
+        return new Rows(in, targets.rows(rows));
+      }
+    };
+  }
+}

@@ -1,0 +1,220 @@
+package org.finetune.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.finetune.data.NpyArray;
+import org.finetune.job.FineTuneJob;
+import org.finetune.job.FineTuneResult;
+import org.finetune.job.JobData;
+import org.finetune.job.JobException;
+import org.finetune.model.KerasSavedModel;
+import org.finetune.testing.Fixture;
+import org.finetune.testing.Python;
+import org.finetune.train.OptimizerSpec;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The arrays task against Keras's own {@code compile} + {@code fit}: the same model (written by
+ * scripts/make_array_models.py), the same examples in the same order, the same optimizer, 5
+ * steps; scripts/reference_fit.py fits the Keras model and compares every variable of the
+ * SavedModel finetune exported with Keras's, within 1e-5 relative. Keras's own steps must move
+ * every trained variable, so the comparison can fail.
+ */
+class ArrayTaskTest {
+  static final double TOLERANCE = 1e-5;
+  /** Below this, a float32 weight of these models is zero up to rounding. */
+  static final double ZERO = 1e-9;
+  static final int STEPS = 5;
+  static final int BATCH = 16;
+
+  @TempDir
+  Path tmp;
+
+  static Path arrayCase(String name) {
+    Path dir = Fixture.projectRoot().resolve("savedmodels/generated/arrays").resolve(name);
+    if (!Files.isDirectory(dir.resolve("keras3_export"))) {
+      throw new IllegalStateException(dir + " is missing: run scripts/test, which generates it (or"
+          + " scripts/make_array_models.py with the venv's python)");
+    }
+    return dir;
+  }
+
+  /** The first {@code rows} lines of a CSV table (header kept): exactly the examples of 5 steps. */
+  private Path head(Path csv, int rows) throws IOException {
+    List<String> lines = Files.readAllLines(csv);
+    Path out = tmp.resolve(csv.getFileName());
+    Files.write(out, lines.subList(0, rows + 1));
+    return out;
+  }
+
+  private JsonObject oracle(Path dir, Path export, String optimizer, String... data) throws IOException {
+    Path out = tmp.resolve("oracle.json");
+    List<String> args = new ArrayList<>(List.of("--model", dir.resolve("model.keras").toString(), "--base-export",
+        dir.resolve("keras3_export").toString(), "--java-export", export.toString(), "--optimizer", optimizer,
+        "--batch-size", Integer.toString(BATCH), "--steps", Integer.toString(STEPS), "--out", out.toString()));
+    args.addAll(List.of(data));
+    Python.run("reference_fit.py", args.toArray(String[]::new));
+    return JsonParser.parseString(Files.readString(out)).getAsJsonObject();
+  }
+
+  /**
+   * Every variable of the export within {@link #TOLERANCE} of Keras's after the same fit; and the
+   * fit must have moved most variables by more than that, or the comparison could not tell a
+   * trained export from the base (attention's query and key barely move in 5 steps: scores start
+   * near uniform, so Keras moves them by 1e-8 and they count only toward the first check).
+   */
+  private static void assertMatches(JsonObject r, String what) {
+    assertEquals(0.0, r.get("order_check").getAsDouble(), what + ": the export lists its variables as Keras does");
+    double worst = 0;
+    int zeros = 0;
+    int moved = 0;
+    int trainable = 0;
+    for (var v : r.getAsJsonArray("variables")) {
+      JsonObject o = v.getAsJsonObject();
+      if (o.get("trainable").getAsBoolean()) {
+        trainable++;
+        moved += o.get("moved").getAsDouble() > 10 * TOLERANCE ? 1 : 0;
+      }
+    }
+    assertTrue(2 * moved > trainable, what + ": Keras's 5 steps moved most variables: " + r);
+    for (var v : r.getAsJsonArray("variables")) {
+      JsonObject o = v.getAsJsonObject();
+      double rel = o.get("java_vs_keras").getAsDouble();
+      double abs = o.get("java_vs_keras_abs").getAsDouble();
+      // A variable Keras holds at zero up to rounding (a bias whose gradient is exactly zero, as
+      // attention's key bias: softmax ignores a shift shared by every score) has no scale for a
+      // relative difference; it must then be zero up to rounding in the export too.
+      boolean roundingZero = abs <= ZERO && o.get("keras_max_abs").getAsDouble() <= ZERO;
+      assertTrue(rel <= TOLERANCE || roundingZero, what + ": " + o.get("path").getAsString() + " within " + TOLERANCE
+          + " of Keras's fit: " + o);
+      if (roundingZero) {
+        zeros++;
+      } else {
+        worst = Math.max(worst, rel);
+      }
+    }
+    System.out.printf("%s: Java vs Keras fit, worst relative difference %.3e (%d variable(s) zero up to rounding in"
+        + " both); Keras moved %d of %d trainable variables by more than %.0e%n", what, worst, zeros, moved, trainable,
+        10 * TOLERANCE);
+  }
+
+  @Test
+  void tabularMlpFromCsvMatchesKerasFit() throws IOException {
+    Path dir = arrayCase("tabular_mlp");
+    Path csv = head(dir.resolve("data/houses.csv"), STEPS * BATCH);
+    Path out = tmp.resolve("export");
+    CliRun run = CliRun.of("train", dir.resolve("keras3_export").toString(), "--task", "arrays", "--data",
+        csv.toString(), "--targets", "price", "--batch-size", Integer.toString(BATCH), "--epochs", "1", "--no-shuffle",
+        "--optimizer", "adam", "--lr", "0.01", "--out", out.toString());
+    assertEquals(0, run.exit(), run.err());
+    assertTrue(run.out().contains("Loss: mean_squared_error (float targets against a linear output"), run.out());
+    assertTrue(run.out().contains("features [80, 8] float32; targets [80] float32"), run.out());
+    assertMatches(oracle(dir, out, "{\"name\": \"adam\", \"learning_rate\": 0.01}", "--inputs", csv.toString(),
+        "--target-columns", "price", "--loss", "mean_squared_error"), "tabular MLP from CSV, Adam");
+  }
+
+  @Test
+  void huberLossOnTheSameTableMatchesKerasFit() throws IOException {
+    Path dir = arrayCase("tabular_mlp");
+    Path csv = head(dir.resolve("data/houses.csv"), STEPS * BATCH);
+    Path out = tmp.resolve("export");
+    CliRun run = CliRun.of("train", dir.resolve("keras3_export").toString(), "--task", "arrays", "--data",
+        csv.toString(), "--targets", "price", "--loss", "huber", "--batch-size", Integer.toString(BATCH), "--epochs",
+        "1", "--no-shuffle", "--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9", "--out", out.toString());
+    assertEquals(0, run.exit(), run.err());
+    assertMatches(oracle(dir, out, "{\"name\": \"sgd\", \"learning_rate\": 0.05, \"momentum\": 0.9}", "--inputs",
+        csv.toString(), "--target-columns", "price", "--loss", "huber"), "tabular MLP from CSV, Huber, SGD");
+  }
+
+  @Test
+  void tokenClassifierMatchesKerasFitFromTheLibrary() throws IOException {
+    Path dir = arrayCase("token_classifier");
+    Path tokens = dir.resolve("data/train.npz");
+    Path labels = dir.resolve("data/labels.npy");
+    Path out = tmp.resolve("export");
+    List<String> said = new ArrayList<>();
+    FineTuneResult result;
+    // Keras fits exactly 5 batches; 96 examples in batches of 16 would be 6 steps, so both read
+    // the first 80 (the library takes a .npy for a model with one input).
+    Path x = firstRows(tokens, "tokens");
+    Path y = firstRows(labels, "labels");
+    try (KerasSavedModel model = KerasSavedModel.open(dir.resolve("keras3_export"))) {
+      result = FineTuneJob.builder(model).data(JobData.arrays(x, y)).shuffle(false).batchSize(BATCH)
+          .epochs(1).optimizer(new OptimizerSpec.Sgd(0.1, 0.9, false)).exportTo(out)
+          .listener(new org.finetune.job.JobListener() {
+            @Override
+            public void message(String line) {
+              said.add(line);
+            }
+          }).build().run();
+    }
+    assertEquals(1, result.history().size());
+    assertTrue(said.stream().anyMatch(l -> l.startsWith("Loss: sparse_categorical_crossentropy (integer class"
+        + " labels against a softmax output")), String.join("\n", said));
+    assertTrue(said.stream().anyMatch(l -> l.contains("tokens int64 -> int32")), String.join("\n", said));
+    assertMatches(oracle(dir, out, "{\"name\": \"sgd\", \"learning_rate\": 0.1, \"momentum\": 0.9}", "--inputs",
+        x.toString(), "--targets", y.toString(), "--loss",
+        "sparse_categorical_crossentropy"), "token classifier (Embedding + attention), SGD");
+  }
+
+  /** The first 5 batches of an array (from a .npz entry or a .npy) as a .npy. */
+  private Path firstRows(Path file, String name) throws IOException {
+    NpyArray a = org.finetune.data.ArrayTable.read(file, name).get(name);
+    int[] rows = new int[STEPS * BATCH];
+    for (int i = 0; i < rows.length; i++) {
+      rows[i] = i;
+    }
+    Path out = tmp.resolve(name + ".npy");
+    a.rows(rows).write(out);
+    return out;
+  }
+
+  @Test
+  void integerTargetsOnALinearOutputLeaveTheLossOpen() throws IOException {
+    Path dir = arrayCase("tabular_mlp");
+    Path csv = tmp.resolve("counts.csv");
+    List<String> lines = new ArrayList<>(Files.readAllLines(dir.resolve("data/houses.csv")).subList(0, 21));
+    for (int i = 1; i < lines.size(); i++) {
+      String l = lines.get(i);
+      lines.set(i, l.substring(0, l.lastIndexOf(',') + 1) + (i % 3));
+    }
+    Files.write(csv, lines);
+    CliRun run = CliRun.of("train", dir.resolve("keras3_export").toString(), "--task", "arrays", "--data",
+        csv.toString(), "--targets", "price", "--epochs", "1");
+    assertEquals(2, run.exit(), run.err());
+    assertEquals("finetune train: the targets (int64 [20]) and the output (linear) leave the loss open; give --loss:"
+        + " sparse_categorical_crossentropy for class labels, mean_squared_error for values", run.errLine());
+  }
+
+  @Test
+  void anArrayNoInputTakesIsRefusedNotIgnored() throws IOException {
+    Path dir = arrayCase("token_classifier");
+    NpyArray tokens = org.finetune.data.ArrayTable.read(dir.resolve("data/train.npz"), "tokens").get("tokens");
+    Path npz = tmp.resolve("extra.npz");
+    try (java.util.zip.ZipOutputStream zip = new java.util.zip.ZipOutputStream(Files.newOutputStream(npz))) {
+      for (String name : List.of("tokens", "mask")) {
+        Path npy = tmp.resolve(name + ".npy");
+        tokens.write(npy);
+        zip.putNextEntry(new java.util.zip.ZipEntry(name + ".npy"));
+        zip.write(Files.readAllBytes(npy));
+        zip.closeEntry();
+      }
+    }
+    try (KerasSavedModel model = KerasSavedModel.open(dir.resolve("keras3_export"))) {
+      JobException e = org.junit.jupiter.api.Assertions.assertThrows(JobException.class, () -> FineTuneJob
+          .builder(model).data(JobData.arrays(npz, dir.resolve("data/labels.npy"))).epochs(1).build().run());
+      assertEquals(npz + " has array(s) mask that no input of signature serving_default takes (it takes tokens)",
+          e.problem());
+    }
+  }
+
+}
