@@ -16,10 +16,14 @@ a recurrent layer) with data that each one can learn, so that Java and Keras
                     data/labels.npy (int64 [96]): the label is the token range most present
   image_tabular     Inputs image (16, 16, 3) and tabular (4,) -> Conv2D / GlobalAveragePooling2D
                     and Dense tab_dense, joined -> outputs kind (3, softmax) and size (1), a dict
-                    {"kind", "size"}; data/train.npz (image, tabular), data/kind.npy (int64 [64]),
-                    data/size.npy (float32 [64])
+                    {"kind", "size"}; data/train.npz (image, tabular), data/kind.npy (int64 [96]),
+                    data/size.npy (float32 [96])
+  bert_classifier   keras-hub BertTextClassifier (softmax, 3 classes, no dropout) on a BertBackbone of a
+                    tiny configuration (vocabulary 100, 2 layers, 2 heads, hidden 16); inputs
+                    token_ids, segment_ids, padding_mask; data/train.npz (int64 [96, 16] each) and
+                    data/labels.npy (int64 [96])
   lstm_regressor    Input series (10, 4) -> LSTM (8, no cuDNN: a While loop) -> Dense value (1);
-                    data/train.npz (series, float32 [64, 10, 4]) and data/target.npy (float32 [64])
+                    data/train.npz (series, float32 [96, 10, 4]) and data/target.npy (float32 [96])
 
 Each case is written as
 
@@ -110,8 +114,8 @@ def image_tabular(rng):
                "size": layers.Dense(1, name="size")(joined)}
     model = keras.Model([image, tabular], outputs, name="image_tabular")
 
-    images = rng.random((64, 16, 16, 3), dtype=np.float32)
-    tab = rng.standard_normal((64, 4)).astype(np.float32)
+    images = rng.random((96, 16, 16, 3), dtype=np.float32)
+    tab = rng.standard_normal((96, 4)).astype(np.float32)
     # kind: the brightest channel; size: a mix of the tabular features and the image's brightness.
     kind = np.argmax(images.mean(axis=(1, 2)), axis=1).astype(np.int64)
     size = (tab @ np.array([0.5, -1.0, 0.25, 0.75]) + 2.0 * images.mean(axis=(1, 2, 3))).astype(np.float32)
@@ -128,9 +132,9 @@ def lstm_regressor(rng):
     x = layers.LSTM(8, use_cudnn=False, name="lstm")(series)
     model = keras.Model(series, layers.Dense(1, name="value")(x), name="lstm_regressor")
 
-    slope = rng.standard_normal((64, 1, 1)) * 0.2
+    slope = rng.standard_normal((96, 1, 1)) * 0.2
     steps = np.arange(10, dtype=np.float64).reshape(1, 10, 1)
-    walk = np.cumsum(0.1 * rng.standard_normal((64, 10, 4)), axis=1)
+    walk = np.cumsum(0.1 * rng.standard_normal((96, 10, 4)), axis=1)
     values = (walk + slope * steps).astype(np.float32)
     # target: where the last step stands, plus the trend that got it there.
     target = (values[:, -1, :].mean(axis=1) + slope[:, 0, 0]).astype(np.float32)
@@ -139,10 +143,38 @@ def lstm_regressor(rng):
     return model, data, values[:4]
 
 
+def bert_classifier(rng):
+    import keras_hub  # only this case needs it
+
+    # A BERT-style encoder from a tiny configuration (no pretrained weights can be downloaded),
+    # no dropout so that Keras's fit and finetune's inference-mode step are the same function.
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=16,
+                                             intermediate_dim=32, dropout=0.0, max_sequence_length=16)
+    model = keras_hub.models.BertTextClassifier(backbone, num_classes=3, preprocessor=None, activation="softmax",
+                                                dropout=0.0)
+    n, length = 96, 16
+    lengths = rng.integers(6, length + 1, size=n)
+    mask = (np.arange(length)[None, :] < lengths[:, None]).astype(np.int64)
+    ids = rng.integers(1, 100, size=(n, length), dtype=np.int64) * mask
+    segments = np.zeros((n, length), dtype=np.int64)
+    # label: which third of the vocabulary the unpadded tokens fall in most often.
+    counts = np.stack([((ids >= lo) & (ids < lo + 33) & (mask == 1)).sum(axis=1) for lo in (1, 34, 67)], axis=1)
+    labels = np.argmax(counts, axis=1).astype(np.int64)
+    data = {"train.npz": lambda path: np.savez(path, token_ids=ids, segment_ids=segments, padding_mask=mask),
+            "labels.npy": lambda path: np.save(path, labels)}
+    sample = {"token_ids": ids[:4].astype(np.int32), "segment_ids": segments[:4].astype(np.int32),
+              "padding_mask": mask[:4].astype(np.int32)}
+    # Keras 3.8's export cannot infer a signature for dict inputs: give it one.
+    model.export_signature = [{k: tf.TensorSpec([None, None], tf.int32, name=k)
+                               for k in ("token_ids", "segment_ids", "padding_mask")}]
+    return model, data, sample
+
+
 CASES = {"tabular_mlp": tabular_mlp, "token_classifier": token_classifier,
-         "image_tabular": image_tabular, "lstm_regressor": lstm_regressor}
+         "image_tabular": image_tabular, "lstm_regressor": lstm_regressor, "bert_classifier": bert_classifier}
 DATA_FILES = {"tabular_mlp": ["houses.csv", "houses_val.csv"], "token_classifier": ["train.npz", "labels.npy"],
-              "image_tabular": ["train.npz", "kind.npy", "size.npy"], "lstm_regressor": ["train.npz", "target.npy"]}
+              "image_tabular": ["train.npz", "kind.npy", "size.npy"], "lstm_regressor": ["train.npz", "target.npy"],
+              "bert_classifier": ["train.npz", "labels.npy"]}
 
 
 # ---------------------------------------------------------------- checking the export
@@ -220,7 +252,7 @@ def write_case(root, name, index):
         model.save(os.path.join(tmp, "model.keras"))
         export_dir = os.path.join(tmp, "keras3_export")
         with contextlib.redirect_stdout(io.StringIO()):  # Keras prints "Saved artifact at ..." regardless
-            model.export(export_dir, verbose=False)
+            model.export(export_dir, verbose=False, input_signature=getattr(model, "export_signature", None))
 
         loaded = tf.saved_model.load(export_dir)
         diff = export_vs_keras(loaded, model, sample)

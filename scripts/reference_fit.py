@@ -39,7 +39,8 @@ Writes --out (JSON)::
                   "moved": how far Keras's fit moved it, relative to the initial value,
                   "java_vs_keras": finetune's value against Keras's, relative to Keras's,
                   "java_vs_keras_abs": the same, max|a - b| alone,
-                  "keras_max_abs": max|a|, Keras's largest element}],
+                  "keras_max_abs": max|a|, Keras's largest element,
+                  "moved_abs": max|a - initial|, the most Keras's fit changed an element}],
    "max_java_vs_keras", "max_moved", "min_moved_trainable"}
 
 A relative difference is max|a - b| / max|a| (max|a - b| where a is all zeros). A variable that
@@ -314,7 +315,8 @@ def compare(model, initial, java):
                      "trainable": id(v) in trainable, "weight": id(v) in weights,
                      "moved": relative_diff(start, ours), "java_vs_keras": relative_diff(ours, theirs),
                      "java_vs_keras_abs": float(np.max(np.abs(ours.astype(np.float64) - theirs), initial=0.0)),
-                     "keras_max_abs": float(np.max(np.abs(ours.astype(np.float64)), initial=0.0))})
+                     "keras_max_abs": float(np.max(np.abs(ours.astype(np.float64)), initial=0.0)),
+                     "moved_abs": float(np.max(np.abs(ours.astype(np.float64) - start), initial=0.0))})
     return rows
 
 

@@ -78,11 +78,13 @@ final class TrainCommand implements Command {
     o.addOption(opt("val-data", "PATH", "causal-lm: validation text files and folders, comma-separated; arrays: the"
         + " validation inputs, as --data"));
     o.addOption(opt("targets", "FILE|NAMES", "arrays: the targets, a .npy file, or the arrays (CSV columns) of --data"
-        + " that hold them"));
+        + " that hold them; for several outputs, OUTPUT=FILE.npy|ARRAY pairs joined by commas"));
     o.addOption(opt("val-targets", "FILE|NAMES", "arrays: the targets of --val-data (default: the same names)"));
     o.addOption(opt("loss", "NAME", "arrays: sparse_categorical_crossentropy, categorical_crossentropy,"
         + " binary_crossentropy, mean_squared_error, mean_absolute_error or huber (default: read from the targets"
-        + " and the output, and stated)"));
+        + " and the output, and stated); for several outputs, OUTPUT=LOSS pairs"));
+    o.addOption(opt("loss-weights", "OUT=W,...", "arrays, several outputs: each output's weight in the sum of losses"
+        + " (default: 1 each, as Keras's loss_weights)"));
     o.addOption(Option.builder().longOpt("no-shuffle").desc("arrays: keep the examples in file order every epoch"
         + " (Keras's shuffle=False)").build());
     o.addOption(opt("head-units", "N", "arrays: outputs of the new head (default: one per class, or the targets'"

@@ -91,8 +91,8 @@ final class TrainFlags {
     outputs(line);
   }
 
-  private static final List<String> ARRAY_FLAGS = List.of("targets", "val-targets", "loss", "no-shuffle",
-      "head-units", "head-activation");
+  private static final List<String> ARRAY_FLAGS = List.of("targets", "val-targets", "loss", "loss-weights",
+      "no-shuffle", "head-units", "head-activation");
 
   private void arrays(CommandLine line) {
     if (!line.hasOption("data")) {
@@ -128,7 +128,25 @@ final class TrainFlags {
       job.addProperty("validation_targets", line.getOptionValue("val-targets"));
     }
     if (line.hasOption("loss")) {
-      job.addProperty("loss", line.getOptionValue("loss"));
+      String loss = line.getOptionValue("loss");
+      if (loss.contains("=")) {
+        JsonObject byOutput = new JsonObject();
+        pairs("loss", loss).forEach(byOutput::addProperty);
+        job.add("loss", byOutput);
+      } else {
+        job.addProperty("loss", loss);
+      }
+    }
+    if (line.hasOption("loss-weights")) {
+      JsonObject weights = new JsonObject();
+      pairs("loss-weights", line.getOptionValue("loss-weights")).forEach((k, v) -> {
+        try {
+          weights.addProperty(k, Double.parseDouble(v));
+        } catch (NumberFormatException e) {
+          throw new UsageException("--loss-weights takes OUTPUT=NUMBER pairs, got '" + k + "=" + v + "'");
+        }
+      });
+      job.add("loss_weights", weights);
     }
     job.addProperty("shuffle", !line.hasOption("no-shuffle"));
     head(line);
@@ -136,6 +154,19 @@ final class TrainFlags {
     if (line.hasOption("head-activation")) {
       job.addProperty("head_activation", line.getOptionValue("head-activation"));
     }
+  }
+
+  /** {@code A=x,B=y} as an ordered map, or a usage error naming the flag. */
+  private static java.util.Map<String, String> pairs(String flag, String text) {
+    java.util.Map<String, String> out = new java.util.LinkedHashMap<>();
+    for (String pair : text.split(",")) {
+      int eq = pair.indexOf('=');
+      if (eq <= 0 || eq == pair.length() - 1) {
+        throw new UsageException("--" + flag + " takes OUTPUT=VALUE pairs joined by commas, got '" + pair + "'");
+      }
+      out.put(pair.substring(0, eq).strip(), pair.substring(eq + 1).strip());
+    }
+    return out;
   }
 
   /** The job these flags describe, as JSON. */

@@ -30,19 +30,25 @@ public final class ArrayDataset {
     }
   }
 
-  /** One batch: rows of every input, and the same rows of the targets. */
-  public record Rows(Map<String, NpyArray> inputs, NpyArray targets) {}
+  /**
+   * One batch: rows of every input, and the same rows of the targets (by output key when the
+   * dataset has targets for several outputs; else under {@link #TARGETS}).
+   */
+  public record Rows(Map<String, NpyArray> inputs, Map<String, NpyArray> targets) {}
+
+  /** The key of the one array of targets of a dataset for one output. */
+  public static final String TARGETS = "";
 
   private final Map<String, NpyArray> inputs;
-  private final NpyArray targets;
+  private final Map<String, NpyArray> targets;
   private final Options options;
   private final int examples;
 
-  private ArrayDataset(Map<String, NpyArray> inputs, NpyArray targets, Options options) {
+  private ArrayDataset(Map<String, NpyArray> inputs, Map<String, NpyArray> targets, Options options) {
     this.inputs = Collections.unmodifiableMap(new LinkedHashMap<>(inputs));
-    this.targets = Objects.requireNonNull(targets, "targets");
+    this.targets = Collections.unmodifiableMap(new LinkedHashMap<>(targets));
     this.options = Objects.requireNonNull(options, "options");
-    this.examples = Math.toIntExact(targets.shape()[0]);
+    this.examples = Math.toIntExact(targets.values().iterator().next().shape()[0]);
   }
 
   /**
@@ -52,10 +58,32 @@ public final class ArrayDataset {
    *     are none
    */
   public static ArrayDataset of(Map<String, NpyArray> inputs, NpyArray targets, Options options) {
-    if (targets.shape().length == 0) {
-      throw new IllegalArgumentException("the targets are a scalar; they need one row per example");
+    return ofOutputs(inputs, Map.of(TARGETS, targets), options);
+  }
+
+  /**
+   * A dataset of {@code inputs} and the targets of several outputs, by output key.
+   *
+   * @throws IllegalArgumentException when the arrays disagree on the number of examples, or there
+   *     are none
+   */
+  public static ArrayDataset ofOutputs(Map<String, NpyArray> inputs, Map<String, NpyArray> targets,
+      Options options) {
+    if (targets.isEmpty()) {
+      throw new IllegalArgumentException("there are no targets");
     }
-    long n = targets.shape()[0];
+    long n = -1;
+    for (Map.Entry<String, NpyArray> t : targets.entrySet()) {
+      String what = t.getKey().equals(TARGETS) ? "the targets" : "the targets of " + t.getKey();
+      if (t.getValue().shape().length == 0) {
+        throw new IllegalArgumentException(what + " are a scalar; they need one row per example");
+      }
+      if (n >= 0 && t.getValue().shape()[0] != n) {
+        throw new IllegalArgumentException(what + " have " + t.getValue().shape()[0] + " rows and the others " + n
+            + "; every array needs one row per example");
+      }
+      n = t.getValue().shape()[0];
+    }
     if (n == 0) {
       throw new IllegalArgumentException("there are no examples (0 rows of targets)");
     }
@@ -102,9 +130,13 @@ public final class ArrayDataset {
     for (int i = 0; i < rows.length; i++) {
       rows[i] = from + i;
     }
-    Map<String, NpyArray> in = new LinkedHashMap<>();
-    inputs.forEach((k, v) -> in.put(k, v.rows(rows)));
-    return new ArrayDataset(in, targets.rows(rows), o);
+    return new ArrayDataset(take(inputs, rows), take(targets, rows), o);
+  }
+
+  private static Map<String, NpyArray> take(Map<String, NpyArray> arrays, int[] rows) {
+    Map<String, NpyArray> out = new LinkedHashMap<>();
+    arrays.forEach((k, v) -> out.put(k, v.rows(rows)));
+    return out;
   }
 
   public int examples() {
@@ -115,8 +147,14 @@ public final class ArrayDataset {
     return inputs;
   }
 
-  public NpyArray targets() {
+  /** The targets, by output key (or under {@link #TARGETS} alone). */
+  public Map<String, NpyArray> targets() {
     return targets;
+  }
+
+  /** Whether the targets are by output key, for several outputs. */
+  public boolean byOutput() {
+    return !targets.containsKey(TARGETS);
   }
 
   public Options options() {
@@ -157,9 +195,7 @@ public final class ArrayDataset {
           rows[i] = order.get(from + i);
         }
         next++;
-        Map<String, NpyArray> in = new LinkedHashMap<>();
-        inputs.forEach((k, v) -> in.put(k, v.rows(rows)));
-        return new Rows(in, targets.rows(rows));
+        return new Rows(take(inputs, rows), take(targets, rows));
       }
     };
   }

@@ -6,7 +6,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.Optional;
+import org.finetune.data.ArrayDataset;
 import org.finetune.data.ArrayTable;
 import org.finetune.data.NpyArray;
 import org.finetune.export.DirectoryDigest;
@@ -20,10 +20,10 @@ import org.finetune.savedmodel.TensorSpec;
  *
  * @param source the inputs' file
  * @param inputs one array per signature input, by its key
- * @param targets one row per example
+ * @param targets one row per example, by output key (under {@link ArrayDataset#TARGETS} for one output)
  * @param casts what was cast, in words ({@code tokens int64 -> int32}), for the data line
  */
-record ArrayExamples(Path source, Map<String, NpyArray> inputs, NpyArray targets, List<String> casts) {
+record ArrayExamples(Path source, Map<String, NpyArray> inputs, Map<String, NpyArray> targets, List<String> casts) {
   private static final List<String> NUMERIC = List.of("float32", "float64", "int32", "int64");
 
   /**
@@ -45,30 +45,23 @@ record ArrayExamples(Path source, Map<String, NpyArray> inputs, NpyArray targets
     String only = sig.inputs().size() == 1 ? sig.inputs().get(0).key() : "x";
     ArrayTable table = ArrayTable.read(data.inputs(), only);
     boolean csv = data.inputs().getFileName().toString().toLowerCase(Locale.ROOT).endsWith(".csv");
-    NpyArray targets;
-    if (data.targets().file().isPresent()) {
-      Path file = data.targets().file().get();
-      ArrayTable t = ArrayTable.read(file, "targets");
-      if (t.arrays().size() != 1) {
-        throw new JobException(file + " holds " + t.arrays().size() + " arrays; the targets are one", Setting.DATA,
-            "save the targets alone with numpy.save");
-      }
-      targets = t.arrays().values().iterator().next();
+    Map<String, NpyArray> targets = new LinkedHashMap<>();
+    List<String> consumed = new ArrayList<>();
+    if (data.targets().byOutput().isEmpty()) {
+      targets.put(ArrayDataset.TARGETS, targets(data.targets(), table, csv, consumed));
     } else {
-      List<String> names = data.targets().names();
-      if (names.size() == 1) {
-        targets = table.get(names.get(0));
-      } else if (csv) {
-        targets = table.columns(names);
-      } else {
-        throw new JobException("several target arrays make several outputs, and this job trains one", Setting.DATA,
-            "name one target array");
+      for (Map.Entry<String, JobData.Targets> e : data.targets().byOutput().entrySet()) {
+        targets.put(e.getKey(), targets(e.getValue(), table, csv, consumed));
       }
-      table = table.without(names);
     }
-    if (targets.shape()[0] != table.rows()) {
-      throw new JobException("the targets have " + targets.shape()[0] + " rows and " + data.inputs() + " has "
-          + table.rows() + " examples", Setting.DATA, "give one target row per example");
+    table = table.without(consumed);
+    for (Map.Entry<String, NpyArray> t : targets.entrySet()) {
+      if (t.getValue().shape().length == 0 || t.getValue().shape()[0] != table.rows()) {
+        String what = t.getKey().equals(ArrayDataset.TARGETS) ? "the targets" : "the targets of " + t.getKey();
+        throw new JobException(what + " have " + (t.getValue().shape().length == 0 ? "no" : t.getValue().shape()[0])
+            + " rows and " + data.inputs() + " has " + table.rows() + " examples", Setting.DATA,
+            "give one target row per example");
+      }
     }
     Map<String, NpyArray> raw = new LinkedHashMap<>();
     if (csv) {
@@ -117,6 +110,28 @@ record ArrayExamples(Path source, Map<String, NpyArray> inputs, NpyArray targets
     return new ArrayExamples(data.inputs(), inputs, targets, casts);
   }
 
+  private static NpyArray targets(JobData.Targets spec, ArrayTable table, boolean csv, List<String> consumed) {
+    if (spec.file().isPresent()) {
+      Path file = spec.file().get();
+      ArrayTable t = ArrayTable.read(file, "targets");
+      if (t.arrays().size() != 1) {
+        throw new JobException(file + " holds " + t.arrays().size() + " arrays; the targets are one", Setting.DATA,
+            "save the targets alone with numpy.save");
+      }
+      return t.arrays().values().iterator().next();
+    }
+    List<String> names = spec.names();
+    consumed.addAll(names);
+    if (names.size() == 1) {
+      return table.get(names.get(0));
+    }
+    if (csv) {
+      return table.columns(names);
+    }
+    throw new JobException("several target arrays for one output", Setting.DATA,
+        "name one array, or give each output its targets as OUTPUT=ARRAY");
+  }
+
   private static void checkShape(Path file, TensorSpec in, NpyArray a) {
     long[] shape = a.shape();
     List<Long> want = in.shape();
@@ -137,22 +152,33 @@ record ArrayExamples(Path source, Map<String, NpyArray> inputs, NpyArray targets
 
   /** The number of examples. */
   int examples() {
-    return Math.toIntExact(targets.shape()[0]);
+    return Math.toIntExact(targets.values().iterator().next().shape()[0]);
+  }
+
+  /** The one output's targets (of a job that trains one output). */
+  NpyArray single() {
+    return targets.get(ArrayDataset.TARGETS);
   }
 
   /** Digest of the files read: the inputs' and, when apart, the targets'. */
   static String digest(JobData.Arrays data) {
-    String d = DirectoryDigest.of(data.inputs());
-    Optional<Path> t = data.targets().file();
-    return t.isPresent() ? d + "+" + DirectoryDigest.of(t.get()) : d;
+    StringBuilder d = new StringBuilder(DirectoryDigest.of(data.inputs()));
+    List<JobData.Targets> specs = data.targets().byOutput().isEmpty() ? List.of(data.targets())
+        : List.copyOf(data.targets().byOutput().values());
+    for (JobData.Targets t : specs) {
+      t.file().ifPresent(f -> d.append('+').append(DirectoryDigest.of(f)));
+    }
+    return d.toString();
   }
 
-  /** What was read, for the data line: {@code tokens [96, 12] int32 (from int64); targets [96] int64}. */
+  /** What was read, for the data line: {@code tokens [96, 12] int32 (cast: ...); targets [96] int64}. */
   String describe() {
     List<String> parts = new ArrayList<>();
     inputs.forEach((k, v) -> parts.add(k + " " + java.util.Arrays.toString(v.shape()) + " " + v.dtype()));
     String casted = casts.isEmpty() ? "" : " (cast: " + String.join(", ", casts) + ")";
-    return String.join(", ", parts) + casted + "; targets " + java.util.Arrays.toString(targets.shape()) + " "
-        + targets.dtype();
+    List<String> t = new ArrayList<>();
+    targets.forEach((k, v) -> t.add((k.equals(ArrayDataset.TARGETS) ? "" : k + " ")
+        + java.util.Arrays.toString(v.shape()) + " " + v.dtype()));
+    return String.join(", ", parts) + casted + "; targets " + String.join(", ", t);
   }
 }

@@ -67,6 +67,8 @@ public final class FineTuneJob {
   final OptionalInt headUnits;
   final Optional<HeadSpec.Activation> headActivation;
   final Optional<LossSpec> loss;
+  final java.util.Map<String, LossSpec> outputLosses;
+  final java.util.Map<String, Double> lossWeights;
   final boolean shuffle;
   final HeadSpec.Temporal temporal;
   final Optional<Selector> train;
@@ -115,6 +117,8 @@ public final class FineTuneJob {
     this.headUnits = b.headUnits;
     this.headActivation = b.headActivation;
     this.loss = b.loss;
+    this.outputLosses = java.util.Map.copyOf(b.outputLosses);
+    this.lossWeights = java.util.Map.copyOf(b.lossWeights);
     this.shuffle = b.shuffle;
     this.temporal = b.temporal;
     this.train = b.train;
@@ -161,8 +165,12 @@ public final class FineTuneJob {
     if (!newHead && (headUnits.isPresent() || headActivation.isPresent())) {
       throw new JobException("a head's outputs and activation shape a new head", Setting.HEAD, "ask for a new head");
     }
+    if (loss.isPresent() && !outputLosses.isEmpty()) {
+      throw new JobException("a job takes one loss, or a loss per output, not both", Setting.LOSS,
+          "name the loss of each output, or one loss for a single output");
+    }
     if (!(data instanceof JobData.Arrays) && (headUnits.isPresent() || headActivation.isPresent() || loss.isPresent()
-        || !shuffle)) {
+        || !outputLosses.isEmpty() || !lossWeights.isEmpty() || !shuffle)) {
       throw new JobException("a head's outputs and activation, the loss and unshuffled epochs are settings of the"
           + " arrays task; the " + data.task() + " task decides them", Setting.DATA, "leave them out");
     }
@@ -223,6 +231,8 @@ public final class FineTuneJob {
     private OptionalInt headUnits = OptionalInt.empty();
     private Optional<HeadSpec.Activation> headActivation = Optional.empty();
     private Optional<LossSpec> loss = Optional.empty();
+    private final java.util.Map<String, LossSpec> outputLosses = new java.util.LinkedHashMap<>();
+    private final java.util.Map<String, Double> lossWeights = new java.util.LinkedHashMap<>();
     private boolean shuffle = true;
     private HeadSpec.Temporal temporal = HeadSpec.Temporal.CONV;
     private Optional<Selector> train = Optional.empty();
@@ -358,6 +368,28 @@ public final class FineTuneJob {
      */
     public Builder loss(LossSpec l) {
       this.loss = Optional.of(Objects.requireNonNull(l, "loss"));
+      return this;
+    }
+
+    /**
+     * Arrays, several outputs: the loss of output {@code output}, as a key of Keras's
+     * {@code compile(loss={...})} (default: read from its targets and activation, and stated).
+     */
+    public Builder loss(String output, LossSpec l) {
+      this.outputLosses.put(Objects.requireNonNull(output, "output"), Objects.requireNonNull(l, "loss"));
+      return this;
+    }
+
+    /**
+     * Arrays, several outputs: the weight of output {@code output}'s loss in the sum minimised, as
+     * Keras's {@code loss_weights} (default 1).
+     */
+    public Builder lossWeight(String output, double weight) {
+      if (!(weight >= 0) || Double.isInfinite(weight)) {
+        throw new JobException("a loss weight must be a finite number >= 0, got " + weight + " for " + output,
+            Setting.LOSS, "");
+      }
+      this.lossWeights.put(Objects.requireNonNull(output, "output"), weight);
       return this;
     }
 

@@ -2,6 +2,7 @@ package org.finetune.job;
 
 import java.nio.file.Path;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
 import org.finetune.hint.Setting;
@@ -72,21 +73,30 @@ public sealed interface JobData {
   }
 
   /**
-   * Where an array task's targets are: a {@code .npy} file, or arrays of the inputs' file (for a
-   * CSV table, columns: several become one {@code [examples, columns]} target).
+   * Where an array task's targets are: a {@code .npy} file, arrays of the inputs' file (for a CSV
+   * table, columns: several become one {@code [examples, columns]} target), or for a model trained
+   * on several outputs, one of these per output key.
    */
-  record Targets(Optional<Path> file, List<String> names) {
+  record Targets(Optional<Path> file, List<String> names, Map<String, Targets> byOutput) {
     public Targets {
       Objects.requireNonNull(file, "file");
       names = List.copyOf(names);
-      if (file.isPresent() == !names.isEmpty()) {
-        throw new IllegalArgumentException("targets are a file or names of arrays in the inputs' file, one of them");
+      byOutput = java.util.Collections.unmodifiableMap(new java.util.LinkedHashMap<>(byOutput));
+      int forms = (file.isPresent() ? 1 : 0) + (names.isEmpty() ? 0 : 1) + (byOutput.isEmpty() ? 0 : 1);
+      if (forms != 1) {
+        throw new IllegalArgumentException("targets are a file, names of arrays in the inputs' file, or targets by"
+            + " output: one of them");
+      }
+      for (Targets t : byOutput.values()) {
+        if (!t.byOutput().isEmpty()) {
+          throw new IllegalArgumentException("an output's targets are a file or arrays of the inputs' file");
+        }
       }
     }
 
     /** Targets in a {@code .npy} file. */
     public static Targets file(Path npy) {
-      return new Targets(Optional.of(npy), List.of());
+      return new Targets(Optional.of(npy), List.of(), Map.of());
     }
 
     /** Targets as arrays (or CSV columns) of the inputs' file. */
@@ -94,11 +104,40 @@ public sealed interface JobData {
       if (names.isEmpty()) {
         throw new JobException("no target arrays named", Setting.DATA, "name the arrays or columns that hold the targets");
       }
-      return new Targets(Optional.empty(), names);
+      return new Targets(Optional.empty(), names, Map.of());
     }
 
-    /** A {@code .npy} path, or comma-separated names: how a job file or a command line writes them. */
+    /** The targets of several outputs, by output key (a model trained on all of them together). */
+    public static Targets byOutput(Map<String, Targets> targets) {
+      if (targets.size() < 2) {
+        throw new JobException("targets by output name " + targets.size() + " output(s)", Setting.DATA,
+            "give the targets alone for one output, or those of each output for several");
+      }
+      return new Targets(Optional.empty(), List.of(), targets);
+    }
+
+    /**
+     * A {@code .npy} path, or comma-separated names, or {@code OUTPUT=TARGETS} pairs joined by
+     * commas (each a {@code .npy} path or an array's name): how a job file or a command line writes
+     * them.
+     */
     public static Targets parse(String text, Path base) {
+      if (text.contains("=")) {
+        Map<String, Targets> out = new java.util.LinkedHashMap<>();
+        for (String pair : text.split(",")) {
+          int eq = pair.indexOf('=');
+          String output = eq < 0 ? "" : pair.substring(0, eq).strip();
+          String value = eq < 0 ? "" : pair.substring(eq + 1).strip();
+          if (output.isEmpty() || value.isEmpty()) {
+            throw new JobException("'" + pair.strip() + "' is not OUTPUT=TARGETS", Setting.DATA,
+                "write each output's targets as OUTPUT=FILE.npy or OUTPUT=ARRAY, joined by commas");
+          }
+          if (out.put(output, parse(value, base)) != null) {
+            throw new JobException("output " + output + " is given targets twice", Setting.DATA, "give them once");
+          }
+        }
+        return byOutput(out);
+      }
       if (text.toLowerCase(java.util.Locale.ROOT).endsWith(".npy")) {
         return file(base.resolve(text));
       }
@@ -107,6 +146,9 @@ public sealed interface JobData {
 
     @Override
     public String toString() {
+      if (!byOutput.isEmpty()) {
+        return String.join(",", byOutput.entrySet().stream().map(e -> e.getKey() + "=" + e.getValue()).toList());
+      }
       return file.map(Path::toString).orElse(String.join(",", names));
     }
   }

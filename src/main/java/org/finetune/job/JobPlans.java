@@ -8,6 +8,7 @@ import org.finetune.train.GradualUnfreezing;
 import org.finetune.train.HeadSpec;
 import org.finetune.train.LearningRateSchedule;
 import org.finetune.train.LossSpec;
+import org.finetune.train.OutputLoss;
 import org.finetune.train.Selector;
 import org.finetune.train.Stage;
 import org.finetune.train.TrainingPlan;
@@ -17,17 +18,19 @@ final class JobPlans {
   private JobPlans() {}
 
   /**
-   * The job's own plan, or one from its settings: the head (if any), the optimizer and schedule
+   * The job's own plan, or one from its settings: the head (if any) or the outputs trained
+   * together (if several, each with its loss and weight), the optimizer and schedule
    * over {@code totalSteps}, L2-SP, and the stages: what trains first, then one more of the
    * groups per stage when unfreezing gradually. A new head trains in every stage unless the
    * first stage's selector says otherwise (freezing it by name).
    */
   static TrainingPlan plan(FineTuneJob job, Optional<HeadSpec> head, List<String> familyGroups, LossSpec loss,
-      long totalSteps) {
+      List<OutputLoss> outputs, long totalSteps) {
     if (job.plan.isPresent()) {
       return job.plan.get();
     }
     TrainingPlan.Builder b = TrainingPlan.builder().loss(loss).optimizer(job.optimizer);
+    outputs.forEach(b::output);
     head.ifPresent(b::head);
     double rate = job.optimizer.learningRate();
     switch (job.schedule) {

@@ -11,12 +11,10 @@ import java.util.OptionalDouble;
 import java.util.OptionalInt;
 import java.util.Set;
 import java.util.TreeSet;
-import org.finetune.data.ArrayDataset;
 import org.finetune.data.ClipFolder;
 import org.finetune.data.ImageDataset;
 import org.finetune.data.ImageFolder;
 import org.finetune.data.ImageOps;
-import org.finetune.data.NpyArray;
 import org.finetune.data.TextCorpus;
 import org.finetune.data.TextDataset;
 import org.finetune.export.Checkpoint;
@@ -29,8 +27,6 @@ import org.finetune.export.Provenance;
 import org.finetune.export.TrainingPosition;
 import org.finetune.hint.Setting;
 import org.finetune.model.KerasSavedModel;
-import org.finetune.savedmodel.SignatureInfo;
-import org.finetune.savedmodel.TensorSpec;
 import org.finetune.text.Gpt2Tokenizer;
 import org.finetune.train.CsvLogger;
 import org.finetune.train.CurvesPlot;
@@ -38,8 +34,8 @@ import org.finetune.train.EarlyStopping;
 import org.finetune.train.FeatureCache;
 import org.finetune.train.Fit;
 import org.finetune.train.HeadSpec;
-import org.finetune.train.LossChoice;
 import org.finetune.train.LossSpec;
+import org.finetune.train.OutputLoss;
 import org.finetune.train.PlanJson;
 import org.finetune.train.ReduceLrOnPlateau;
 import org.finetune.train.TensorBoardLogger;
@@ -69,7 +65,7 @@ final class JobRun {
       }
     });
     if (job.data instanceof JobData.Arrays arrays) {
-      return new ArrayRun().run(arrays);
+      return new ArrayRun(this, job, model).run(arrays);
     }
     return job.data instanceof JobData.Text text ? text(text) : images();
   }
@@ -208,8 +204,14 @@ final class JobRun {
   }
 
   private TrainingPlan plan(Optional<HeadSpec> head, List<String> groups, LossSpec loss, long totalSteps) {
+    return plan(head, groups, loss, List.of(), totalSteps);
+  }
+
+  /** The job's plan (see {@link JobPlans#plan}), its errors as the job's. */
+  TrainingPlan plan(Optional<HeadSpec> head, List<String> groups, LossSpec loss, List<OutputLoss> outputs,
+      long totalSteps) {
     try {
-      return JobPlans.plan(job, head, groups, loss, totalSteps);
+      return JobPlans.plan(job, head, groups, loss, outputs, totalSteps);
     } catch (JobException e) {
       throw e;
     } catch (IllegalArgumentException e) {
@@ -290,175 +292,8 @@ final class JobRun {
     }
   }
 
-  /** A model trained on arrays, as Keras's {@code fit(x, y)}. */
-  private final class ArrayRun {
-    FineTuneResult run(JobData.Arrays data) {
-      SignatureInfo sig = model.info().selectedSignature();
-      ArrayExamples examples = ArrayExamples.read(data, sig);
-      Optional<ArrayExamples> validation = data.validation().map(v -> ArrayExamples.read(v, sig));
-      double split = job.validationSplit.orElse(0);
-      if (validation.isPresent() && split > 0) {
-        throw new JobException("validation examples were given and a share of the examples to hold out",
-            Setting.VALIDATION, "give one of them");
-      }
-      ArrayDataset.Options options = new ArrayDataset.Options(job.batchSize.orElse(32), job.shuffle, job.seed);
-      ArrayDataset train;
-      Optional<ArrayDataset> val;
-      try {
-        train = ArrayDataset.of(examples.inputs(), examples.targets(), options);
-        val = validation.map(v -> ArrayDataset.of(v.inputs(), v.targets(),
-            new ArrayDataset.Options(options.batchSize(), false, job.seed)));
-        if (split > 0) {
-          ArrayDataset[] parts = train.split(split);
-          train = parts[0];
-          val = Optional.of(parts[1]);
-        }
-      } catch (IllegalArgumentException e) {
-        throw JobException.of(split > 0 ? Setting.VALIDATION : Setting.DATA, e);
-      }
-      listener.message(String.format(Locale.ROOT, "Model: %s (signature %s: inputs %s; outputs %s)", model.info().dir(),
-          sig.name(), specs(sig.inputs()), specs(sig.outputs())));
-      listener.message(String.format(Locale.ROOT, "Data: %s: %d examples (%s); %d for training, %d for validation%s",
-          data.inputs(), examples.examples(), examples.describe(), train.examples(),
-          val.map(ArrayDataset::examples).orElse(0), split > 0 ? " (the last " + Math.round(split * 100)
-              + "%, as Keras's validation_split)" : ""));
-      Optional<Checkpoint.Info> resume = resume();
-      ModelFamily family = ModelFamily.detect(model);
-      boolean integer = !examples.targets().dtype().startsWith("float");
-      List<NpyArray> allTargets = new ArrayList<>();
-      allTargets.add(examples.targets());
-      validation.ifPresent(v -> allTargets.add(v.targets()));
-      Optional<HeadSpec> head = job.newHead ? Optional.of(arrayHead(family, integer, allTargets)) : Optional.empty();
-      TensorSpec output = head.isPresent() ? null : onlyOutput(sig);
-      LossSpec loss = resume.map(r -> r.plan().loss()).or(() -> job.plan.map(TrainingPlan::loss))
-          .orElseGet(() -> loss(sig, head, output, integer, examples.targets()));
-      long outputWidth = head.map(h -> (long) h.classes())
-          .orElseGet(() -> output.shape().isEmpty() ? -1L : output.shape().get(output.shape().size() - 1));
-      checkTargets(allTargets, loss, outputWidth);
-      long totalSteps = (long) job.epochs * train.batchesPerEpoch();
-      TrainingPlan plan = resume.map(Checkpoint.Info::plan).or(() -> job.plan)
-          .orElseGet(() -> plan(head, family.groups(), loss, totalSteps));
-      listener.message("Plan: " + new GsonBuilder().disableHtmlEscaping().create().toJson(PlanJson.toJson(plan)));
-      try (Trainer trainer = new Trainer(model, plan)) {
-        Loop loop = loop(trainer, resume, val.isPresent() ? "val_loss" : "loss", plan);
-        List<Fit.Epoch> history = loop.fit(Fit.arrays(train), val.map(Fit::arrays));
-        return loop.finish(history, Provenance.Task.arrays(data.inputs()), ArrayExamples.digest(data));
-      }
-    }
-
-    private TensorSpec onlyOutput(SignatureInfo sig) {
-      if (sig.outputs().size() != 1) {
-        throw new JobException("signature " + sig.name() + " has outputs " + sig.outputs().stream()
-            .map(TensorSpec::key).toList() + ", and a job trains one output", Setting.HEAD,
-            "put a new head on the layer to train from, or export the model with the one output to train");
-      }
-      return sig.outputs().get(0);
-    }
-
-    /** The new head: outputs and activation as set, or read from the targets and stated. */
-    private HeadSpec arrayHead(ModelFamily family, boolean integer, List<NpyArray> targets) {
-      HeadSpec.Activation activation = job.headActivation.orElseGet(() -> job.loss.map(l -> switch (l) {
-        case SPARSE_CATEGORICAL_CROSSENTROPY, CATEGORICAL_CROSSENTROPY -> HeadSpec.Activation.SOFTMAX;
-        case BINARY_CROSSENTROPY -> HeadSpec.Activation.SIGMOID;
-        default -> HeadSpec.Activation.LINEAR;
-      }).orElse(integer ? HeadSpec.Activation.SOFTMAX : HeadSpec.Activation.LINEAR));
-      int units;
-      String why;
-      if (job.headUnits.isPresent()) {
-        units = job.headUnits.getAsInt();
-        why = "as set";
-      } else if (integer && targets.get(0).shape().length == 1 && activation == HeadSpec.Activation.SOFTMAX) {
-        long max = 0;
-        for (NpyArray t : targets) {
-          for (double v : t.toDoubles()) {
-            max = Math.max(max, (long) v);
-          }
-        }
-        units = Math.toIntExact(max + 1);
-        why = "integer labels 0.." + max;
-      } else {
-        long[] shape = targets.get(0).shape();
-        long width = 1;
-        for (int i = 1; i < shape.length; i++) {
-          width *= shape[i];
-        }
-        units = Math.toIntExact(width);
-        why = "one per target value of an example";
-      }
-      HeadSpec spec = new HeadSpec(Optional.empty(), HeadSpec.Pooling.AVERAGE, 0, 0, units, activation, job.seed);
-      Optional<String> at = job.featuresAt.or(family::featureLayer);
-      if (at.isPresent()) {
-        spec = spec.at(at.get());
-      } else {
-        listener.warning("the model is of no known family, so the new head goes on its signature output; name the"
-            + " layer whose output it should take if that is not its features");
-      }
-      if (job.hiddenUnits.isPresent()) {
-        spec = spec.hidden(job.hiddenUnits.getAsInt(), job.dropout);
-      }
-      listener.message(String.format(Locale.ROOT, "Head: %d %s output(s) (%s)", units,
-          activation.kerasName(), why));
-      return spec;
-    }
-
-    /** The loss as set, or read from the targets and the output's activation and stated. */
-    private LossSpec loss(SignatureInfo sig, Optional<HeadSpec> head, TensorSpec output, boolean integer,
-        NpyArray targets) {
-      if (job.loss.isPresent()) {
-        return job.loss.get();
-      }
-      Optional<String> activation;
-      int outputRank;
-      if (head.isPresent()) {
-        activation = switch (head.get().activation()) {
-          case SOFTMAX -> Optional.of("Softmax");
-          case SIGMOID -> Optional.of("Sigmoid");
-          case LINEAR -> Optional.empty();
-        };
-        outputRank = 2;
-      } else {
-        activation = LossChoice.finalActivation(model, sig.name(), output.key());
-        outputRank = output.shape().size();
-      }
-      LossChoice choice = LossChoice.infer(integer, targets.shape().length, outputRank, activation).orElseThrow(() ->
-          new JobException("the targets (" + targets.dtype() + " " + java.util.Arrays.toString(targets.shape())
-              + ") and the output (" + activation.orElse("linear") + ") leave the loss open", Setting.LOSS,
-              "name the loss: sparse_categorical_crossentropy for class labels, mean_squared_error for values"));
-      listener.message("Loss: " + choice.loss().kerasName() + " (" + choice.reason() + "; name another to change it)");
-      return choice.loss();
-    }
-
-    private void checkTargets(List<NpyArray> targets, LossSpec loss, long outputWidth) {
-      for (NpyArray t : targets) {
-        if (loss == LossSpec.SPARSE_CATEGORICAL_CROSSENTROPY) {
-          double[] v = t.toDoubles();
-          for (int i = 0; i < v.length; i++) {
-            if (v[i] < 0 || v[i] != Math.rint(v[i]) || (outputWidth > 0 && v[i] >= outputWidth)) {
-              throw new JobException("target " + i + " is " + v[i] + ", not a class index in [0, " + outputWidth
-                  + ")", Setting.DATA, "give labels 0 to " + (outputWidth - 1) + ", one per output");
-            }
-          }
-        } else if (loss != LossSpec.CAUSAL_LM && outputWidth > 0) {
-          long[] shape = t.shape();
-          long width = 1;
-          for (int i = 1; i < shape.length; i++) {
-            width *= shape[i];
-          }
-          if (width != outputWidth) {
-            throw new JobException("each example has " + width + " target value(s) and the output has " + outputWidth,
-                Setting.DATA, "give " + outputWidth + " target value(s) per example");
-          }
-        }
-      }
-    }
-
-    private String specs(List<TensorSpec> specs) {
-      return String.join(", ", specs.stream().map(t -> t.key() + " " + t.dtype() + " " + t.shapeText()).toList());
-    }
-  }
-
   /** The checkpoint to resume from, refused when it was trained from another model. */
-  private Optional<Checkpoint.Info> resume() {
+  Optional<Checkpoint.Info> resume() {
     if (job.resume.isEmpty()) {
       return Optional.empty();
     }
@@ -476,15 +311,15 @@ final class JobRun {
     return Optional.of(info);
   }
 
-  private Loop loop(Trainer trainer, Optional<Checkpoint.Info> resume, String monitor, TrainingPlan plan) {
+  Loop loop(Trainer trainer, Optional<Checkpoint.Info> resume, String monitor, TrainingPlan plan) {
     Fit.Start start = Fit.Start.BEGINNING;
     if (resume.isPresent()) {
       start = CheckpointCallback.restore(trainer, resume.get());
       listener.message(String.format(Locale.ROOT, "Resuming from %s at epoch %d, batch %d (%d optimizer steps)",
           resume.get().dir(), start.epoch() + 1, start.batch(), trainer.iterations()));
     }
-    trainer.warnings().forEach(listener::warning);
     List<Fit.Callback> callbacks = new ArrayList<>();
+    callbacks.add(new WarningRelay());
     callbacks.add(listener);
     job.earlyStopping.ifPresent(p -> callbacks.add(new EarlyStopping(monitor, p, 0, true)));
     job.reduceLr.ifPresent(p -> callbacks.add(new ReduceLrOnPlateau(monitor, 0.5, p, 1e-7)));
@@ -503,8 +338,25 @@ final class JobRun {
         monitor, position.map(TrainingPosition::history).orElse(List.of()));
   }
 
+  /**
+   * Passes the trainer's warnings to the listener as they arise: a stage's are made when it is
+   * built (before its first epoch), such as trainable variables the loss cannot reach.
+   */
+  private final class WarningRelay implements Fit.Callback {
+    private int told;
+
+    @Override
+    public void onEpochBegin(Fit.Control c) {
+      Trainer trainer = c.trainer();
+      trainer.useStage(trainer.stage());
+      List<String> warnings = trainer.warnings();
+      warnings.subList(told, warnings.size()).forEach(listener::warning);
+      told = warnings.size();
+    }
+  }
+
   /** The training loop as the job set it up, and what follows it. */
-  private final class Loop {
+  final class Loop {
     private final Trainer trainer;
     private final Fit.Options options;
     private final List<Fit.Callback> callbacks;

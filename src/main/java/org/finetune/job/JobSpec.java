@@ -14,6 +14,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Optional;
 import java.util.function.Consumer;
 import org.finetune.data.ImageOps;
@@ -60,12 +61,12 @@ public final class JobSpec {
       "zoom", "brightness", "feature_cache", "seed", "strict", "batch_size", "epochs", "sequence_length", "plan",
       "optimizer", "schedule", "l2sp", "train", "freeze", "unfreeze_every", "discriminative_lr", "groups",
       "early_stopping", "reduce_lr_on_plateau", "on_non_finite", "checkpoints", "checkpoint_every", "resume", "history",
-      "tensorboard", "curves", "export", "overwrite", "result", "targets", "validation_targets", "loss", "shuffle",
-      "head_units", "head_activation");
+      "tensorboard", "curves", "export", "overwrite", "result", "targets", "validation_targets", "loss", "loss_weights",
+      "shuffle", "head_units", "head_activation");
   private static final List<String> TASKS = List.of("image-classification", "video-classification", "causal-lm",
       "arrays");
-  private static final List<String> ARRAYS_ONLY = List.of("targets", "validation_targets", "loss", "shuffle",
-      "head_units", "head_activation");
+  private static final List<String> ARRAYS_ONLY = List.of("targets", "validation_targets", "loss", "loss_weights",
+      "shuffle", "head_units", "head_activation");
   private static final List<String> IMAGE_ONLY = List.of("new_head", "hidden_units", "dropout", "features_at",
       "preprocess", "image_size", "flip", "zoom", "brightness", "feature_cache");
 
@@ -142,8 +143,8 @@ public final class JobSpec {
   public void write(Path file) {
     JsonObject out = json.deepCopy();
     for (String k : List.of("targets", "validation_targets")) {
-      if (out.has(k) && out.get(k).getAsString().toLowerCase(Locale.ROOT).endsWith(".npy")) {
-        out.addProperty(k, resolve(out.get(k).getAsString()).toAbsolutePath().toString());
+      if (out.has(k)) {
+        out.add(k, absoluteTargets(out.get(k)));
       }
     }
     for (String k : List.of("model", "data", "validation_data", "checkpoints", "resume", "history", "tensorboard",
@@ -162,6 +163,27 @@ public final class JobSpec {
     } catch (IOException e) {
       throw new UncheckedIOException("cannot write the job " + file + ": " + e.getMessage(), e);
     }
+  }
+
+  /** Targets with their {@code .npy} paths made absolute (array names as they are). */
+  private JsonElement absoluteTargets(JsonElement e) {
+    if (e.isJsonObject()) {
+      JsonObject o = new JsonObject();
+      e.getAsJsonObject().entrySet().forEach(x -> o.add(x.getKey(), absoluteTargets(x.getValue())));
+      return o;
+    }
+    String text = e.getAsString();
+    if (text.contains("=")) {
+      List<String> pairs = new ArrayList<>();
+      for (String pair : text.split(",")) {
+        int eq = pair.indexOf('=');
+        pairs.add(pair.substring(0, eq + 1) + absoluteTargets(new JsonPrimitive(pair.substring(eq + 1).strip()))
+            .getAsString());
+      }
+      return new JsonPrimitive(String.join(",", pairs));
+    }
+    return new JsonPrimitive(text.toLowerCase(Locale.ROOT).endsWith(".npy")
+        ? resolve(text).toAbsolutePath().toString() : text);
   }
 
   /** This job with {@code key} set to {@code value} (checked as the whole job is). */
@@ -279,7 +301,7 @@ public final class JobSpec {
       throw new JobException("the job has no \"targets\"", Setting.DATA,
           "give a .npy file of targets, or the names of the arrays (CSV columns) that hold them");
     }
-    JobData.Targets targets = parse("targets", () -> JobData.Targets.parse(string("targets"), here()));
+    JobData.Targets targets = targets("targets");
     JobData.Arrays data = new JobData.Arrays(resolve(string("data")), targets, Optional.empty());
     if (json.has("validation_data")) {
       if (json.has("validation_split")) {
@@ -287,8 +309,8 @@ public final class JobSpec {
             "give one of them");
       }
       JobData.Targets vt = json.has("validation_targets")
-          ? parse("validation_targets", () -> JobData.Targets.parse(string("validation_targets"), here()))
-          : targets.file().isEmpty() ? targets : null;
+          ? targets("validation_targets") : targets.file().isEmpty() && targets.byOutput().values().stream()
+              .allMatch(t -> t.file().isEmpty()) ? targets : null;
       if (vt == null) {
         throw bad("the validation data has no \"validation_targets\"", "give its .npy file of targets");
       }
@@ -298,12 +320,24 @@ public final class JobSpec {
     }
     JobData.Arrays arrays = data;
     settings.add(b -> b.data(arrays));
-    if (json.has("loss")) {
-      LossSpec loss = parse("loss", () -> LossSpec.byName(string("loss")));
-      if (loss == LossSpec.CAUSAL_LM) {
-        throw bad("\"loss\" is causal_lm, the loss of the causal-lm task", "use that task for text");
+    if (json.has("loss") && json.get("loss").isJsonObject()) {
+      for (Map.Entry<String, JsonElement> e : object("loss").entrySet()) {
+        LossSpec loss = lossNamed(e.getValue(), "loss." + e.getKey());
+        settings.add(b -> b.loss(e.getKey(), loss));
       }
+    } else if (json.has("loss")) {
+      LossSpec loss = lossNamed(json.get("loss"), "loss");
       settings.add(b -> b.loss(loss));
+    }
+    if (json.has("loss_weights")) {
+      for (Map.Entry<String, JsonElement> e : object("loss_weights").entrySet()) {
+        JsonElement w = e.getValue();
+        if (!w.isJsonPrimitive() || !w.getAsJsonPrimitive().isNumber() || !(w.getAsDouble() >= 0)) {
+          throw bad("\"loss_weights\" gives " + e.getKey() + " " + w, "give each output a number >= 0");
+        }
+        double weight = w.getAsDouble();
+        settings.add(b -> b.lossWeight(e.getKey(), weight));
+      }
     }
     if (json.has("shuffle")) {
       boolean shuffle = flag("shuffle");
@@ -317,6 +351,36 @@ public final class JobSpec {
       }
       settings.add(b -> b.headActivation(HeadSpec.Activation.valueOf(a)));
     }
+  }
+
+  /**
+   * Targets as a job writes them: a {@code .npy} path or array names (a string), or an object of
+   * output key to either (several outputs).
+   */
+  private JobData.Targets targets(String key) {
+    JsonElement e = json.get(key);
+    if (e.isJsonObject()) {
+      java.util.Map<String, JobData.Targets> byOutput = new java.util.LinkedHashMap<>();
+      for (Map.Entry<String, JsonElement> o : e.getAsJsonObject().entrySet()) {
+        if (!o.getValue().isJsonPrimitive() || !o.getValue().getAsJsonPrimitive().isString()) {
+          throw bad("\"" + key + "\" gives " + o.getKey() + " " + o.getValue(), "give a .npy path or an array's name");
+        }
+        byOutput.put(o.getKey(), parse(key, () -> JobData.Targets.parse(o.getValue().getAsString(), here())));
+      }
+      return parse(key, () -> JobData.Targets.byOutput(byOutput));
+    }
+    return parse(key, () -> JobData.Targets.parse(string(key), here()));
+  }
+
+  private LossSpec lossNamed(JsonElement e, String key) {
+    if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isString()) {
+      throw bad("\"" + key + "\" is " + e, "give a loss by Keras's name");
+    }
+    LossSpec loss = parse(key, () -> LossSpec.byName(e.getAsString()));
+    if (loss == LossSpec.CAUSAL_LM) {
+      throw bad("\"" + key + "\" is causal_lm, the loss of the causal-lm task", "use that task for text");
+    }
+    return loss;
   }
 
   private Path here() {

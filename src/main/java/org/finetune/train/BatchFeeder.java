@@ -67,9 +67,21 @@ final class BatchFeeder {
     if (withTargets && lossGraph.targets().isPresent()) {
       NpyArray targets = batch.targets().orElseThrow(() -> new IllegalArgumentException(
           "the " + plan.loss().kerasName() + " loss needs targets; the batch has none"));
-      Tensor t = targetTensor(targets);
+      Tensor t = targetTensor(targets, plan.loss());
       owned.add(t);
       runner.feed(lossGraph.targets().get(), t);
+    }
+    if (withTargets) {
+      for (Map.Entry<String, Losses.Target> e : lossGraph.targetsByOutput().entrySet()) {
+        NpyArray targets = batch.targetsByOutput().get(e.getKey());
+        if (targets == null) {
+          throw new IllegalArgumentException("the batch has no targets for output '" + e.getKey() + "'; the plan trains "
+              + lossGraph.targetsByOutput().keySet());
+        }
+        Tensor t = targetTensor(targets, e.getValue().loss());
+        owned.add(t);
+        runner.feed(e.getValue().placeholder(), t);
+      }
     }
     if (train && head.isPresent() && head.get().dropoutRate().isPresent()) {
       Tensor dropout = TFloat32.scalarOf((float) head.get().spec().dropout());
@@ -81,9 +93,9 @@ final class BatchFeeder {
     }
   }
 
-  private Tensor targetTensor(NpyArray targets) {
+  private static Tensor targetTensor(NpyArray targets, LossSpec loss) {
     // Integer labels for the sparse loss, floats for the others, whatever the file's dtype.
-    String want = plan.loss() == LossSpec.SPARSE_CATEGORICAL_CROSSENTROPY ? "int32" : "float32";
+    String want = loss == LossSpec.SPARSE_CATEGORICAL_CROSSENTROPY ? "int32" : "float32";
     if (targets.dtype().equals(want)) {
       return targets.toTensor();
     }

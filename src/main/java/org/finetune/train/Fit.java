@@ -246,7 +246,7 @@ public final class Fit {
   }
 
   /** An iterator of batches that can stop early. */
-  /** An array dataset's batches: its inputs by signature input name, and its targets. */
+  /** An array dataset's batches: its inputs by signature input name, and its targets (by output, for several). */
   public static BatchSource arrays(org.finetune.data.ArrayDataset dataset) {
     return new BatchSource() {
       @Override
@@ -266,7 +266,8 @@ public final class Fit {
           @Override
           public Batch next() {
             org.finetune.data.ArrayDataset.Rows rows = it.next();
-            return Batch.of(rows.inputs(), rows.targets());
+            return dataset.byOutput() ? Batch.ofOutputs(rows.inputs(), rows.targets())
+                : Batch.of(rows.inputs(), rows.targets().get(org.finetune.data.ArrayDataset.TARGETS));
           }
         };
       }
@@ -432,7 +433,7 @@ public final class Fit {
    */
   static long weight(Batch b, long size) {
     org.finetune.data.NpyArray mask = b.inputs().get(org.finetune.data.TextDataset.PADDING_MASK);
-    if (b.targets().isPresent() || mask == null || mask.shape().length != 2) {
+    if (b.labelled() || mask == null || mask.shape().length != 2) {
       return size;
     }
     double[] m = mask.toDoubles();

@@ -37,7 +37,38 @@ final class Losses {
    * @param fromLogits whether the logits beneath the output were found and used
    */
   record LossGraph(Operand<TFloat32> loss, Optional<String> targets, Map<String, Operand<TFloat32>> metrics,
-      boolean fromLogits) {}
+      boolean fromLogits, Map<String, Target> targetsByOutput) {
+    LossGraph(Operand<TFloat32> loss, Optional<String> targets, Map<String, Operand<TFloat32>> metrics,
+        boolean fromLogits) {
+      this(loss, targets, metrics, fromLogits, Map.of());
+    }
+  }
+
+  /** The targets placeholder of one output of several, and the loss that reads it. */
+  record Target(String placeholder, LossSpec loss) {}
+
+  /**
+   * The loss of several outputs trained together, as Keras's multi-output {@code fit}: the sum of
+   * each output's loss times its weight. The logs carry each output's loss as
+   * {@code <output>_loss} and its metrics as {@code <output>_<metric>}.
+   */
+  static LossGraph combine(Graph graph, Ops tf, FlatSignature flat, Map<String, Output<?>> outputs,
+      List<OutputLoss> losses) {
+    Operand<TFloat32> total = null;
+    Map<String, Operand<TFloat32>> metrics = new LinkedHashMap<>();
+    Map<String, Target> targets = new LinkedHashMap<>();
+    for (OutputLoss o : losses) {
+      LossGraph one = build(graph, tf.withSubScope("output_" + targets.size()), flat, outputs.get(o.output()),
+          o.loss());
+      targets.put(o.output(), new Target(one.targets().orElseThrow(), o.loss()));
+      metrics.put(o.output() + "_loss", one.loss());
+      one.metrics().forEach((k, v) -> metrics.put(o.output() + "_" + k, v));
+      Operand<TFloat32> weighted = o.weight() == 1.0 ? one.loss()
+          : tf.math.mul(tf.constant((float) o.weight()), one.loss());
+      total = total == null ? weighted : tf.math.add(total, weighted);
+    }
+    return new LossGraph(tf.withName("loss").identity(total), Optional.empty(), metrics, false, targets);
+  }
 
   private Losses() {}
 

@@ -75,10 +75,13 @@ final class Optimizer {
    * Builds the update of {@code targets} with {@code gradients} (same order) and the step-counter
    * increment after them; returns the op that runs it all.
    *
+   * @param squares for Adam, each target's second-moment term where it is not the gradient's
+   *     square (a table read by row gathers, see {@link GatheredRows}); null elsewhere
    * @param learningRate the base learning rate (a fed scalar); each target scales it by its factor
    */
   @SuppressWarnings("unchecked")
-  Op applyOp(Ops scope, List<Target> targets, List<Operand<TFloat32>> gradients, Operand<TFloat32> learningRate) {
+  Op applyOp(Ops scope, List<Target> targets, List<Operand<TFloat32>> gradients, List<Operand<TFloat32>> squares,
+      Operand<TFloat32> learningRate) {
     ensureSlots(targets);
     Operand<TInt64> step = scope.readVariableOp(iterations, TInt64.class);
     Operand<TFloat32> localStep = scope.dtypes.cast(scope.math.add(step, scope.constant(1L)), TFloat32.class);
@@ -102,7 +105,8 @@ final class Optimizer {
               scope.constant((float) sgd.momentum()), ResourceApplyKerasMomentum.useNesterov(sgd.nesterov())));
         }
       } else if (spec instanceof OptimizerSpec.Adam adam) {
-        updates.add(adam(scope, handle, s, lr, grad, localStep, adam.beta1(), adam.beta2(), adam.epsilon()));
+        updates.add(adam(scope, handle, s, lr, grad, squares.get(i), localStep, adam.beta1(), adam.beta2(),
+            adam.epsilon()));
       } else if (spec instanceof OptimizerSpec.AdamW w) {
         Ops ordered = scope;
         if (t.decay() && w.weightDecay() > 0) {
@@ -113,7 +117,7 @@ final class Optimizer {
               scope.math.mul(scope.math.mul(w0, scope.constant((float) w.weightDecay())), lr));
           ordered = scope.withControlDependencies(List.of(decay));
         }
-        updates.add(adam(ordered, handle, s, lr, grad, localStep, w.beta1(), w.beta2(), w.epsilon()));
+        updates.add(adam(ordered, handle, s, lr, grad, squares.get(i), localStep, w.beta1(), w.beta2(), w.epsilon()));
       }
     }
     Op increment = scope.withControlDependencies(updates).assignAddVariableOp(iterations, scope.constant(1L));
@@ -174,10 +178,12 @@ final class Optimizer {
    *   m += (g - m) * (1 - beta_1);  v += (g^2 - v) * (1 - beta_2)
    *   w -= m * alpha / (sqrt(v) + epsilon)
    * </pre>
+   * where {@code g^2} is {@code square} when given (Keras's term for a table read by row gathers).
    */
   @SuppressWarnings("unchecked")
   private Op adam(Ops scope, Operand<? extends TType> handle, List<Operand<? extends TType>> s, Operand<TFloat32> lr,
-      Operand<TFloat32> grad, Operand<TFloat32> localStep, double beta1, double beta2, double epsilon) {
+      Operand<TFloat32> grad, Operand<TFloat32> square, Operand<TFloat32> localStep, double beta1, double beta2,
+      double epsilon) {
     Operand<TFloat32> one = scope.constant(1f);
     Operand<TFloat32> beta1Power = scope.math.pow(scope.constant((float) beta1), localStep);
     Operand<TFloat32> beta2Power = scope.math.pow(scope.constant((float) beta2), localStep);
@@ -189,7 +195,8 @@ final class Optimizer {
     Operand<TFloat32> vOld = scope.readVariableOp(v, TFloat32.class);
     Op mUpdate = scope.assignAddVariableOp(m, scope.math.mul(scope.math.sub(grad, mOld),
         scope.constant((float) (1 - beta1))));
-    Op vUpdate = scope.assignAddVariableOp(v, scope.math.mul(scope.math.sub(scope.math.square(grad), vOld),
+    Op vUpdate = scope.assignAddVariableOp(v, scope.math.mul(scope.math.sub(
+        square != null ? square : scope.math.square(grad), vOld),
         scope.constant((float) (1 - beta2))));
     Ops after = scope.withControlDependencies(List.of(mUpdate, vUpdate));
     Operand<TFloat32> mNew = after.readVariableOp(m, TFloat32.class);

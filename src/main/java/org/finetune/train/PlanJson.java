@@ -21,7 +21,9 @@ public final class PlanJson {
     JsonObject o = new JsonObject();
     o.addProperty("signature", plan.signature());
     o.add("output", plan.output().<JsonElement>map(com.google.gson.JsonPrimitive::new).orElse(JsonNull.INSTANCE));
-    o.addProperty("loss", plan.loss().kerasName());
+    if (plan.outputs().isEmpty()) {
+      o.addProperty("loss", plan.loss().kerasName());
+    }
     o.add("optimizer", optimizer(plan.optimizer()));
     JsonArray stages = new JsonArray();
     for (Stage s : plan.stages()) {
@@ -45,6 +47,17 @@ public final class PlanJson {
     }
     o.addProperty("l2sp", plan.l2sp());
     o.add("head", plan.head().<JsonElement>map(PlanJson::head).orElse(JsonNull.INSTANCE));
+    if (!plan.outputs().isEmpty()) {
+      JsonArray outputs = new JsonArray();
+      for (OutputLoss ol : plan.outputs()) {
+        JsonObject oo = new JsonObject();
+        oo.addProperty("output", ol.output());
+        oo.addProperty("loss", ol.loss().kerasName());
+        oo.addProperty("weight", ol.weight());
+        outputs.add(oo);
+      }
+      o.add("outputs", outputs);
+    }
     return o;
   }
 
@@ -58,7 +71,7 @@ public final class PlanJson {
     TrainingPlan.Builder b = TrainingPlan.builder();
     try {
       known(o, "the plan", "signature", "output", "loss", "optimizer", "stages", "schedule", "clip_global_norm", "l2sp",
-          "head");
+          "head", "outputs");
       if (has(o, "signature")) {
         b.signature(o.get("signature").getAsString());
       }
@@ -110,6 +123,14 @@ public final class PlanJson {
       }
       if (has(o, "head")) {
         b.head(head(object(o, "head")));
+      }
+      if (has(o, "outputs")) {
+        for (JsonElement e : array(o, "outputs")) {
+          JsonObject oo = e.getAsJsonObject();
+          known(oo, "an output", "output", "loss", "weight");
+          b.output(new OutputLoss(oo.get("output").getAsString(), LossSpec.byName(oo.get("loss").getAsString()),
+              has(oo, "weight") ? oo.get("weight").getAsDouble() : 1.0));
+        }
       }
     } catch (IllegalStateException | ClassCastException | NullPointerException | UnsupportedOperationException
         | NumberFormatException e) {

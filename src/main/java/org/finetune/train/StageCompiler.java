@@ -120,15 +120,18 @@ final class StageCompiler {
     if (plan.l2sp() > 0 && !pretrainedTrained.isEmpty()) {
       loss = scope.math.add(loss, l2sp(scope, pretrainedTrained));
     }
-    Output<?>[] reads = new Output<?>[trained.size()];
-    for (int i = 0; i < trained.size(); i++) {
-      reads[i] = graph.output(variables.get(trained.get(i)).read());
+    Map<String, GatheredRows> gathered = gatheredRows(trained);
+    List<Output<?>> xs = new ArrayList<>();
+    for (String name : trained) {
+      xs.add(graph.output(variables.get(name).read()));
     }
+    gathered.values().forEach(g -> g.gathers().forEach(t -> xs.add(graph.output(t))));
     Output<?>[] grads = graph.addGradients(scope.scope().makeOpName("gradients"), new Output<?>[] {loss.asOutput()},
-        reads, null);
+        xs.toArray(Output<?>[]::new), null);
     List<Operand<TFloat32>> gradients = new ArrayList<>();
     List<String> gradientNames = new ArrayList<>();
-    for (Output<?> g : grads) {
+    for (int i = 0; i < trained.size(); i++) {
+      Output<?> g = grads[i];
       gradients.add((Operand<TFloat32>) g);
       gradientNames.add(g.op().name() + ":" + g.index());
     }
@@ -151,10 +154,51 @@ final class StageCompiler {
     for (Operand<TFloat32> g : gradients) {
       checkedGradients.add(gated.identity(g));
     }
-    Op train = optimizer.applyOp(scope, targets, checkedGradients,
+    // Keras's second-moment term for tables read by row gathers, from the rows' own gradients.
+    List<Operand<TFloat32>> squares = new ArrayList<>();
+    int next = trained.size();
+    for (String name : trained) {
+      GatheredRows g = gathered.get(name);
+      if (g == null) {
+        squares.add(null);
+        continue;
+      }
+      List<Operand<TFloat32>> rowGradients = new ArrayList<>();
+      for (int k = 0; k < g.gathers().size(); k++) {
+        rowGradients.add(gated.identity((Operand<TFloat32>) grads[next++]));
+      }
+      squares.add(g.squares(gated, graph, rowGradients, (Operand<TFloat32>) graph.output(variables.get(name).read())));
+    }
+    Op train = optimizer.applyOp(scope, targets, checkedGradients, squares,
         gated.identity((Operand<TFloat32>) graph.output(learningRate)));
     return new Trainer.Compiled(set, trained, loss.asOutput().op().name() + ":" + loss.asOutput().index(),
         train.op().name(), gradientNames, hasHead && headNames.containsAll(trained));
+  }
+
+  /**
+   * The trained variables whose only uses are row gathers, for Adam's Keras-exact second moment
+   * ({@link GatheredRows}). Keras's gradient is then rows only while nothing adds a dense term:
+   * not with L2-SP (a dense pull on every weight) or global-norm clipping (which Keras takes over
+   * the rows), so those plans keep the dense gradient.
+   */
+  private Map<String, GatheredRows> gatheredRows(List<String> trained) {
+    Map<String, GatheredRows> out = new java.util.LinkedHashMap<>();
+    boolean adam = plan.optimizer() instanceof OptimizerSpec.Adam || plan.optimizer() instanceof OptimizerSpec.AdamW;
+    if (!adam || plan.l2sp() > 0 || plan.clipGlobalNorm().isPresent()) {
+      return out;
+    }
+    Map<String, List<org.tensorflow.proto.NodeDef>> consumers = null;
+    for (String name : trained) {
+      Trainer.Tracked v = variables.get(name);
+      if (headNames.contains(name) || !v.read().startsWith(flat.prefix() + "/")) {
+        continue;
+      }
+      if (consumers == null) {
+        consumers = GatheredRows.consumers(flat);
+      }
+      GatheredRows.of(flat, consumers, flat.local(v.read())).ifPresent(g -> out.put(name, g));
+    }
+    return out;
   }
 
   /** The message of the check that stops a step on a non-finite loss or gradient. */

@@ -85,6 +85,7 @@ public final class Trainer implements AutoCloseable {
     this.tf = Ops.create(graph).withSubScope(SCOPE + "_" + Integer.toHexString(System.identityHashCode(this)));
     SignatureInfo sig = model.info().signatures().get(plan.signature());
     Output<?> lossOn;
+    Losses.LossGraph multi = null;
     if (plan.head().isPresent() && plan.head().get().at().isPresent()) {
       HeadSpec spec = plan.head().get();
       String features = flat.imported(LayerScopes.outputOf(flat.graphDef(), spec.at().get(), inputNodes(),
@@ -92,6 +93,22 @@ public final class Trainer implements AutoCloseable {
       this.head = Optional.of(buildHead(spec, features));
       this.sources = List.of(flat.local(features));
       lossOn = head.get().output();
+    } else if (!plan.outputs().isEmpty()) {
+      List<String> locals = new ArrayList<>();
+      Map<String, Output<?>> outputs = new LinkedHashMap<>();
+      for (OutputLoss o : plan.outputs()) {
+        String tensor = flat.outputs().get(o.output());
+        if (tensor == null) {
+          throw new IllegalArgumentException("signature " + flat.signature() + " has no output '" + o.output()
+              + "'; it has " + flat.outputs().keySet());
+        }
+        locals.add(flat.local(tensor));
+        outputs.put(o.output(), graph.output(tensor));
+      }
+      this.head = Optional.empty();
+      this.sources = List.copyOf(locals);
+      lossOn = outputs.values().iterator().next();
+      multi = Losses.combine(graph, tf, flat, outputs, plan.outputs());
     } else {
       String output = plan.output().orElseGet(() -> {
         if (sig.outputs().size() != 1) {
@@ -110,7 +127,7 @@ public final class Trainer implements AutoCloseable {
       lossOn = head.isPresent() ? head.get().output() : graph.output(tensor);
     }
     this.outputTensor = lossOn.op().name() + ":" + lossOn.index();
-    this.lossGraph = Losses.build(graph, tf, flat, lossOn, plan.loss());
+    this.lossGraph = multi != null ? multi : Losses.build(graph, tf, flat, lossOn, plan.loss());
     Placeholder<TFloat32> lr = tf.withName("learning_rate").placeholder(TFloat32.class,
         Placeholder.shape(Shape.scalar()));
     this.learningRate = lr.op().name() + ":0";

@@ -14,12 +14,14 @@ import org.finetune.savedmodel.SavedModelInspector;
  * {@link #builder()}.
  *
  * @param head a new head on the model (empty: train the signature's own output)
+ * @param outputs several signature outputs trained together, each with its loss and weight (empty:
+ *     one output, {@code output}, with {@code loss})
  * @param l2sp weight of the L2-SP penalty {@code l2sp / 2 * sum ||w - w_pretrained||^2} over the
  *     pretrained variables a stage trains (a new head's are not: they have no pretrained value; 0: off); it
  */
 public record TrainingPlan(String signature, Optional<String> output, LossSpec loss, OptimizerSpec optimizer,
     List<Stage> stages, LearningRateSchedule schedule, OptionalDouble clipGlobalNorm, double l2sp,
-    Optional<HeadSpec> head) {
+    Optional<HeadSpec> head, List<OutputLoss> outputs) {
   public TrainingPlan {
     Objects.requireNonNull(signature, "signature");
     Objects.requireNonNull(output, "output");
@@ -34,6 +36,19 @@ public record TrainingPlan(String signature, Optional<String> output, LossSpec l
     }
     if (stages.isEmpty()) {
       throw new IllegalArgumentException("a plan needs at least one stage");
+    }
+    outputs = List.copyOf(outputs);
+    if (!outputs.isEmpty() && (head.isPresent() || output.isPresent())) {
+      throw new IllegalArgumentException("a plan trains several outputs, or one output or new head, not both");
+    }
+    if (outputs.size() == 1) {
+      throw new IllegalArgumentException("one output trains with the plan's output and loss, not a list of one");
+    }
+    java.util.Set<String> seen = new java.util.HashSet<>();
+    for (OutputLoss o : outputs) {
+      if (!seen.add(o.output())) {
+        throw new IllegalArgumentException("output " + o.output() + " is listed twice");
+      }
     }
     stages = List.copyOf(stages);
     if (clipGlobalNorm.isPresent() && !(clipGlobalNorm.getAsDouble() > 0)) {
@@ -59,6 +74,7 @@ public record TrainingPlan(String signature, Optional<String> output, LossSpec l
     private OptionalDouble clip = OptionalDouble.empty();
     private double l2sp;
     private HeadSpec head;
+    private final List<OutputLoss> outputs = new ArrayList<>();
 
     private Builder() {}
 
@@ -115,11 +131,21 @@ public record TrainingPlan(String signature, Optional<String> output, LossSpec l
       return this;
     }
 
+    /**
+     * Trains this output too, with its loss and weight (Keras's multi-output {@code compile});
+     * with two or more, the plan's own output and loss are not used.
+     */
+    public Builder output(OutputLoss o) {
+      this.outputs.add(o);
+      return this;
+    }
+
     public TrainingPlan build() {
       List<Stage> s = stages.isEmpty() ? List.of(Stage.of(new Selector.All())) : stages;
       LearningRateSchedule lr = schedule != null ? schedule
           : new LearningRateSchedule.Constant(optimizer.learningRate());
-      return new TrainingPlan(signature, output, loss, optimizer, s, lr, clip, l2sp, Optional.ofNullable(head));
+      return new TrainingPlan(signature, output, loss, optimizer, s, lr, clip, l2sp, Optional.ofNullable(head),
+          outputs);
     }
   }
 }

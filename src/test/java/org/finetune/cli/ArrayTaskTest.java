@@ -31,8 +31,6 @@ import org.junit.jupiter.api.io.TempDir;
  */
 class ArrayTaskTest {
   static final double TOLERANCE = 1e-5;
-  /** Below this, a float32 weight of these models is zero up to rounding. */
-  static final double ZERO = 1e-9;
   static final int STEPS = 5;
   static final int BATCH = 16;
 
@@ -78,6 +76,10 @@ class ArrayTaskTest {
     int zeros = 0;
     int moved = 0;
     int trainable = 0;
+    double step = 0;
+    for (var v : r.getAsJsonArray("variables")) {
+      step = Math.max(step, v.getAsJsonObject().get("moved_abs").getAsDouble());
+    }
     for (var v : r.getAsJsonArray("variables")) {
       JsonObject o = v.getAsJsonObject();
       if (o.get("trainable").getAsBoolean()) {
@@ -90,10 +92,11 @@ class ArrayTaskTest {
       JsonObject o = v.getAsJsonObject();
       double rel = o.get("java_vs_keras").getAsDouble();
       double abs = o.get("java_vs_keras_abs").getAsDouble();
-      // A variable Keras holds at zero up to rounding (a bias whose gradient is exactly zero, as
-      // attention's key bias: softmax ignores a shift shared by every score) has no scale for a
-      // relative difference; it must then be zero up to rounding in the export too.
-      boolean roundingZero = abs <= ZERO && o.get("keras_max_abs").getAsDouble() <= ZERO;
+      // A variable whose gradient is exactly zero (attention's key bias: softmax ignores a shift
+      // shared by every score) starts at 0 and holds rounding noise after the fit (Adam divides
+      // that noise by its own size), so its values give a relative difference no scale; it must
+      // then agree with Keras to TOLERANCE of the largest change the fit made to any weight.
+      boolean roundingZero = o.get("keras_max_abs").getAsDouble() <= TOLERANCE * step && abs <= TOLERANCE * step;
       assertTrue(rel <= TOLERANCE || roundingZero, what + ": " + o.get("path").getAsString() + " within " + TOLERANCE
           + " of Keras's fit: " + o);
       if (roundingZero) {
@@ -102,9 +105,9 @@ class ArrayTaskTest {
         worst = Math.max(worst, rel);
       }
     }
-    System.out.printf("%s: Java vs Keras fit, worst relative difference %.3e (%d variable(s) zero up to rounding in"
-        + " both); Keras moved %d of %d trainable variables by more than %.0e%n", what, worst, zeros, moved, trainable,
-        10 * TOLERANCE);
+    System.out.printf("%s: Java vs Keras fit, worst relative difference %.3e (%d variable(s) of zero gradient, noise"
+        + " below %.1e in both); Keras moved %d of %d trainable variables by more than %.0e%n", what, worst, zeros,
+        TOLERANCE * step, moved, trainable, 10 * TOLERANCE);
   }
 
   @Test
@@ -133,6 +136,85 @@ class ArrayTaskTest {
     assertEquals(0, run.exit(), run.err());
     assertMatches(oracle(dir, out, "{\"name\": \"sgd\", \"learning_rate\": 0.05, \"momentum\": 0.9}", "--inputs",
         csv.toString(), "--target-columns", "price", "--loss", "huber"), "tabular MLP from CSV, Huber, SGD");
+  }
+
+  /**
+   * Keras 3's LSTM runs as a While loop over TensorList ops, which have no gradient in the
+   * runtime (issue 18), so the loss cannot reach the LSTM's weights. Training everything must
+   * then say, in one line, which variables it leaves out, never train the Dense alone in silence.
+   */
+  @Test
+  void anLstmSaysWhichWeightsTheLossCannotReach() throws IOException {
+    Path dir = arrayCase("lstm_regressor");
+    CliRun run = CliRun.of("train", dir.resolve("keras3_export").toString(), "--task", "arrays", "--data",
+        dir.resolve("data/train.npz").toString(), "--targets", dir.resolve("data/target.npy").toString(),
+        "--epochs", "1");
+    assertEquals(0, run.exit(), run.err());
+    assertEquals("warning: stage 0: left out 3 trainable variable(s) the loss cannot reach through ops with"
+        + " gradients: lstm/lstm_cell/kernel, lstm/lstm_cell/recurrent_kernel, lstm/lstm_cell/bias", run.errLine());
+  }
+
+  /**
+   * Two inputs and two outputs, as a job file: a classification and a regression output trained
+   * together, their losses weighted, as Keras's {@code compile(loss={...}, loss_weights={...})}.
+   */
+  @Test
+  void imageAndTabularWithTwoOutputsMatchesKerasFitFromAJobFile() throws IOException {
+    Path dir = arrayCase("image_tabular");
+    Path npz = dir.resolve("data/train.npz");
+    Path image = firstRows(npz, "image");
+    Path tabular = firstRows(npz, "tabular");
+    Path kind = firstRows(dir.resolve("data/kind.npy"), "kind");
+    Path size = firstRows(dir.resolve("data/size.npy"), "size");
+    Path x = tmp.resolve("x.npz");
+    try (java.util.zip.ZipOutputStream zip = new java.util.zip.ZipOutputStream(Files.newOutputStream(x))) {
+      for (Path p : List.of(image, tabular)) {
+        zip.putNextEntry(new java.util.zip.ZipEntry(p.getFileName().toString()));
+        zip.write(Files.readAllBytes(p));
+        zip.closeEntry();
+      }
+    }
+    Path out = tmp.resolve("export");
+    Path job = tmp.resolve("job.json");
+    Files.writeString(job, "{\"model\": \"" + dir.resolve("keras3_export") + "\", \"task\": \"arrays\","
+        + " \"data\": \"x.npz\", \"targets\": {\"kind\": \"kind.npy\", \"size\": \"size.npy\"},"
+        + " \"loss\": {\"kind\": \"sparse_categorical_crossentropy\", \"size\": \"mse\"},"
+        + " \"loss_weights\": {\"kind\": 1.0, \"size\": 0.5}, \"shuffle\": false, \"batch_size\": " + BATCH
+        + ", \"epochs\": 1, \"optimizer\": {\"name\": \"adam\", \"learning_rate\": 0.01}, \"export\": \"export\"}");
+    CliRun run = CliRun.of("train", "--job", job.toString());
+    assertEquals(0, run.exit(), run.err());
+    assertTrue(run.out().contains("- kind_loss: "), run.out());
+    assertTrue(run.out().contains("- size_loss: "), run.out());
+    assertMatches(oracle(dir, out, "{\"name\": \"adam\", \"learning_rate\": 0.01}", "--inputs", x.toString(),
+        "--targets-by-output", "{\"kind\": \"" + kind + "\", \"size\": \"" + size + "\"}", "--loss-json",
+        "{\"kind\": \"sparse_categorical_crossentropy\", \"size\": \"mean_squared_error\"}", "--loss-weights",
+        "{\"kind\": 1.0, \"size\": 0.5}"), "image + tabular, two outputs (weights 1 and 0.5), Adam");
+  }
+
+  /** A keras-hub BERT classifier (tiny configuration): three int inputs, padding masked. */
+  @Test
+  void kerasHubBertClassifierMatchesKerasFit() throws IOException {
+    Path dir = arrayCase("bert_classifier");
+    Path npz = dir.resolve("data/train.npz");
+    Path x = tmp.resolve("x.npz");
+    try (java.util.zip.ZipOutputStream zip = new java.util.zip.ZipOutputStream(Files.newOutputStream(x))) {
+      for (String name : List.of("token_ids", "segment_ids", "padding_mask")) {
+        zip.putNextEntry(new java.util.zip.ZipEntry(name + ".npy"));
+        zip.write(Files.readAllBytes(firstRows(npz, name)));
+        zip.closeEntry();
+      }
+    }
+    Path y = firstRows(dir.resolve("data/labels.npy"), "labels");
+    Path out = tmp.resolve("export");
+    CliRun run = CliRun.of("train", dir.resolve("keras3_export").toString(), "--task", "arrays", "--data",
+        x.toString(), "--targets", y.toString(), "--batch-size", Integer.toString(BATCH), "--epochs", "1",
+        "--no-shuffle", "--optimizer", "adam", "--lr", "0.005", "--out", out.toString());
+    assertEquals(0, run.exit(), run.err());
+    assertTrue(run.out().contains("(cast: padding_mask int64 -> int32, segment_ids int64 -> int32, token_ids int64 ->"
+        + " int32)"), run.out());
+    assertMatches(oracle(dir, out, "{\"name\": \"adam\", \"learning_rate\": 0.005}", "--inputs", x.toString(),
+        "--targets", y.toString(), "--loss", "sparse_categorical_crossentropy"),
+        "keras-hub BERT classifier (tiny), Adam");
   }
 
   @Test
