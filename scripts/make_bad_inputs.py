@@ -394,6 +394,16 @@ def build(corpus):
                 files={"job.json": '{"model": "m", "data": "d", "epoch": 3}\n'})
     jobs_case("jobs-not-json", "a jobs file with bad values", '{"jobs": [\n', ["not valid JSON", "fix it there"])
 
+    # --- arrays
+    train_arrays = ["train", IMAGE_MODEL, "--task", "arrays", "--data", "{case}/table.csv", "--targets", "label",
+                    "--epochs", "1", "--out", "{out}"]
+    corpus.case("arrays-csv-text-cell", "a CSV table with a cell that is not a number", train_arrays, 2,
+                ["{case}/table.csv", "line 3, column b", "'n/a' is not a number"],
+                files={"table.csv": "a,b,label\n1,2,0\n3,n/a,1\n"})
+    corpus.case("arrays-shape-disagrees", "arrays that do not fit the signature's input", train_arrays, 2,
+                ["{case}/table.csv", "takes (None, 32, 32, 3)", "reshape it"],
+                files={"table.csv": "a,b,label\n1,2,0\n3,4,1\n"})
+
     # --- checkpoints
     corpus.case("checkpoint-plan-garbage", "a plan file with bad values",
                 ["export", "{case}/checkpoint", "--out", "{out}"], 2,

@@ -41,7 +41,9 @@ Writes --out (JSON)::
                   "java_vs_keras_abs": the same, max|a - b| alone,
                   "keras_max_abs": max|a|, Keras's largest element,
                   "moved_abs": max|a - initial|, the most Keras's fit changed an element}],
-   "max_java_vs_keras", "max_moved", "min_moved_trainable"}
+   "max_java_vs_keras", "max_moved", "min_moved_trainable",
+   "tfsm": {"serving_default": max |TFSMLayer - Keras| on 4 rows, or the error, "serve": the same},
+   "trainable_variables": how many the reloaded export lists}
 
 A relative difference is max|a - b| / max|a| (max|a - b| where a is all zeros). A variable that
 hardly moves has a relative difference of noise over noise: MultiHeadAttention's key bias, for one,
@@ -341,6 +343,7 @@ def run(args):
     losses = fit(model, x, y, args, loss, loss_weights, optimizer)
     java = export_variables(args.java_export, "the Java export", model)
     variables = compare(model, initial, java)
+    endpoints = through_tfsm_layer(args.java_export, model, first_rows(x, 4))
 
     trainable_moves = [r["moved"] for r in variables if r["trainable"]]
     return {
@@ -353,7 +356,40 @@ def run(args):
         "max_java_vs_keras": max((r["java_vs_keras"] for r in variables), default=0.0),
         "max_moved": max((r["moved"] for r in variables), default=0.0),
         "min_moved_trainable": min(trainable_moves, default=0.0),
+        "tfsm": endpoints,
+        "trainable_variables": len(tf.saved_model.load(args.java_export).trainable_variables),
     }
+
+
+def through_tfsm_layer(export, model, x):
+    """For each endpoint, how far keras.layers.TFSMLayer's outputs on ``x`` are from the fitted Keras
+    model's (max |a - b| over the outputs), or the error that stopped the layer from taking it.
+
+    One input goes in as a tensor; several go to ``serve`` as the structure Keras's own export takes
+    (a list, or a dict for a model called on a dict); ``serving_default`` takes them by keyword only
+    when there is one, as with Keras's own exports."""
+    expected = model(x, training=False)
+    expected = [np.asarray(expected[k]) for k in sorted(expected)] if isinstance(expected, dict) \
+        else [np.asarray(e) for e in expected] if isinstance(expected, (list, tuple)) else [np.asarray(expected)]
+    out = {}
+    for endpoint in ("serving_default", "serve"):
+        try:
+            layer = keras.layers.TFSMLayer(export, call_endpoint=endpoint)
+            got = layer(x)
+            if isinstance(got, dict):
+                got = [np.asarray(got[k]) for k in sorted(got)]
+            elif isinstance(got, (list, tuple)):
+                got = [np.asarray(g) for g in got]
+            else:
+                got = [np.asarray(got)]
+            if len(got) != len(expected):
+                out[endpoint] = f"{len(got)} outputs for Keras's {len(expected)}"
+                continue
+            out[endpoint] = max(float(np.max(np.abs(a.astype(np.float64) - b), initial=0.0))
+                                for a, b in zip(expected, got))
+        except Exception as e:  # noqa: BLE001 - the caller judges which endpoints must work
+            out[endpoint] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    return out
 
 
 def main(argv):

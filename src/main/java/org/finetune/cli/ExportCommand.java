@@ -112,8 +112,7 @@ final class ExportCommand implements Command {
       out.printf(Locale.ROOT, "Exported %s SavedModel to %s (%d variables, %.1f MB) from %s after %d optimizer steps.%n",
           result.mode() == ExportResult.Mode.NEW_HEAD ? "a new-head" : "a same-architecture", result.dir(),
           result.variables(), result.bytes() / 1e6, checkpointDir, info.iterations());
-      out.println("Python: tf.saved_model.load(\"" + result.dir() + "\").signatures[\"serving_default\"], or"
-          + " keras.layers.TFSMLayer(\"" + result.dir() + "\", call_endpoint=\"serving_default\")");
+      out.println("Python: " + result.python());
       return ExitCode.OK;
     }
   }

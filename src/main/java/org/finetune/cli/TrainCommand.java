@@ -198,8 +198,11 @@ final class TrainCommand implements Command {
       out.printf(Locale.ROOT, "Best %s %.4f at epoch %d%s%n", r.monitor(), r.best().getAsDouble(),
           r.bestEpoch().getAsInt() + 1, r.stoppedEarly() ? " (stopped early; its weights restored)" : "");
     }
-    r.export().ifPresent(e -> out.printf(Locale.ROOT, "Exported to %s (%s, %d variables, %.1f MB)%n", e.dir(),
-        e.mode() == ExportResult.Mode.NEW_HEAD ? "new head" : "same architecture", e.variables(), e.bytes() / 1e6));
+    r.export().ifPresent(e -> {
+      out.printf(Locale.ROOT, "Exported to %s (%s, %d variables, %.1f MB)%n", e.dir(),
+          e.mode() == ExportResult.Mode.NEW_HEAD ? "new head" : "same architecture", e.variables(), e.bytes() / 1e6);
+      out.println("Python: " + e.python());
+    });
     out.flush();
   }
 }

@@ -100,7 +100,10 @@ public final class Exporter {
         bytes = walk.filter(Files::isRegularFile).mapToLong(p -> p.toFile().length()).sum();
       }
       atomic.commit();
-      return new ExportResult(target, mode, variables, bytes);
+      boolean tfKeras = Files.isRegularFile(base.resolve("keras_metadata.pb"));
+      boolean severalInputs = model.info().selectedSignature().inputs().size() > 1;
+      return new ExportResult(target, mode, variables, bytes, ExportResult.python(target, tfKeras,
+          mode == ExportResult.Mode.NEW_HEAD, severalInputs));
     } catch (FileAlreadyExistsException e) {
       BadSettingException bad = new BadSettingException("the output " + target + " exists", Setting.EXPORT,
           "choose another or allow overwriting it");

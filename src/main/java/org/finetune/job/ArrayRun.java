@@ -189,17 +189,8 @@ final class ArrayRun {
       units = Math.toIntExact(rowWidth(targets.get(0)));
       why = "one per target value of an example";
     }
-    HeadSpec spec = new HeadSpec(Optional.empty(), HeadSpec.Pooling.AVERAGE, 0, 0, units, activation, job.seed);
-    Optional<String> at = job.featuresAt.or(family::featureLayer);
-    if (at.isPresent()) {
-      spec = spec.at(at.get());
-    } else {
-      listener.warning("the model is of no known family, so the new head goes on its signature output; name the"
-          + " layer whose output it should take if that is not its features");
-    }
-    if (job.hiddenUnits.isPresent()) {
-      spec = spec.hidden(job.hiddenUnits.getAsInt(), job.dropout);
-    }
+    HeadSpec spec = run.placed(new HeadSpec(Optional.empty(), HeadSpec.Pooling.AVERAGE, 0, 0, units, activation,
+        job.seed), family);
     listener.message(String.format(Locale.ROOT, "Head: %d %s output(s) (%s)", units, activation.kerasName(), why));
     return spec;
   }

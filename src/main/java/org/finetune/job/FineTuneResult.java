@@ -80,6 +80,7 @@ public record FineTuneResult(List<Fit.Epoch> history, List<Fit.Epoch> earlier, i
       x.addProperty("mode", e.mode().name());
       x.addProperty("variables", e.variables());
       x.addProperty("bytes", e.bytes());
+      x.addProperty("python", e.python());
       return x;
     }).orElse(JsonNull.INSTANCE));
     return o;
@@ -95,9 +96,12 @@ public record FineTuneResult(List<Fit.Epoch> history, List<Fit.Epoch> earlier, i
       Optional<ExportResult> export = Optional.empty();
       if (o.has("export") && o.get("export").isJsonObject()) {
         JsonObject x = o.getAsJsonObject("export");
-        export = Optional.of(new ExportResult(Path.of(x.get("dir").getAsString()),
-            ExportResult.Mode.valueOf(x.get("mode").getAsString()), x.get("variables").getAsInt(),
-            x.get("bytes").getAsLong()));
+        Path dir = Path.of(x.get("dir").getAsString());
+        ExportResult.Mode mode = ExportResult.Mode.valueOf(x.get("mode").getAsString());
+        export = Optional.of(x.has("python")
+            ? new ExportResult(dir, mode, x.get("variables").getAsInt(), x.get("bytes").getAsLong(),
+                x.get("python").getAsString())
+            : new ExportResult(dir, mode, x.get("variables").getAsInt(), x.get("bytes").getAsLong()));
       }
       return new FineTuneResult(epochs(o.getAsJsonArray("history")), epochs(o.getAsJsonArray("earlier")),
           o.get("start_epoch").getAsInt(), o.get("epochs").getAsInt(), o.get("monitor").getAsString(),

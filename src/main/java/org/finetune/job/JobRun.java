@@ -189,7 +189,16 @@ final class JobRun {
     if (!job.newHead && data.frames() == 0) {
       return Optional.empty();
     }
-    HeadSpec spec = HeadSpec.classifier(data.classes().size()).seed(job.seed);
+    HeadSpec spec = placed(HeadSpec.classifier(data.classes().size()).seed(job.seed), family);
+    return Optional.of(data.frames() > 0 ? spec.clips(data.frames(), job.temporal) : spec);
+  }
+
+  /**
+   * A new head where the job puts it: on the named layer or the family's feature layer (else on
+   * the signature output, said in a warning), with the hidden layer the job asks for.
+   */
+  HeadSpec placed(HeadSpec head, ModelFamily family) {
+    HeadSpec spec = head;
     Optional<String> at = job.featuresAt.or(family::featureLayer);
     if (at.isPresent()) {
       spec = spec.at(at.get());
@@ -200,7 +209,7 @@ final class JobRun {
     if (job.hiddenUnits.isPresent()) {
       spec = spec.hidden(job.hiddenUnits.getAsInt(), job.dropout);
     }
-    return Optional.of(data.frames() > 0 ? spec.clips(data.frames(), job.temporal) : spec);
+    return spec;
   }
 
   private TrainingPlan plan(Optional<HeadSpec> head, List<String> groups, LossSpec loss, long totalSteps) {

@@ -38,8 +38,13 @@ import org.finetune.train.Selector;
  * </pre>
  *
  * <p>Keys: {@code model}; {@code task} ({@code image-classification}, the default,
- * {@code video-classification} or {@code causal-lm}); {@code data} (a folder, or for text a path
- * or a list of them); {@code validation_data} (text), {@code validation_split}; {@code frames} and
+ * {@code video-classification}, {@code causal-lm} or {@code arrays}); {@code data} (a folder, for
+ * text a path or a list of them, for arrays a .npz, .npy or CSV file); {@code validation_data}
+ * (text, arrays), {@code validation_split}; for arrays {@code targets} and
+ * {@code validation_targets} (a .npy path, array names, or an object of output key to either),
+ * {@code loss} (a Keras loss name, or an object of output key to one), {@code loss_weights} (an
+ * object of output key to weight), {@code shuffle}, {@code head_units} and
+ * {@code head_activation}; {@code frames} and
  * {@code temporal} ({@code conv} or {@code average}) for video; {@code new_head},
  * {@code hidden_units} and {@code dropout}, {@code features_at}; {@code preprocess},
  * {@code image_size} ({@code [height, width]}), {@code flip}, {@code zoom}, {@code brightness},

@@ -245,46 +245,30 @@ public final class Fit {
     };
   }
 
-  /** An iterator of batches that can stop early. */
   /** An array dataset's batches: its inputs by signature input name, and its targets (by output, for several). */
   public static BatchSource arrays(org.finetune.data.ArrayDataset dataset) {
-    return new BatchSource() {
-      @Override
-      public int batchesPerEpoch() {
-        return dataset.batchesPerEpoch();
-      }
-
-      @Override
-      public Iterator<Batch> epoch(int epoch, int start) {
-        Iterator<org.finetune.data.ArrayDataset.Rows> it = dataset.epoch(epoch, start);
-        return new Iterator<>() {
-          @Override
-          public boolean hasNext() {
-            return it.hasNext();
-          }
-
-          @Override
-          public Batch next() {
-            org.finetune.data.ArrayDataset.Rows rows = it.next();
-            return dataset.byOutput() ? Batch.ofOutputs(rows.inputs(), rows.targets())
-                : Batch.of(rows.inputs(), rows.targets().get(org.finetune.data.ArrayDataset.TARGETS));
-          }
-        };
-      }
-    };
+    return mapped(dataset.batchesPerEpoch(), dataset::epoch, rows -> dataset.byOutput()
+        ? Batch.ofOutputs(rows.inputs(), rows.targets())
+        : Batch.of(rows.inputs(), rows.targets().get(org.finetune.data.ArrayDataset.TARGETS)));
   }
 
   /** A text dataset's blocks as unlabelled batches for the causal-LM loss (its targets are its inputs). */
   public static BatchSource tokens(org.finetune.data.TextDataset dataset) {
+    return mapped(dataset.batchesPerEpoch(), dataset::epoch, Batch::unlabelled);
+  }
+
+  /** Batches made one by one from the items a dataset gives for an epoch from a start. */
+  private static <T> BatchSource mapped(int batches,
+      java.util.function.BiFunction<Integer, Integer, Iterator<T>> epochs, java.util.function.Function<T, Batch> f) {
     return new BatchSource() {
       @Override
       public int batchesPerEpoch() {
-        return dataset.batchesPerEpoch();
+        return batches;
       }
 
       @Override
       public Iterator<Batch> epoch(int epoch, int start) {
-        Iterator<Map<String, org.finetune.data.NpyArray>> it = dataset.epoch(epoch, start);
+        Iterator<T> it = epochs.apply(epoch, start);
         return new Iterator<>() {
           @Override
           public boolean hasNext() {
@@ -293,13 +277,14 @@ public final class Fit {
 
           @Override
           public Batch next() {
-            return Batch.unlabelled(it.next());
+            return f.apply(it.next());
           }
         };
       }
     };
   }
 
+  /** An iterator of batches that can stop early. */
   interface CloseableIterator extends Iterator<Batch>, AutoCloseable {
     @Override
     void close();

@@ -70,7 +70,7 @@ class ArrayTaskTest {
    * trained export from the base (attention's query and key barely move in 5 steps: scores start
    * near uniform, so Keras moves them by 1e-8 and they count only toward the first check).
    */
-  private static void assertMatches(JsonObject r, String what) {
+  private static void assertMatches(JsonObject r, String what, int inputs) {
     assertEquals(0.0, r.get("order_check").getAsDouble(), what + ": the export lists its variables as Keras does");
     double worst = 0;
     int zeros = 0;
@@ -105,6 +105,17 @@ class ArrayTaskTest {
         worst = Math.max(worst, rel);
       }
     }
+    // Keras loads the export as it loads its own: TFSMLayer on serve (and on serving_default for
+    // one input: a signature of several cannot take TFSMLayer's one argument, in Keras's exports
+    // too) gives the fitted Keras model's outputs, and the export lists its trainable variables.
+    JsonObject tfsm = r.getAsJsonObject("tfsm");
+    for (String endpoint : inputs == 1 ? List.of("serve", "serving_default") : List.of("serve")) {
+      assertTrue(tfsm.get(endpoint).getAsJsonPrimitive().isNumber(), what + ": TFSMLayer(call_endpoint=\"" + endpoint
+          + "\") failed: " + tfsm);
+      assertTrue(tfsm.get(endpoint).getAsDouble() <= 1e-4, what + ": TFSMLayer(call_endpoint=\"" + endpoint
+          + "\") vs the fitted Keras model: " + tfsm);
+    }
+    assertTrue(r.get("trainable_variables").getAsInt() > 0, what + ": " + r.get("trainable_variables"));
     System.out.printf("%s: Java vs Keras fit, worst relative difference %.3e (%d variable(s) of zero gradient, noise"
         + " below %.1e in both); Keras moved %d of %d trainable variables by more than %.0e%n", what, worst, zeros,
         TOLERANCE * step, moved, trainable, 10 * TOLERANCE);
@@ -122,7 +133,7 @@ class ArrayTaskTest {
     assertTrue(run.out().contains("Loss: mean_squared_error (float targets against a linear output"), run.out());
     assertTrue(run.out().contains("features [80, 8] float32; targets [80] float32"), run.out());
     assertMatches(oracle(dir, out, "{\"name\": \"adam\", \"learning_rate\": 0.01}", "--inputs", csv.toString(),
-        "--target-columns", "price", "--loss", "mean_squared_error"), "tabular MLP from CSV, Adam");
+        "--target-columns", "price", "--loss", "mean_squared_error"), "tabular MLP from CSV, Adam", 1);
   }
 
   @Test
@@ -135,7 +146,7 @@ class ArrayTaskTest {
         "1", "--no-shuffle", "--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9", "--out", out.toString());
     assertEquals(0, run.exit(), run.err());
     assertMatches(oracle(dir, out, "{\"name\": \"sgd\", \"learning_rate\": 0.05, \"momentum\": 0.9}", "--inputs",
-        csv.toString(), "--target-columns", "price", "--loss", "huber"), "tabular MLP from CSV, Huber, SGD");
+        csv.toString(), "--target-columns", "price", "--loss", "huber"), "tabular MLP from CSV, Huber, SGD", 1);
   }
 
   /**
@@ -167,13 +178,7 @@ class ArrayTaskTest {
     Path kind = firstRows(dir.resolve("data/kind.npy"), "kind");
     Path size = firstRows(dir.resolve("data/size.npy"), "size");
     Path x = tmp.resolve("x.npz");
-    try (java.util.zip.ZipOutputStream zip = new java.util.zip.ZipOutputStream(Files.newOutputStream(x))) {
-      for (Path p : List.of(image, tabular)) {
-        zip.putNextEntry(new java.util.zip.ZipEntry(p.getFileName().toString()));
-        zip.write(Files.readAllBytes(p));
-        zip.closeEntry();
-      }
-    }
+    npz(x, List.of(image, tabular));
     Path out = tmp.resolve("export");
     Path job = tmp.resolve("job.json");
     Files.writeString(job, "{\"model\": \"" + dir.resolve("keras3_export") + "\", \"task\": \"arrays\","
@@ -188,7 +193,7 @@ class ArrayTaskTest {
     assertMatches(oracle(dir, out, "{\"name\": \"adam\", \"learning_rate\": 0.01}", "--inputs", x.toString(),
         "--targets-by-output", "{\"kind\": \"" + kind + "\", \"size\": \"" + size + "\"}", "--loss-json",
         "{\"kind\": \"sparse_categorical_crossentropy\", \"size\": \"mean_squared_error\"}", "--loss-weights",
-        "{\"kind\": 1.0, \"size\": 0.5}"), "image + tabular, two outputs (weights 1 and 0.5), Adam");
+        "{\"kind\": 1.0, \"size\": 0.5}"), "image + tabular, two outputs (weights 1 and 0.5), Adam", 2);
   }
 
   /** A keras-hub BERT classifier (tiny configuration): three int inputs, padding masked. */
@@ -197,13 +202,11 @@ class ArrayTaskTest {
     Path dir = arrayCase("bert_classifier");
     Path npz = dir.resolve("data/train.npz");
     Path x = tmp.resolve("x.npz");
-    try (java.util.zip.ZipOutputStream zip = new java.util.zip.ZipOutputStream(Files.newOutputStream(x))) {
-      for (String name : List.of("token_ids", "segment_ids", "padding_mask")) {
-        zip.putNextEntry(new java.util.zip.ZipEntry(name + ".npy"));
-        zip.write(Files.readAllBytes(firstRows(npz, name)));
-        zip.closeEntry();
-      }
+    List<Path> arrays = new ArrayList<>();
+    for (String name : List.of("token_ids", "segment_ids", "padding_mask")) {
+      arrays.add(firstRows(npz, name));
     }
+    npz(x, arrays);
     Path y = firstRows(dir.resolve("data/labels.npy"), "labels");
     Path out = tmp.resolve("export");
     CliRun run = CliRun.of("train", dir.resolve("keras3_export").toString(), "--task", "arrays", "--data",
@@ -214,7 +217,7 @@ class ArrayTaskTest {
         + " int32)"), run.out());
     assertMatches(oracle(dir, out, "{\"name\": \"adam\", \"learning_rate\": 0.005}", "--inputs", x.toString(),
         "--targets", y.toString(), "--loss", "sparse_categorical_crossentropy"),
-        "keras-hub BERT classifier (tiny), Adam");
+        "keras-hub BERT classifier (tiny), Adam", 3);
   }
 
   @Test
@@ -245,7 +248,18 @@ class ArrayTaskTest {
     assertTrue(said.stream().anyMatch(l -> l.contains("tokens int64 -> int32")), String.join("\n", said));
     assertMatches(oracle(dir, out, "{\"name\": \"sgd\", \"learning_rate\": 0.1, \"momentum\": 0.9}", "--inputs",
         x.toString(), "--targets", y.toString(), "--loss",
-        "sparse_categorical_crossentropy"), "token classifier (Embedding + attention), SGD");
+        "sparse_categorical_crossentropy"), "token classifier (Embedding + attention), SGD", 1);
+  }
+
+  /** An .npz as numpy.savez writes it: each .npy an array named after its file. */
+  private static void npz(Path out, List<Path> npys) throws IOException {
+    try (java.util.zip.ZipOutputStream zip = new java.util.zip.ZipOutputStream(Files.newOutputStream(out))) {
+      for (Path p : npys) {
+        zip.putNextEntry(new java.util.zip.ZipEntry(p.getFileName().toString()));
+        zip.write(Files.readAllBytes(p));
+        zip.closeEntry();
+      }
+    }
   }
 
   /** The first 5 batches of an array (from a .npz entry or a .npy) as a .npy. */
@@ -282,15 +296,13 @@ class ArrayTaskTest {
     Path dir = arrayCase("token_classifier");
     NpyArray tokens = org.finetune.data.ArrayTable.read(dir.resolve("data/train.npz"), "tokens").get("tokens");
     Path npz = tmp.resolve("extra.npz");
-    try (java.util.zip.ZipOutputStream zip = new java.util.zip.ZipOutputStream(Files.newOutputStream(npz))) {
-      for (String name : List.of("tokens", "mask")) {
-        Path npy = tmp.resolve(name + ".npy");
-        tokens.write(npy);
-        zip.putNextEntry(new java.util.zip.ZipEntry(name + ".npy"));
-        zip.write(Files.readAllBytes(npy));
-        zip.closeEntry();
-      }
+    List<Path> arrays = new ArrayList<>();
+    for (String name : List.of("tokens", "mask")) {
+      Path npy = tmp.resolve(name + ".npy");
+      tokens.write(npy);
+      arrays.add(npy);
     }
+    npz(npz, arrays);
     try (KerasSavedModel model = KerasSavedModel.open(dir.resolve("keras3_export"))) {
       JobException e = org.junit.jupiter.api.Assertions.assertThrows(JobException.class, () -> FineTuneJob
           .builder(model).data(JobData.arrays(npz, dir.resolve("data/labels.npy"))).epochs(1).build().run());

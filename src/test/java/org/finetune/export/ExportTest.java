@@ -212,6 +212,7 @@ public class ExportTest {
     Path export = tmp.resolve("export");
     Map<String, NpyArray> javaOutputs;
     Map<String, NpyArray> javaWeights;
+    String sameArchitecturePython;
     Map<String, NpyArray> startWeights;
     List<String> names;
     try (KerasSavedModel model = KerasSavedModel.open(fixture.model())) {
@@ -238,6 +239,7 @@ public class ExportTest {
         javaOutputs = signatureOutputs(model, inputs);
         ExportResult result = Exporter.export(trainer, export, ExportOptions.defaults());
         assertEquals(ExportResult.Mode.SAME_ARCHITECTURE, result.mode());
+        sameArchitecturePython = result.python();
       }
     }
     Path out = tmp.resolve("python");
@@ -267,6 +269,8 @@ public class ExportTest {
     assertTrue(names.stream().anyMatch(n -> !java.util.Arrays.equals(javaWeights.get(n).data(),
         startWeights.get(n).data())), id + ": training moved no weight, so the export proves nothing");
     if (id.endsWith("tf_keras")) {
+      assertTrue(sameArchitecturePython.startsWith("tf_keras.models.load_model(\"" + export.toAbsolutePath().normalize()
+          + "\")"), sameArchitecturePython);
       int weights = 0;
       for (JsonElement e : JsonParser.parseString(Files.readString(out.resolve("tf_keras.json"))).getAsJsonArray()) {
         String name = e.getAsJsonArray().get(0).getAsString();
@@ -310,6 +314,20 @@ public class ExportTest {
       result = Exporter.export(trainer, export, ExportOptions.defaults());
     }
     assertEquals(ExportResult.Mode.NEW_HEAD, result.mode());
+    if (id.endsWith("tf_keras")) {
+      // A new head has no Keras layer config, so tf_keras gives back a plain object that cannot
+      // be called: the result says so and names the loaders that work, and tf_keras does that.
+      assertTrue(result.python().endsWith("; tf_keras.models.load_model gives an object that cannot be called or"
+          + " predict (a new head has no Keras layer config to rebuild)"), result.python());
+      Process p = new ProcessBuilder(org.finetune.testing.Python.interpreter().toString(), "-c",
+          "import sys, tf_keras\nm = tf_keras.models.load_model(sys.argv[1], compile=False)\n"
+          + "sys.exit(3 if not callable(m) and not hasattr(m, 'predict') else 0)", export.toString())
+          .redirectErrorStream(true).start();
+      String said = new String(p.getInputStream().readAllBytes());
+      assertEquals(3, waitFor(p), id + ": tf_keras.models.load_model gave a model that can be called: " + said);
+    } else {
+      assertFalse(result.python().contains("tf_keras"), result.python());
+    }
     Path out = tmp.resolve("python");
     check(export, inputs, out, false);
     double worst = compareOutputs(id, Map.of("output_0", javaOutput), out, inputs.size());
@@ -367,5 +385,18 @@ public class ExportTest {
       assertTrue(inside.getMessage().contains("never written to"), inside.getMessage());
     }
     assertEquals(before, TreeDigest.of(fixture.model()), "the base model's directory is unchanged");
+  }
+
+  private static int waitFor(Process p) {
+    try {
+      if (!p.waitFor(10, java.util.concurrent.TimeUnit.MINUTES)) {
+        p.destroyForcibly();
+        throw new IllegalStateException("python did not finish in 10 minutes");
+      }
+      return p.exitValue();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException(e);
+    }
   }
 }
