@@ -88,8 +88,11 @@ final class CheckCommand implements Command {
         report.untrainableLayers().forEach((layer, why) -> out.println("  " + layer + ": " + why));
       }
       report.warnings().forEach(w -> out.println("warning: " + w));
+      String losses = report.losses().size() == 1 ? report.losses().values().iterator().next().kerasName()
+          : String.join(" + ", report.losses().entrySet().stream().map(e -> e.getValue().kerasName() + " on "
+              + e.getKey()).toList());
       out.printf(Locale.ROOT, "One SGD step (learning rate 0.01) with %s on random data: loss %.6g -> %.6g%n",
-          report.loss().kerasName(), report.lossBefore(), report.lossAfter());
+          losses, report.lossBefore(), report.lossAfter());
       if (report.flatDifference() > 1e-5) {
         err.println("finetune check: the flattened graph differs from the original by " + report.flatDifference());
         return ExitCode.FAILED;

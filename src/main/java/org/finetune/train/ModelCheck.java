@@ -21,7 +21,8 @@ import org.tensorflow.Tensor;
 /**
  * Can this SavedModel be fine-tuned here? Flattens a signature and checks it computes what the
  * original does on random inputs of the signature's shapes, finds which layers gradients reach,
- * and runs one training step on random data with a loss suited to the output.
+ * and runs one training step on random data with a loss suited to each output (all outputs
+ * together when there are several).
  */
 public final class ModelCheck {
   /**
@@ -30,13 +31,14 @@ public final class ModelCheck {
    * @param flatDifference max |flat - original| / max |original| over the outputs
    * @param trainableLayers layers whose trainable weights gradients reach
    * @param untrainableLayers layer to the reason it cannot be trained
-   * @param loss the loss the step used
+   * @param losses the loss of each output the step trained (all of them, summed, when several)
    * @param lossBefore the loss on the random batch before the step
    * @param lossAfter the loss on the same batch after it
    */
   public record Report(double flatDifference, List<String> trainableLayers, Map<String, String> untrainableLayers,
-      LossSpec loss, double lossBefore, double lossAfter, List<String> warnings) {
+      Map<String, LossSpec> losses, double lossBefore, double lossAfter, List<String> warnings) {
     public Report {
+      losses = java.util.Collections.unmodifiableMap(new LinkedHashMap<>(losses));
       trainableLayers = List.copyOf(trainableLayers);
       untrainableLayers = java.util.Collections.unmodifiableMap(new LinkedHashMap<>(untrainableLayers));
       warnings = List.copyOf(warnings);
@@ -60,12 +62,32 @@ public final class ModelCheck {
         untrainable.putIfAbsent(layer, "behind " + gap.op() + " (" + gap.node() + "), which has no gradient");
       }
     }
-    TensorSpec output = sig.outputs().get(0);
-    LossSpec loss = lossFor(model, signature, output, sig);
-    NpyArray targets = loss == LossSpec.CAUSAL_LM ? null : targetsFor(model, signature, inputs, output, loss, random);
-    Batch batch = targets == null ? Batch.unlabelled(inputs) : Batch.of(inputs, targets);
-    TrainingPlan plan = TrainingPlan.builder().signature(signature).output(output.key()).loss(loss)
-        .optimizer(new OptimizerSpec.Sgd(0.01, 0, false)).build();
+    TrainingPlan.Builder builder = TrainingPlan.builder().signature(signature)
+        .optimizer(new OptimizerSpec.Sgd(0.01, 0, false));
+    Map<String, LossSpec> losses = new LinkedHashMap<>();
+    Batch batch;
+    if (sig.outputs().size() > 1) {
+      // Every output trains, each with its loss, as a model with several outputs is fit.
+      Map<String, NpyArray> targets = new LinkedHashMap<>();
+      for (TensorSpec output : sig.outputs()) {
+        LossSpec loss = lossFor(model, signature, output, sig);
+        if (loss == LossSpec.CAUSAL_LM) {
+          loss = LossSpec.MSE;
+        }
+        losses.put(output.key(), loss);
+        targets.put(output.key(), targetsFor(model, signature, inputs, output, loss, random));
+        builder.output(new OutputLoss(output.key(), loss, 1.0));
+      }
+      batch = Batch.ofOutputs(inputs, targets);
+    } else {
+      TensorSpec output = sig.outputs().get(0);
+      LossSpec loss = lossFor(model, signature, output, sig);
+      losses.put(output.key(), loss);
+      NpyArray targets = loss == LossSpec.CAUSAL_LM ? null : targetsFor(model, signature, inputs, output, loss, random);
+      batch = targets == null ? Batch.unlabelled(inputs) : Batch.of(inputs, targets);
+      builder.output(output.key()).loss(loss);
+    }
+    TrainingPlan plan = builder.build();
     try (Trainer trainer = new Trainer(model, plan)) {
       List<String> trained = trainer.trainedVariables(0);
       Set<String> trainedLayers = new LinkedHashSet<>();
@@ -80,7 +102,8 @@ public final class ModelCheck {
       double before = trainer.evaluate(batch).loss();
       trainer.step(batch);
       double after = trainer.evaluate(batch).loss();
-      return new Report(flatDiff, new ArrayList<>(trainedLayers), untrainable, loss, before, after, trainer.warnings());
+      return new Report(flatDiff, new ArrayList<>(trainedLayers), untrainable, losses, before, after,
+          trainer.warnings());
     }
   }
 

@@ -29,6 +29,19 @@ class CheckCommandTest {
     assertTrue(Double.parseDouble(m.group(2)) < Double.parseDouble(m.group(1)), "one step lowers the loss: " + m.group());
   }
 
+  /** A model with two outputs steps on both together, each with its own loss. */
+  @Test
+  void twoOutputsTrainTogether() {
+    CliRun run = CliRun.of("check", ArrayTaskTest.arrayCase("image_tabular").resolve("keras3_export").toString());
+    System.out.println(run.out());
+    assertEquals(ExitCode.OK, run.exit(), run.out() + run.err());
+    assertTrue(run.out().contains("Layers that cannot: none"), run.out());
+    Matcher m = Pattern.compile("with sparse_categorical_crossentropy on kind \\+ mean_squared_error on size on random"
+        + " data: loss ([0-9.e+-]+) -> ([0-9.e+-]+)").matcher(run.out());
+    assertTrue(m.find(), run.out());
+    assertTrue(Double.parseDouble(m.group(2)) < Double.parseDouble(m.group(1)), "one step lowers the loss: " + m.group());
+  }
+
   @Test
   void fullSizeGpt2CanBeFineTunedThroughout() {
     CliRun run = CliRun.of("check", Fixture.of("generated/gpt2_base/keras3_export").model().toString());
