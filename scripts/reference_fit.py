@@ -171,6 +171,11 @@ def read_csv(path, target_columns):
 
 def read_inputs(path, input_names, target_columns):
     """({input name: array}, CSV targets or None)."""
+    if os.path.isdir(path):  # a folder of INPUT.npy files, as finetune takes it
+        missing = [n for n in input_names if not os.path.isfile(os.path.join(path, n + ".npy"))]
+        if missing:
+            raise BadArguments(f"{path} has no .npy for the model's inputs {missing}")
+        return {n: np.load(os.path.join(path, n + ".npy")) for n in input_names}, None
     ext = os.path.splitext(path)[1].lower()
     if ext == ".csv" or ext == ".npy":
         if len(input_names) != 1:
@@ -185,7 +190,7 @@ def read_inputs(path, input_names, target_columns):
             if missing:
                 raise BadArguments(f"{path} holds {npz.files}; the model's inputs {missing} are not there")
             return {n: npz[n] for n in input_names}, None
-    raise BadArguments(f"--inputs must be .npz, .npy or .csv, not {path}")
+    raise BadArguments(f"--inputs must be .npz, .npy, .csv or a folder of .npy files, not {path}")
 
 
 def read_targets(args, output_names, csv_targets):

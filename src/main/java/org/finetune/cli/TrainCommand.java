@@ -69,7 +69,8 @@ final class TrainCommand implements Command {
     ModelFlags.addRuntime(o);
     o.addOption(opt("job", "FILE", "take the whole job from this JSON file (keys as the README lists)"));
     o.addOption(opt("data", "PATH", "labelled images: one sub-folder per class; with --task causal-lm, text files"
-        + " and folders, comma-separated; with --task arrays, a .npz (one array per input), .npy or CSV (required)"));
+        + " and folders, comma-separated; with --task arrays, a .npz (one array per input), a folder of INPUT.npy files,"
+        + " a .npy or a CSV (required)"));
     o.addOption(opt("task", "TASK", "image-classification (default), video-classification, causal-lm or arrays (any"
         + " model on .npz/.npy/CSV arrays, as Keras's fit(x, y))"));
     o.addOption(opt("frames", "N", "video: frames taken evenly from each clip (default: 8)"));

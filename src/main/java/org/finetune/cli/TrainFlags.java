@@ -96,7 +96,8 @@ final class TrainFlags {
 
   private void arrays(CommandLine line) {
     if (!line.hasOption("data")) {
-      throw new UsageException("--data FILE is required: a .npz with one array per model input, a .npy, or a CSV table");
+      throw new UsageException("--data is required: a .npz with one array per model input, a folder of INPUT.npy files, a"
+          + " .npy, or a CSV table");
     }
     if (!line.hasOption("targets")) {
       throw new UsageException("--targets is required: a .npy file of targets, or the arrays (CSV columns) of --data"

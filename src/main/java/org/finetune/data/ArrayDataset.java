@@ -12,9 +12,10 @@ import java.util.Random;
 
 /**
  * Examples held as arrays, in batches as Keras's {@code fit(x, y, batch_size, shuffle)} takes them:
- * one array per model input and one of targets, each with one row per example; the last batch of
- * an epoch holds what is left. Shuffled per epoch, seeded by the seed and the epoch, so a resumed
- * epoch sees the same batches.
+ * one array per model input and one of targets (or one per output), each with one row per
+ * example; the last batch of an epoch holds what is left. Shuffled per epoch, seeded by the seed
+ * and the epoch, so a resumed epoch sees the same batches. Inputs may be mapped from files
+ * ({@link MappedNpy}); a batch reads only its rows, and a split only narrows the rows in view.
  */
 public final class ArrayDataset {
   /**
@@ -39,16 +40,17 @@ public final class ArrayDataset {
   /** The key of the one array of targets of a dataset for one output. */
   public static final String TARGETS = "";
 
-  private final Map<String, NpyArray> inputs;
+  private final Map<String, ExampleArray> inputs;
   private final Map<String, NpyArray> targets;
   private final Options options;
-  private final int examples;
+  /** The rows of the arrays this dataset holds, in file order. */
+  private final int[] index;
 
-  private ArrayDataset(Map<String, NpyArray> inputs, Map<String, NpyArray> targets, Options options) {
+  private ArrayDataset(Map<String, ExampleArray> inputs, Map<String, NpyArray> targets, Options options, int[] index) {
     this.inputs = Collections.unmodifiableMap(new LinkedHashMap<>(inputs));
     this.targets = Collections.unmodifiableMap(new LinkedHashMap<>(targets));
     this.options = Objects.requireNonNull(options, "options");
-    this.examples = Math.toIntExact(targets.values().iterator().next().shape()[0]);
+    this.index = index;
   }
 
   /**
@@ -57,7 +59,7 @@ public final class ArrayDataset {
    * @throws IllegalArgumentException when the arrays disagree on the number of examples, or there
    *     are none
    */
-  public static ArrayDataset of(Map<String, NpyArray> inputs, NpyArray targets, Options options) {
+  public static ArrayDataset of(Map<String, ? extends ExampleArray> inputs, NpyArray targets, Options options) {
     return ofOutputs(inputs, Map.of(TARGETS, targets), options);
   }
 
@@ -67,7 +69,7 @@ public final class ArrayDataset {
    * @throws IllegalArgumentException when the arrays disagree on the number of examples, or there
    *     are none
    */
-  public static ArrayDataset ofOutputs(Map<String, NpyArray> inputs, Map<String, NpyArray> targets,
+  public static ArrayDataset ofOutputs(Map<String, ? extends ExampleArray> inputs, Map<String, NpyArray> targets,
       Options options) {
     if (targets.isEmpty()) {
       throw new IllegalArgumentException("there are no targets");
@@ -90,14 +92,22 @@ public final class ArrayDataset {
     if (inputs.isEmpty()) {
       throw new IllegalArgumentException("there are no inputs");
     }
-    for (Map.Entry<String, NpyArray> e : inputs.entrySet()) {
+    for (Map.Entry<String, ? extends ExampleArray> e : inputs.entrySet()) {
       long[] shape = e.getValue().shape();
       if (shape.length == 0 || shape[0] != n) {
         throw new IllegalArgumentException("input '" + e.getKey() + "' has " + (shape.length == 0 ? "no" : shape[0])
             + " rows and the targets have " + n + "; every array needs one row per example");
       }
     }
-    return new ArrayDataset(inputs, targets, options);
+    return new ArrayDataset(new LinkedHashMap<>(inputs), targets, options, range(0, Math.toIntExact(n)));
+  }
+
+  private static int[] range(int from, int to) {
+    int[] rows = new int[to - from];
+    for (int i = 0; i < rows.length; i++) {
+      rows[i] = from + i;
+    }
+    return rows;
   }
 
   /**
@@ -110,46 +120,33 @@ public final class ArrayDataset {
     if (!(fraction > 0 && fraction < 1)) {
       throw new IllegalArgumentException("the validation fraction must be in (0, 1), got " + fraction);
     }
+    int examples = examples();
     int validation = (int) (fraction * examples);
     if (validation == 0 || validation == examples) {
       throw new IllegalArgumentException("a validation fraction of " + fraction + " of " + examples
           + " examples leaves " + (validation == 0 ? "none to validate on" : "none to train on"));
     }
     int train = examples - validation;
-    return new ArrayDataset[] {range(0, train, options), range(train, examples,
-        new Options(options.batchSize(), false, options.seed()))};
+    return new ArrayDataset[] {
+        new ArrayDataset(inputs, targets, options, java.util.Arrays.copyOfRange(index, 0, train)),
+        new ArrayDataset(inputs, targets, new Options(options.batchSize(), false, options.seed()),
+            java.util.Arrays.copyOfRange(index, train, examples))};
   }
 
   /** The same examples with other options. */
   public ArrayDataset with(Options other) {
-    return new ArrayDataset(inputs, targets, other);
-  }
-
-  private ArrayDataset range(int from, int to, Options o) {
-    int[] rows = new int[to - from];
-    for (int i = 0; i < rows.length; i++) {
-      rows[i] = from + i;
-    }
-    return new ArrayDataset(take(inputs, rows), take(targets, rows), o);
-  }
-
-  private static Map<String, NpyArray> take(Map<String, NpyArray> arrays, int[] rows) {
-    Map<String, NpyArray> out = new LinkedHashMap<>();
-    arrays.forEach((k, v) -> out.put(k, v.rows(rows)));
-    return out;
+    return new ArrayDataset(inputs, targets, other, index);
   }
 
   public int examples() {
-    return examples;
+    return index.length;
   }
 
-  public Map<String, NpyArray> inputs() {
-    return inputs;
-  }
-
-  /** The targets, by output key (or under {@link #TARGETS} alone). */
+  /** The targets of the examples in view, by output key (or under {@link #TARGETS} alone). */
   public Map<String, NpyArray> targets() {
-    return targets;
+    Map<String, NpyArray> out = new LinkedHashMap<>();
+    targets.forEach((k, v) -> out.put(k, v.rows(index)));
+    return out;
   }
 
   /** Whether the targets are by output key, for several outputs. */
@@ -162,14 +159,14 @@ public final class ArrayDataset {
   }
 
   public int batchesPerEpoch() {
-    return (examples + options.batchSize() - 1) / options.batchSize();
+    return (examples() + options.batchSize() - 1) / options.batchSize();
   }
 
   /** The batches of {@code epoch} from batch {@code start} on. */
   public Iterator<Rows> epoch(int epoch, int start) {
-    List<Integer> order = new ArrayList<>(examples);
-    for (int i = 0; i < examples; i++) {
-      order.add(i);
+    List<Integer> order = new ArrayList<>(index.length);
+    for (int row : index) {
+      order.add(row);
     }
     if (options.shuffle()) {
       Collections.shuffle(order, new Random(options.seed() * 1_000_003L + epoch));
@@ -189,13 +186,17 @@ public final class ArrayDataset {
           throw new NoSuchElementException();
         }
         int from = next * options.batchSize();
-        int to = Math.min(examples, from + options.batchSize());
+        int to = Math.min(order.size(), from + options.batchSize());
         int[] rows = new int[to - from];
         for (int i = 0; i < rows.length; i++) {
           rows[i] = order.get(from + i);
         }
         next++;
-        return new Rows(take(inputs, rows), take(targets, rows));
+        Map<String, NpyArray> in = new LinkedHashMap<>();
+        inputs.forEach((k, v) -> in.put(k, v.rows(rows)));
+        Map<String, NpyArray> t = new LinkedHashMap<>();
+        targets.forEach((k, v) -> t.put(k, v.rows(rows)));
+        return new Rows(in, t);
       }
     };
   }

@@ -21,20 +21,25 @@ import java.util.zip.ZipFile;
 /**
  * Named arrays whose first axis counts the same examples: what a model trained on arrays reads,
  * as Keras's {@code fit(x, y)} takes NumPy arrays. Read from a {@code .npz} (one array per name),
- * a {@code .npy} (one array, named by the caller) or a CSV table with a header row.
+ * a {@code .npy} (one array, named by the caller), a folder of {@code .npy} files (one array per
+ * file, named after it) or a CSV table with a header row. A {@code .npy} file larger than
+ * {@link #MAP_BYTES} is mapped rather than read, so arrays larger than memory train.
  *
  * @param source the file it was read from, for messages
  * @param arrays the arrays by name, in file order
  * @param rows the examples (the first dimension every array shares)
  */
-public record ArrayTable(Path source, Map<String, NpyArray> arrays, long rows) {
+public record ArrayTable(Path source, Map<String, ExampleArray> arrays, long rows) {
+  /** A {@code .npy} file larger than this is mapped, not read. */
+  public static final long MAP_BYTES = 256L << 20;
+
   public ArrayTable {
     arrays = Collections.unmodifiableMap(new LinkedHashMap<>(arrays));
   }
 
   /** The array called {@code name}, or an error naming the file and the names it has. */
-  public NpyArray get(String name) {
-    NpyArray a = arrays.get(name);
+  public ExampleArray get(String name) {
+    ExampleArray a = arrays.get(name);
     if (a == null) {
       throw new IllegalArgumentException(source + " has no array '" + name + "'; it has " + String.join(", ",
           arrays.keySet()));
@@ -44,17 +49,11 @@ public record ArrayTable(Path source, Map<String, NpyArray> arrays, long rows) {
 
   /** The table without the arrays in {@code names}. */
   public ArrayTable without(List<String> names) {
-    Map<String, NpyArray> kept = new LinkedHashMap<>(arrays);
+    Map<String, ExampleArray> kept = new LinkedHashMap<>(arrays);
     names.forEach(kept::remove);
     return new ArrayTable(source, kept, rows);
   }
 
-  /** The examples at {@code rows} of every array, in that order. */
-  public ArrayTable rows(int[] rows) {
-    Map<String, NpyArray> out = new LinkedHashMap<>();
-    arrays.forEach((k, v) -> out.put(k, v.rows(rows)));
-    return new ArrayTable(source, out, rows.length);
-  }
 
   /**
    * Reads {@code file} by its extension: {@code .npz} (every array in it, named as saved),
@@ -65,8 +64,12 @@ public record ArrayTable(Path source, Map<String, NpyArray> arrays, long rows) {
    *     arrays disagree on the number of examples; the message names the file and the fix
    */
   public static ArrayTable read(Path file, String name) {
+    if (Files.isDirectory(file)) {
+      return folder(file);
+    }
     if (!Files.isRegularFile(file)) {
-      throw new IllegalArgumentException(file + " is not a file; give a .npz, .npy or .csv file of examples");
+      throw new IllegalArgumentException(file + " is not a file; give a .npz, .npy or .csv file of examples, or a"
+          + " folder of .npy files");
     }
     String lower = file.getFileName().toString().toLowerCase(Locale.ROOT);
     try {
@@ -74,7 +77,7 @@ public record ArrayTable(Path source, Map<String, NpyArray> arrays, long rows) {
         return of(file, npz(file));
       }
       if (lower.endsWith(".npy")) {
-        return of(file, Map.of(name, NpyArray.read(file)));
+        return of(file, Map.of(name, npy(file)));
       }
       if (lower.endsWith(".csv")) {
         return of(file, csv(file));
@@ -86,13 +89,42 @@ public record ArrayTable(Path source, Map<String, NpyArray> arrays, long rows) {
         + " numpy.save, or the table as CSV with a header row");
   }
 
-  private static ArrayTable of(Path file, Map<String, NpyArray> arrays) {
+  /**
+   * A folder of {@code .npy} files, one array each, named after its file: how arrays larger than
+   * memory come (each is mapped), several inputs included.
+   */
+  private static ArrayTable folder(Path dir) {
+    Map<String, ExampleArray> arrays = new LinkedHashMap<>();
+    try (java.util.stream.Stream<Path> list = Files.list(dir)) {
+      for (Path p : list.sorted().toList()) {
+        String n = p.getFileName().toString();
+        if (n.startsWith(".")) {
+          continue;
+        }
+        if (!n.toLowerCase(Locale.ROOT).endsWith(".npy") || !Files.isRegularFile(p)) {
+          throw new IllegalArgumentException(dir + " holds " + n + ", which is not a .npy file; a folder of examples"
+              + " holds one INPUT.npy per input");
+        }
+        arrays.put(n.substring(0, n.length() - 4), npy(p));
+      }
+    } catch (IOException e) {
+      throw new IllegalArgumentException("cannot read " + dir + ": " + e.getMessage(), e);
+    }
+    return of(dir, arrays);
+  }
+
+  /** A {@code .npy} file, read into memory, or mapped when larger than {@link #MAP_BYTES}. */
+  private static ExampleArray npy(Path file) throws IOException {
+    return Files.size(file) > MAP_BYTES ? MappedNpy.open(file) : NpyArray.read(file);
+  }
+
+  private static ArrayTable of(Path file, Map<String, ? extends ExampleArray> arrays) {
     if (arrays.isEmpty()) {
       throw new IllegalArgumentException(file + " holds no arrays");
     }
     long rows = -1;
     String first = null;
-    for (Map.Entry<String, NpyArray> e : arrays.entrySet()) {
+    for (Map.Entry<String, ? extends ExampleArray> e : arrays.entrySet()) {
       long[] shape = e.getValue().shape();
       if (shape.length == 0) {
         throw new IllegalArgumentException(file + ": array '" + e.getKey() + "' is a scalar; each array needs one row"
@@ -110,7 +142,7 @@ public record ArrayTable(Path source, Map<String, NpyArray> arrays, long rows) {
     if (rows == 0) {
       throw new IllegalArgumentException(file + " holds no examples (its arrays have 0 rows)");
     }
-    return new ArrayTable(file, arrays, rows);
+    return new ArrayTable(file, new LinkedHashMap<>(arrays), rows);
   }
 
   private static Map<String, NpyArray> npz(Path file) throws IOException {
@@ -220,11 +252,11 @@ public record ArrayTable(Path source, Map<String, NpyArray> arrays, long rows) {
     ByteBuffer b = ByteBuffer.allocate(n * names.size() * 4).order(ByteOrder.LITTLE_ENDIAN);
     List<double[]> cols = new ArrayList<>();
     for (String name : names) {
-      NpyArray a = get(name);
+      ExampleArray a = get(name);
       if (a.shape().length != 1) {
         throw new IllegalArgumentException(source + ": '" + name + "' is not a column");
       }
-      cols.add(a.toDoubles());
+      cols.add((a instanceof NpyArray inMemory ? inMemory : a.all()).toDoubles());
     }
     for (int r = 0; r < n; r++) {
       for (double[] c : cols) {

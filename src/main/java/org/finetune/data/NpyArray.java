@@ -36,7 +36,7 @@ import org.tensorflow.types.family.TType;
  * @param shape the dimensions
  * @param data the elements, little-endian, C order
  */
-public record NpyArray(String dtype, long[] shape, byte[] data) {
+public record NpyArray(String dtype, long[] shape, byte[] data) implements ExampleArray {
   private static final byte[] MAGIC = {(byte) 0x93, 'N', 'U', 'M', 'P', 'Y'};
   private static final Map<String, String> DESCR = Map.of(
       "<f4", "float32", "<f8", "float64", "<i4", "int32", "<i8", "int64", "|u1", "uint8", "|b1", "bool");
@@ -78,6 +78,32 @@ public record NpyArray(String dtype, long[] shape, byte[] data) {
    * an {@code .npz}, its archive and entry).
    */
   public static NpyArray parse(byte[] bytes, String file) throws IOException {
+    Header h = header(bytes, file);
+    long length = h.dataBytes();
+    if (h.start() + length != bytes.length) {
+      throw new IOException(file + " should hold " + length + " data bytes for shape " + Arrays.toString(h.shape())
+          + ", holds " + (bytes.length - h.start()));
+    }
+    return new NpyArray(h.dtype(), h.shape(), Arrays.copyOfRange(bytes, h.start(), bytes.length));
+  }
+
+  /**
+   * A {@code .npy} file's header: its dtype, shape and where the data starts.
+   *
+   * @param start the offset of the first data byte
+   */
+  record Header(String dtype, long[] shape, int start) {
+    long dataBytes() {
+      return elementCount(shape) * itemSize(dtype);
+    }
+
+    int itemBytes() {
+      return itemSize(dtype);
+    }
+  }
+
+  /** Reads the header at the start of {@code bytes} (the whole file, or enough of its start). */
+  static Header header(byte[] bytes, String file) throws IOException {
     if (bytes.length < 10 || !Arrays.equals(Arrays.copyOf(bytes, 6), MAGIC)) {
       throw new IOException(file + " is not a .npy file (no \\x93NUMPY magic)");
     }
@@ -85,7 +111,7 @@ public record NpyArray(String dtype, long[] shape, byte[] data) {
     ByteBuffer b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
     int headerLength = major == 1 ? Short.toUnsignedInt(b.getShort(8)) : b.getInt(8);
     int headerStart = major == 1 ? 10 : 12;
-    if (headerStart + headerLength > bytes.length) {
+    if (headerLength < 0 || headerStart + headerLength > bytes.length) {
       throw new IOException(file + " is truncated inside its header");
     }
     String header = new String(bytes, headerStart, headerLength, StandardCharsets.ISO_8859_1);
@@ -98,15 +124,15 @@ public record NpyArray(String dtype, long[] shape, byte[] data) {
       throw new IOException(file + " is in Fortran order; save it with np.ascontiguousarray");
     }
     String dims = group(SHAPE_FIELD, header, file).trim();
-    long[] shape = dims.isEmpty() ? new long[0]
-        : Arrays.stream(dims.split(",")).map(String::trim).filter(s -> !s.isEmpty()).mapToLong(Long::parseLong).toArray();
-    int start = headerStart + headerLength;
-    long length = elementCount(shape) * itemSize(dtype);
-    if (start + length != bytes.length) {
-      throw new IOException(file + " should hold " + length + " data bytes for shape " + Arrays.toString(shape)
-          + ", holds " + (bytes.length - start));
+    long[] shape;
+    try {
+      shape = dims.isEmpty() ? new long[0]
+          : Arrays.stream(dims.split(",")).map(String::trim).filter(s -> !s.isEmpty()).mapToLong(Long::parseLong)
+              .toArray();
+    } catch (NumberFormatException e) {
+      throw new IOException(file + " has a malformed shape in its header: (" + dims + ")", e);
     }
-    return new NpyArray(dtype, shape, Arrays.copyOfRange(bytes, start, bytes.length));
+    return new Header(dtype, shape, headerStart + headerLength);
   }
 
   /** Writes this array as a version 1.0 {@code .npy} file. */

@@ -8,6 +8,7 @@ import java.util.Locale;
 import java.util.Map;
 import org.finetune.data.ArrayDataset;
 import org.finetune.data.ArrayTable;
+import org.finetune.data.ExampleArray;
 import org.finetune.data.NpyArray;
 import org.finetune.export.DirectoryDigest;
 import org.finetune.hint.Setting;
@@ -23,7 +24,8 @@ import org.finetune.savedmodel.TensorSpec;
  * @param targets one row per example, by output key (under {@link ArrayDataset#TARGETS} for one output)
  * @param casts what was cast, in words ({@code tokens int64 -> int32}), for the data line
  */
-record ArrayExamples(Path source, Map<String, NpyArray> inputs, Map<String, NpyArray> targets, List<String> casts) {
+record ArrayExamples(Path source, Map<String, ExampleArray> inputs, Map<String, NpyArray> targets,
+    List<String> casts) {
   private static final List<String> NUMERIC = List.of("float32", "float64", "int32", "int64");
 
   /**
@@ -63,7 +65,7 @@ record ArrayExamples(Path source, Map<String, NpyArray> inputs, Map<String, NpyA
             "give one target row per example");
       }
     }
-    Map<String, NpyArray> raw = new LinkedHashMap<>();
+    Map<String, ExampleArray> raw = new LinkedHashMap<>();
     if (csv) {
       if (sig.inputs().size() != 1) {
         throw new JobException("a CSV table is one input's features and signature " + sig.name() + " takes "
@@ -87,10 +89,10 @@ record ArrayExamples(Path source, Map<String, NpyArray> inputs, Map<String, NpyA
             "leave them out, or name them as the targets");
       }
     }
-    Map<String, NpyArray> inputs = new LinkedHashMap<>();
+    Map<String, ExampleArray> inputs = new LinkedHashMap<>();
     List<String> casts = new ArrayList<>();
     for (TensorSpec in : sig.inputs()) {
-      NpyArray a = raw.get(in.key());
+      ExampleArray a = raw.get(in.key());
       checkShape(data.inputs(), in, a);
       if (!a.dtype().equals(in.dtype())) {
         if (!NUMERIC.contains(in.dtype()) || !NUMERIC.contains(a.dtype())) {
@@ -118,12 +120,12 @@ record ArrayExamples(Path source, Map<String, NpyArray> inputs, Map<String, NpyA
         throw new JobException(file + " holds " + t.arrays().size() + " arrays; the targets are one", Setting.DATA,
             "save the targets alone with numpy.save");
       }
-      return t.arrays().values().iterator().next();
+      return inMemory(t.arrays().values().iterator().next());
     }
     List<String> names = spec.names();
     consumed.addAll(names);
     if (names.size() == 1) {
-      return table.get(names.get(0));
+      return inMemory(table.get(names.get(0)));
     }
     if (csv) {
       return table.columns(names);
@@ -132,7 +134,12 @@ record ArrayExamples(Path source, Map<String, NpyArray> inputs, Map<String, NpyA
         "name one array, or give each output its targets as OUTPUT=ARRAY");
   }
 
-  private static void checkShape(Path file, TensorSpec in, NpyArray a) {
+  /** Targets are read whole (one row per example, small beside the inputs). */
+  private static NpyArray inMemory(ExampleArray a) {
+    return a instanceof NpyArray n ? n : a.all();
+  }
+
+  private static void checkShape(Path file, TensorSpec in, ExampleArray a) {
     long[] shape = a.shape();
     List<Long> want = in.shape();
     boolean fits = !in.rankKnown() || want.size() == shape.length;
@@ -174,7 +181,8 @@ record ArrayExamples(Path source, Map<String, NpyArray> inputs, Map<String, NpyA
   /** What was read, for the data line: {@code tokens [96, 12] int32 (cast: ...); targets [96] int64}. */
   String describe() {
     List<String> parts = new ArrayList<>();
-    inputs.forEach((k, v) -> parts.add(k + " " + java.util.Arrays.toString(v.shape()) + " " + v.dtype()));
+    inputs.forEach((k, v) -> parts.add(k + " " + java.util.Arrays.toString(v.shape()) + " " + v.dtype()
+        + (v instanceof NpyArray ? "" : " (mapped)")));
     String casted = casts.isEmpty() ? "" : " (cast: " + String.join(", ", casts) + ")";
     List<String> t = new ArrayList<>();
     targets.forEach((k, v) -> t.add((k.equals(ArrayDataset.TARGETS) ? "" : k + " ")

@@ -50,9 +50,10 @@ public sealed interface JobData {
 
   /**
    * Examples as arrays, as Keras's {@code fit(x, y)} takes them: {@code inputs} is a {@code .npz}
-   * holding one array per signature input (named as the input), a {@code .npy} for a model with
-   * one input, or a CSV table whose columns, the targets' excepted, become the one input's
-   * features; {@code targets} are a {@code .npy} file or arrays (columns) of the inputs' file.
+   * holding one array per signature input (named as the input), a folder of {@code INPUT.npy}
+   * files, a {@code .npy} for a model with one input, or a CSV table whose columns, the targets'
+   * excepted, become the one input's features; {@code targets} are a {@code .npy} file or arrays
+   * (columns) of the inputs. A {@code .npy} larger than memory should hold is mapped, not read.
    *
    * @param validation examples to validate on, read the same way (empty: none, or a share of these)
    */

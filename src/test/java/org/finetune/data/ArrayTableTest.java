@@ -32,11 +32,45 @@ class ArrayTableTest {
       assertEquals(List.of("ids", "x"), List.copyOf(t.arrays().keySet()));
       assertEquals(4, t.rows());
       assertEquals("int64", t.get("ids").dtype());
-      assertArrayEquals(new double[] {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, t.get("ids").toDoubles());
+      assertArrayEquals(new double[] {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, t.get("ids").all().toDoubles());
       assertEquals("float64", t.get("x").dtype());
       assertArrayEquals(new int[] {3, 4, 5, 6, 7, 8, 9, 10, 11, 0, 1, 2},
           t.get("ids").castTo("int32").rows(new int[] {1, 2, 3, 0}).toInts());
     }
+  }
+
+  /**
+   * A mapped .npy gives the rows a read one gives, across the pieces it is mapped in; casts and
+   * splits read only the rows a batch takes.
+   */
+  @Test
+  void aMappedArrayGivesTheRowsOfTheReadOne() throws IOException {
+    Path npy = tmp.resolve("big.npy");
+    numpy("np.save(sys.argv[1], np.arange(7 * 2 * 3, dtype=np.int64).reshape(7, 2, 3))", npy);
+    NpyArray read = NpyArray.read(npy);
+    MappedNpy mapped = MappedNpy.open(npy, 3 * 2 * 3 * 8);
+    assertEquals("int64", mapped.dtype());
+    assertArrayEquals(new long[] {7, 2, 3}, mapped.shape());
+    int[] rows = {6, 0, 3, 2, 5, 1, 4, 6};
+    assertArrayEquals(read.rows(rows).data(), mapped.rows(rows).data());
+    assertArrayEquals(read.rows(rows).castTo("int32").toInts(), mapped.castTo("int32").rows(rows).toInts());
+    ArrayDataset d = ArrayDataset.of(Map.of("x", mapped), NpyArray.ofInts(new long[] {7}, new int[] {0, 1, 2, 3, 4, 5,
+        6}), new ArrayDataset.Options(2, false, 1));
+    ArrayDataset validation = d.split(0.3)[1];
+    ArrayDataset.Rows batch = validation.epoch(0, 0).next();
+    assertArrayEquals(new int[] {5, 6}, batch.targets().get(ArrayDataset.TARGETS).toInts());
+    assertArrayEquals(read.rows(new int[] {5, 6}).data(), batch.inputs().get("x").data());
+  }
+
+  @Test
+  void aFolderOfNpyFilesIsOneArrayPerFile() throws IOException {
+    Path dir = tmp.resolve("x");
+    Files.createDirectories(dir);
+    numpy("np.save(sys.argv[1], np.zeros((3, 2), np.float32)); np.save(sys.argv[2], np.ones(3, np.int64))",
+        dir.resolve("image.npy"), dir.resolve("ids.npy"));
+    ArrayTable t = ArrayTable.read(dir, "unused");
+    assertEquals(List.of("ids", "image"), List.copyOf(t.arrays().keySet()));
+    assertEquals(3, t.rows());
   }
 
   @Test
