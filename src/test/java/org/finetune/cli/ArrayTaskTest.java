@@ -273,6 +273,49 @@ class ArrayTaskTest {
     return out;
   }
 
+  /**
+   * What the image task has, on arrays: gradual unfreezing over named layer groups with
+   * discriminative rates, a validation split, shuffling, checkpoints; a run stopped after 2 of 4
+   * epochs and resumed ends with the weights of the run that never stopped, bit for bit.
+   */
+  @Test
+  void aResumedArraysRunEqualsAnUninterruptedOne() throws IOException {
+    Path dir = arrayCase("tabular_mlp");
+    Path csv = dir.resolve("data/houses.csv");
+    java.util.function.BiFunction<Integer, Path, FineTuneJob.Builder> job = (epochs, checkpoints) -> {
+      KerasSavedModel.Loader loader = KerasSavedModel.loader(dir.resolve("keras3_export"));
+      return FineTuneJob.builder(loader).data(JobData.arrays(csv, List.of("price"))).validationSplit(0.25)
+          .batchSize(16).epochs(epochs).unfreezeGradually(1)
+          .groups(List.of(org.finetune.train.Selector.parse("layers:price"),
+              org.finetune.train.Selector.parse("layers:hidden")))
+          .checkpoints(checkpoints);
+    };
+    Path whole = tmp.resolve("whole");
+    FineTuneResult uninterrupted = job.apply(4, tmp.resolve("ckpt_whole")).exportTo(whole).build().run();
+    Path ckpt = tmp.resolve("ckpt");
+    job.apply(2, ckpt).build().run();
+    Path resumedExport = tmp.resolve("resumed");
+    FineTuneResult resumed = job.apply(4, ckpt).resume(ckpt.resolve("last")).exportTo(resumedExport).build().run();
+    assertEquals(2, resumed.startEpoch());
+    assertEquals(uninterrupted.allEpochs(), resumed.allEpochs());
+    assertEquals(2, uninterrupted.plan().stages().size());
+    assertEquals(org.finetune.testing.TreeDigest.of(whole.resolve("variables")),
+        org.finetune.testing.TreeDigest.of(resumedExport.resolve("variables")));
+    try (KerasSavedModel base = KerasSavedModel.open(dir.resolve("keras3_export"));
+        KerasSavedModel trained = KerasSavedModel.open(whole)) {
+      for (String v : List.of("hidden/kernel", "price/kernel")) {
+        assertTrue(!java.util.Arrays.equals(value(base, v), value(trained, v)), v + " trained");
+      }
+    }
+  }
+
+  private static byte[] value(KerasSavedModel model, String name) {
+    try (org.finetune.train.Trainer t = new org.finetune.train.Trainer(model,
+        org.finetune.train.TrainingPlan.builder().loss(org.finetune.train.LossSpec.MSE).build())) {
+      return t.values(List.of(name)).get(name).data();
+    }
+  }
+
   @Test
   void integerTargetsOnALinearOutputLeaveTheLossOpen() throws IOException {
     Path dir = arrayCase("tabular_mlp");
