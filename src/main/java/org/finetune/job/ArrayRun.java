@@ -97,6 +97,7 @@ final class ArrayRun {
         TensorSpec output = output(sig, t.getKey());
         LossSpec loss = job.outputLosses.containsKey(t.getKey()) ? job.outputLosses.get(t.getKey())
             : inferLoss(Optional.empty(), output, t.getValue(), " for " + t.getKey());
+        checkActivation(loss, activation(Optional.empty(), output), " of " + t.getKey());
         checkTargets(targetsOf(examples, validation, t.getKey()), loss, width(output), " of " + t.getKey());
         outputs.add(new OutputLoss(t.getKey(), loss, job.lossWeights.getOrDefault(t.getKey(), 1.0)));
       }
@@ -109,6 +110,9 @@ final class ArrayRun {
       TensorSpec output = head.isPresent() ? null : onlyOutput(sig);
       LossSpec loss = resume.map(r -> r.plan().loss()).or(() -> job.plan.map(TrainingPlan::loss))
           .orElseGet(() -> job.loss.orElseGet(() -> inferLoss(head, output, targets, "")));
+      if (job.loss.isPresent()) {
+        checkActivation(loss, activation(head, output), "");
+      }
       checkTargets(all, loss, head.map(h -> (long) h.classes()).orElseGet(() -> width(output)), "");
       plan = resume.map(Checkpoint.Info::plan).or(() -> job.plan)
           .orElseGet(() -> run.plan(head, family.groups(), loss, List.of(), totalSteps));
@@ -195,21 +199,40 @@ final class ArrayRun {
     return spec;
   }
 
-  /** The loss read from the targets and the output's activation, and stated; refused when open. */
-  private LossSpec inferLoss(Optional<HeadSpec> head, TensorSpec output, NpyArray targets, String forWhat) {
-    Optional<String> activation;
-    int outputRank;
+  /** The activation the output ends in ({@code Softmax}, {@code Sigmoid}, or empty for anything else). */
+  private Optional<String> activation(Optional<HeadSpec> head, TensorSpec output) {
     if (head.isPresent()) {
-      activation = switch (head.get().activation()) {
+      return switch (head.get().activation()) {
         case SOFTMAX -> Optional.of("Softmax");
         case SIGMOID -> Optional.of("Sigmoid");
         case LINEAR -> Optional.empty();
       };
-      outputRank = 2;
-    } else {
-      activation = LossChoice.finalActivation(model, model.info().selectedSignature().name(), output.key());
-      outputRank = output.shape().size();
     }
+    return LossChoice.finalActivation(model, model.info().selectedSignature().name(), output.key());
+  }
+
+  /**
+   * A cross-entropy takes probabilities; an output that ends in no softmax (sigmoid) may well be
+   * logits, which the loss would read as probabilities. Said in one line, since the model may
+   * also form them another way.
+   */
+  private void checkActivation(LossSpec loss, Optional<String> activation, String ofWhat) {
+    String wanted = switch (loss) {
+      case SPARSE_CATEGORICAL_CROSSENTROPY, CATEGORICAL_CROSSENTROPY -> "Softmax";
+      case BINARY_CROSSENTROPY -> "Sigmoid";
+      default -> null;
+    };
+    if (wanted != null && !activation.orElse("").equals(wanted)) {
+      listener.warning("the output" + ofWhat + " ends in no " + wanted.toLowerCase(Locale.ROOT) + ", and "
+          + loss.kerasName() + " takes its values as probabilities; if they are logits (Keras's from_logits=True),"
+          + " which this loss does not take yet, end the model in a " + wanted.toLowerCase(Locale.ROOT));
+    }
+  }
+
+  /** The loss read from the targets and the output's activation, and stated; refused when open. */
+  private LossSpec inferLoss(Optional<HeadSpec> head, TensorSpec output, NpyArray targets, String forWhat) {
+    Optional<String> activation = activation(head, output);
+    int outputRank = head.isPresent() ? 2 : output.shape().size();
     LossChoice choice = LossChoice.infer(integer(targets), targets.shape().length, outputRank, activation)
         .orElseThrow(() -> new JobException("the targets" + forWhat + " (" + targets.dtype() + " "
             + java.util.Arrays.toString(targets.shape()) + ") and the output (" + activation.orElse("linear")

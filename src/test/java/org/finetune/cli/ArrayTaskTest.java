@@ -333,6 +333,25 @@ class ArrayTaskTest {
         + " sparse_categorical_crossentropy for class labels, mean_squared_error for values", run.errLine());
   }
 
+  /** A cross-entropy named for an output without a sigmoid is said to read its values as probabilities. */
+  @Test
+  void aCrossEntropyOnALinearOutputIsSaidToReadProbabilities() throws IOException {
+    Path dir = arrayCase("tabular_mlp");
+    Path csv = tmp.resolve("binary.csv");
+    List<String> lines = new ArrayList<>(Files.readAllLines(dir.resolve("data/houses.csv")).subList(0, 21));
+    for (int i = 1; i < lines.size(); i++) {
+      String l = lines.get(i);
+      lines.set(i, l.substring(0, l.lastIndexOf(',') + 1) + (i % 2));
+    }
+    Files.write(csv, lines);
+    CliRun run = CliRun.of("train", dir.resolve("keras3_export").toString(), "--task", "arrays", "--data",
+        csv.toString(), "--targets", "price", "--loss", "binary_crossentropy", "--epochs", "1");
+    assertEquals(0, run.exit(), run.err());
+    assertEquals("warning: the output ends in no sigmoid, and binary_crossentropy takes its values as probabilities; if"
+        + " they are logits (Keras's from_logits=True), which this loss does not take yet, end the model in a sigmoid",
+        run.errLine());
+  }
+
   @Test
   void anArrayNoInputTakesIsRefusedNotIgnored() throws IOException {
     Path dir = arrayCase("token_classifier");
