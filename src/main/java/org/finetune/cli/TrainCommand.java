@@ -25,14 +25,14 @@ final class TrainCommand implements Command {
 
   @Override
   public String synopsis() {
-    return "MODEL --data PATH [--task image-classification|video-classification|causal-lm] [--out DIR] [--head]"
+    return "MODEL --data PATH [--task image-classification|video-classification|causal-lm|arrays] [--out DIR] [--head]"
         + " [--epochs N]"
         + " [--unfreeze gradual:K] [...]  |  [MODEL] --job FILE";
   }
 
   @Override
   public String summary() {
-    return "fine-tune a SavedModel on labelled images, video clips or text (causal LM) and export it";
+    return "fine-tune a SavedModel on labelled images, video clips, text (causal LM) or arrays and export it";
   }
 
   @Override
