@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import java.io.IOException;
 import java.io.PrintWriter;
@@ -65,6 +66,28 @@ class JobSpecTest {
     assertEquals(tmp.resolve("d").toString(), read.toJson().get("data").getAsString());
     assertEquals(3, read.toJson().get("epochs").getAsInt());
     assertEquals(spec.model(), read.model());
+  }
+
+  /** An arrays job: .npy targets by output become absolute, array names stay names; losses by output. */
+  @Test
+  void anArraysJobWritesItsTargetFilesAbsolute() {
+    JobSpec spec = JobSpec.fromJson(JsonParser.parseString("{\"model\": \"m\", \"task\": \"arrays\", \"data\": \"x.npz\","
+        + " \"targets\": {\"kind\": \"kind.npy\", \"size\": \"size\"}, \"loss\": {\"kind\": \"sparse_categorical_crossentropy\","
+        + " \"size\": \"mse\"}, \"loss_weights\": {\"size\": 0.5}, \"shuffle\": false}").getAsJsonObject(), tmp);
+    Path file = tmp.resolve("sub/job.json");
+    spec.write(file);
+    JsonObject read = JobSpec.read(file).toJson();
+    assertEquals(tmp.resolve("x.npz").toString(), read.get("data").getAsString());
+    assertEquals(tmp.resolve("kind.npy").toString(), read.getAsJsonObject("targets").get("kind").getAsString());
+    assertEquals("size", read.getAsJsonObject("targets").get("size").getAsString());
+    assertEquals(spec.toJson().get("loss"), read.get("loss"));
+    JobException weight = assertThrows(JobException.class, () -> JobSpec.fromJson(JsonParser.parseString(
+        "{\"task\": \"arrays\", \"data\": \"x.npz\", \"targets\": \"y.npy\", \"loss_weights\": {\"a\": -1}}")
+        .getAsJsonObject()));
+    assertEquals("\"loss_weights\" gives a -1; give each output a number >= 0", weight.getMessage());
+    JobException imageKey = assertThrows(JobException.class, () -> JobSpec.fromJson(JsonParser.parseString(
+        "{\"data\": \"d\", \"loss\": \"mse\"}").getAsJsonObject()));
+    assertEquals("\"loss\" is for the arrays task; leave it out, or set \"task\": \"arrays\"", imageKey.getMessage());
   }
 
   @Test
