@@ -124,6 +124,18 @@ def check_loss(name):
     return name
 
 
+CROSS_ENTROPIES = {"sparse_categorical_crossentropy": keras.losses.SparseCategoricalCrossentropy,
+                   "categorical_crossentropy": keras.losses.CategoricalCrossentropy,
+                   "binary_crossentropy": keras.losses.BinaryCrossentropy}
+
+
+def logits(name, from_logits):
+    """The loss as compile takes it: its name, or with --from-logits a cross-entropy object."""
+    if from_logits and name in CROSS_ENTROPIES:
+        return CROSS_ENTROPIES[name](from_logits=True)
+    return name
+
+
 def losses_and_weights(args, output_names):
     """The ``loss`` and ``loss_weights`` arguments of ``compile``."""
     if args.loss_json is not None:
@@ -131,9 +143,9 @@ def losses_and_weights(args, output_names):
         if not isinstance(loss, dict):
             raise BadArguments("--loss-json must be a JSON object {output: loss}")
         check_names(loss, output_names, "--loss-json")
-        loss = {k: check_loss(v) for k, v in loss.items()}
+        loss = {k: logits(check_loss(v), args.from_logits) for k, v in loss.items()}
     else:
-        loss = check_loss(args.loss)
+        loss = logits(check_loss(args.loss), args.from_logits)
     weights = None
     if args.loss_weights is not None:
         weights = parse_json(args.loss_weights, "--loss-weights")
@@ -410,6 +422,8 @@ def main(argv):
     losses.add_argument("--loss", help="a Keras loss name")
     losses.add_argument("--loss-json", help='JSON {"<output>": "<Keras loss name>"}')
     parser.add_argument("--loss-weights", help='JSON {"<output>": weight} (or a list)')
+    parser.add_argument("--from-logits", action="store_true",
+                        help="the outputs are logits: cross-entropies take from_logits=True")
     parser.add_argument("--optimizer", required=True, help='JSON such as {"name": "adam", "learning_rate": 0.001}')
     parser.add_argument("--batch-size", type=int, required=True)
     parser.add_argument("--steps", type=int, required=True)

@@ -100,6 +100,7 @@ final class Flags {
       case DEVICE -> "without a GPU, use --device cpu";
       case NON_FINITE -> "--on-non-finite skip skips such batches instead";
       case STRICT_DATA -> "replace or remove it (without --strict an unreadable image is skipped with a warning)";
+      case FROM_LOGITS -> "leave out --from-logits: the loss would apply it again";
       case LOSS -> "give --loss" + (e.fix().startsWith("name the loss") ? e.fix().substring("name the loss".length())
           : " NAME");
       default -> e.fix();

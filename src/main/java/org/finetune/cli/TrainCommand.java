@@ -86,6 +86,8 @@ final class TrainCommand implements Command {
         + " and the output, and stated); for several outputs, OUTPUT=LOSS pairs"));
     o.addOption(opt("loss-weights", "OUT=W,...", "arrays, several outputs: each output's weight in the sum of losses"
         + " (default: 1 each, as Keras's loss_weights)"));
+    o.addOption(Option.builder().longOpt("from-logits").desc("arrays: the outputs are logits (Keras's"
+        + " from_logits=True): a cross-entropy applies the softmax (sigmoid for one unit) itself").build());
     o.addOption(Option.builder().longOpt("no-shuffle").desc("arrays: keep the examples in file order every epoch"
         + " (Keras's shuffle=False)").build());
     o.addOption(opt("head-units", "N", "arrays: outputs of the new head (default: one per class, or the targets'"

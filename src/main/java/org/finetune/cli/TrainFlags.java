@@ -92,7 +92,7 @@ final class TrainFlags {
   }
 
   private static final List<String> ARRAY_FLAGS = List.of("targets", "val-targets", "loss", "loss-weights",
-      "no-shuffle", "head-units", "head-activation");
+      "from-logits", "no-shuffle", "head-units", "head-activation");
 
   private void arrays(CommandLine line) {
     if (!line.hasOption("data")) {
@@ -150,6 +150,7 @@ final class TrainFlags {
       job.add("loss_weights", weights);
     }
     job.addProperty("shuffle", !line.hasOption("no-shuffle"));
+    job.addProperty("from_logits", line.hasOption("from-logits"));
     head(line);
     whole(line, "head-units", "outputs", "head_units");
     if (line.hasOption("head-activation")) {

@@ -39,5 +39,7 @@ public enum Setting {
   /** Whether unreadable data stops the run or is skipped with a warning. */
   STRICT_DATA,
   /** The loss an array task minimises. */
-  LOSS
+  LOSS,
+  /** Whether an array task's outputs are logits. */
+  FROM_LOGITS
 }

@@ -99,7 +99,8 @@ final class ArrayRun {
             : inferLoss(Optional.empty(), output, t.getValue(), " for " + t.getKey());
         checkActivation(loss, activation(Optional.empty(), output), " of " + t.getKey());
         checkTargets(targetsOf(examples, validation, t.getKey()), loss, width(output), " of " + t.getKey());
-        outputs.add(new OutputLoss(t.getKey(), loss, job.lossWeights.getOrDefault(t.getKey(), 1.0)));
+        outputs.add(new OutputLoss(t.getKey(), loss, job.lossWeights.getOrDefault(t.getKey(), 1.0),
+            job.fromLogits && loss.classifies()));
       }
       plan = resume.map(Checkpoint.Info::plan).or(() -> job.plan)
           .orElseGet(() -> run.plan(Optional.empty(), family.groups(), LossSpec.MSE, outputs, totalSteps));
@@ -110,9 +111,7 @@ final class ArrayRun {
       TensorSpec output = head.isPresent() ? null : onlyOutput(sig);
       LossSpec loss = resume.map(r -> r.plan().loss()).or(() -> job.plan.map(TrainingPlan::loss))
           .orElseGet(() -> job.loss.orElseGet(() -> inferLoss(head, output, targets, "")));
-      if (job.loss.isPresent()) {
-        checkActivation(loss, activation(head, output), "");
-      }
+      checkActivation(loss, activation(head, output), "");
       checkTargets(all, loss, head.map(h -> (long) h.classes()).orElseGet(() -> width(output)), "");
       plan = resume.map(Checkpoint.Info::plan).or(() -> job.plan)
           .orElseGet(() -> run.plan(head, family.groups(), loss, List.of(), totalSteps));
@@ -170,7 +169,8 @@ final class ArrayRun {
 
   /** The new head: outputs and activation as set, or read from the targets and stated. */
   private HeadSpec head(ModelFamily family, boolean integer, List<NpyArray> targets) {
-    HeadSpec.Activation activation = job.headActivation.orElseGet(() -> job.loss.map(l -> switch (l) {
+    HeadSpec.Activation activation = job.headActivation.orElseGet(() -> job.fromLogits ? HeadSpec.Activation.LINEAR
+        : job.loss.map(l -> switch (l) {
       case SPARSE_CATEGORICAL_CROSSENTROPY, CATEGORICAL_CROSSENTROPY -> HeadSpec.Activation.SOFTMAX;
       case BINARY_CROSSENTROPY -> HeadSpec.Activation.SIGMOID;
       default -> HeadSpec.Activation.LINEAR;
@@ -212,9 +212,10 @@ final class ArrayRun {
   }
 
   /**
-   * A cross-entropy takes probabilities; an output that ends in no softmax (sigmoid) may well be
-   * logits, which the loss would read as probabilities. Said in one line, since the model may
-   * also form them another way.
+   * A cross-entropy takes probabilities unless the job trains from logits; an output that ends in
+   * no softmax (sigmoid) may well be logits, which the loss would read as probabilities: said in
+   * one line, since the model may also form them another way. From logits, an output that ends in
+   * a softmax (sigmoid) is refused: the loss would apply it twice.
    */
   private void checkActivation(LossSpec loss, Optional<String> activation, String ofWhat) {
     String wanted = switch (loss) {
@@ -222,24 +223,37 @@ final class ArrayRun {
       case BINARY_CROSSENTROPY -> "Sigmoid";
       default -> null;
     };
+    if (job.fromLogits) {
+      if (activation.isPresent()) {
+        throw new JobException("the output" + ofWhat + " ends in a " + activation.get().toLowerCase(Locale.ROOT)
+            + ", so its values are probabilities, not logits", Setting.FROM_LOGITS,
+            "train from probabilities: the loss would apply the " + activation.get().toLowerCase(Locale.ROOT)
+            + " again");
+      }
+      return;
+    }
     if (wanted != null && !activation.orElse("").equals(wanted)) {
       listener.warning("the output" + ofWhat + " ends in no " + wanted.toLowerCase(Locale.ROOT) + ", and "
-          + loss.kerasName() + " takes its values as probabilities; if they are logits (Keras's from_logits=True),"
-          + " which this loss does not take yet, end the model in a " + wanted.toLowerCase(Locale.ROOT));
+          + loss.kerasName() + " takes its values as probabilities; if they are logits, train from logits (Keras's"
+          + " from_logits=True)");
     }
   }
 
   /** The loss read from the targets and the output's activation, and stated; refused when open. */
   private LossSpec inferLoss(Optional<HeadSpec> head, TensorSpec output, NpyArray targets, String forWhat) {
-    Optional<String> activation = activation(head, output);
+    Optional<String> ends = activation(head, output);
     int outputRank = head.isPresent() ? 2 : output.shape().size();
+    // Logits: of a softmax over several units, of a sigmoid for one.
+    long units = head.map(h -> (long) h.classes()).orElseGet(() -> width(output));
+    Optional<String> activation = job.fromLogits && ends.isEmpty() ? Optional.of(units == 1 ? "Sigmoid" : "Softmax")
+        : ends;
     LossChoice choice = LossChoice.infer(integer(targets), targets.shape().length, outputRank, activation)
         .orElseThrow(() -> new JobException("the targets" + forWhat + " (" + targets.dtype() + " "
             + java.util.Arrays.toString(targets.shape()) + ") and the output (" + activation.orElse("linear")
             + ") leave the loss open", Setting.LOSS,
             "name the loss: sparse_categorical_crossentropy for class labels, mean_squared_error for values"));
     listener.message("Loss" + forWhat + ": " + choice.loss().kerasName() + " (" + choice.reason()
-        + "; name another to change it)");
+        + (activation.equals(ends) ? "" : ", its values taken as logits") + "; name another to change it)");
     return choice.loss();
   }
 

@@ -69,6 +69,7 @@ public final class FineTuneJob {
   final Optional<LossSpec> loss;
   final java.util.Map<String, LossSpec> outputLosses;
   final java.util.Map<String, Double> lossWeights;
+  final boolean fromLogits;
   final boolean shuffle;
   final HeadSpec.Temporal temporal;
   final Optional<Selector> train;
@@ -119,6 +120,7 @@ public final class FineTuneJob {
     this.loss = b.loss;
     this.outputLosses = java.util.Map.copyOf(b.outputLosses);
     this.lossWeights = java.util.Map.copyOf(b.lossWeights);
+    this.fromLogits = b.fromLogits;
     this.shuffle = b.shuffle;
     this.temporal = b.temporal;
     this.train = b.train;
@@ -170,7 +172,7 @@ public final class FineTuneJob {
           "name the loss of each output, or one loss for a single output");
     }
     if (!(data instanceof JobData.Arrays) && (headUnits.isPresent() || headActivation.isPresent() || loss.isPresent()
-        || !outputLosses.isEmpty() || !lossWeights.isEmpty() || !shuffle)) {
+        || !outputLosses.isEmpty() || !lossWeights.isEmpty() || fromLogits || !shuffle)) {
       throw new JobException("a head's outputs and activation, the loss and unshuffled epochs are settings of the"
           + " arrays task; the " + data.task() + " task decides them", Setting.DATA, "leave them out");
     }
@@ -233,6 +235,7 @@ public final class FineTuneJob {
     private Optional<LossSpec> loss = Optional.empty();
     private final java.util.Map<String, LossSpec> outputLosses = new java.util.LinkedHashMap<>();
     private final java.util.Map<String, Double> lossWeights = new java.util.LinkedHashMap<>();
+    private boolean fromLogits;
     private boolean shuffle = true;
     private HeadSpec.Temporal temporal = HeadSpec.Temporal.CONV;
     private Optional<Selector> train = Optional.empty();
@@ -390,6 +393,15 @@ public final class FineTuneJob {
             Setting.LOSS, "");
       }
       this.lossWeights.put(Objects.requireNonNull(output, "output"), weight);
+      return this;
+    }
+
+    /**
+     * Arrays: the outputs' values are logits, as Keras's {@code from_logits=True}: a cross-entropy
+     * applies the softmax (sigmoid, for one output unit) itself, and a new head ends linear.
+     */
+    public Builder fromLogits(boolean on) {
+      this.fromLogits = on;
       return this;
     }
 

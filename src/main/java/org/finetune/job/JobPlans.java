@@ -29,7 +29,8 @@ final class JobPlans {
     if (job.plan.isPresent()) {
       return job.plan.get();
     }
-    TrainingPlan.Builder b = TrainingPlan.builder().loss(loss).optimizer(job.optimizer);
+    TrainingPlan.Builder b = TrainingPlan.builder().loss(loss).optimizer(job.optimizer)
+        .fromLogits(job.fromLogits && outputs.isEmpty() && loss.classifies());
     outputs.forEach(b::output);
     head.ifPresent(b::head);
     double rate = job.optimizer.learningRate();

@@ -43,7 +43,7 @@ import org.finetune.train.Selector;
  * (text, arrays), {@code validation_split}; for arrays {@code targets} and
  * {@code validation_targets} (a .npy path, array names, or an object of output key to either),
  * {@code loss} (a Keras loss name, or an object of output key to one), {@code loss_weights} (an
- * object of output key to weight), {@code shuffle}, {@code head_units} and
+ * object of output key to weight), {@code from_logits}, {@code shuffle}, {@code head_units} and
  * {@code head_activation}; {@code frames} and
  * {@code temporal} ({@code conv} or {@code average}) for video; {@code new_head},
  * {@code hidden_units} and {@code dropout}, {@code features_at}; {@code preprocess},
@@ -67,11 +67,11 @@ public final class JobSpec {
       "optimizer", "schedule", "l2sp", "train", "freeze", "unfreeze_every", "discriminative_lr", "groups",
       "early_stopping", "reduce_lr_on_plateau", "on_non_finite", "checkpoints", "checkpoint_every", "resume", "history",
       "tensorboard", "curves", "export", "overwrite", "result", "targets", "validation_targets", "loss", "loss_weights",
-      "shuffle", "head_units", "head_activation");
+      "from_logits", "shuffle", "head_units", "head_activation");
   private static final List<String> TASKS = List.of("image-classification", "video-classification", "causal-lm",
       "arrays");
   private static final List<String> ARRAYS_ONLY = List.of("targets", "validation_targets", "loss", "loss_weights",
-      "shuffle", "head_units", "head_activation");
+      "from_logits", "shuffle", "head_units", "head_activation");
   private static final List<String> IMAGE_ONLY = List.of("new_head", "hidden_units", "dropout", "features_at",
       "preprocess", "image_size", "flip", "zoom", "brightness", "feature_cache");
 
@@ -347,6 +347,10 @@ public final class JobSpec {
     if (json.has("shuffle")) {
       boolean shuffle = flag("shuffle");
       settings.add(b -> b.shuffle(shuffle));
+    }
+    if (json.has("from_logits")) {
+      boolean logits = flag("from_logits");
+      settings.add(b -> b.fromLogits(logits));
     }
     whole("head_units", FineTuneJob.Builder::headUnits);
     if (json.has("head_activation")) {

@@ -59,7 +59,7 @@ final class Losses {
     Map<String, Target> targets = new LinkedHashMap<>();
     for (OutputLoss o : losses) {
       LossGraph one = build(graph, tf.withSubScope("output_" + targets.size()), flat, outputs.get(o.output()),
-          o.loss());
+          o.loss(), o.fromLogits());
       targets.put(o.output(), new Target(one.targets().orElseThrow(), o.loss()));
       metrics.put(o.output() + "_loss", one.loss());
       one.metrics().forEach((k, v) -> metrics.put(o.output() + "_" + k, v));
@@ -79,19 +79,28 @@ final class Losses {
       throw new IllegalArgumentException("signature " + flat.signature() + " has no output '" + outputKey
           + "'; it has " + flat.outputs().keySet());
     }
-    return build(graph, tf, flat, graph.output(output), spec);
+    return build(graph, tf, flat, graph.output(output), spec, false);
   }
 
   /** The loss on tensor {@code output} of the model's graph (a signature output or a new head's). */
-  @SuppressWarnings("unchecked")
   static LossGraph build(Graph graph, Ops tf, FlatSignature flat, Output<?> output, LossSpec spec) {
+    return build(graph, tf, flat, output, spec, false);
+  }
+
+  /**
+   * The loss on tensor {@code output}; with {@code fromLogits} its values are logits (Keras's
+   * {@code from_logits=True}) and a cross-entropy applies the softmax (sigmoid) itself.
+   */
+  @SuppressWarnings("unchecked")
+  static LossGraph build(Graph graph, Ops tf, FlatSignature flat, Output<?> output, LossSpec spec,
+      boolean fromLogits) {
     org.finetune.graph.CustomGradients.ensureRegistered();
     Operand<TFloat32> y = (Operand<TFloat32>) output;
     Map<String, Operand<TFloat32>> metrics = new LinkedHashMap<>();
     switch (spec) {
       case SPARSE_CATEGORICAL_CROSSENTROPY: {
         Placeholder<TInt32> labels = tf.withName("targets").placeholder(TInt32.class);
-        Optional<Output<?>> logits = beneath(output, "Softmax");
+        Optional<Output<?>> logits = fromLogits ? Optional.of(output) : beneath(output, "Softmax");
         // Keras (TensorFlow backend): logits as they are, or log of the clipped probabilities,
         // into the fused sparse softmax cross-entropy.
         Operand<TFloat32> z = logits.isPresent() ? (Operand<TFloat32>) logits.get()
@@ -102,7 +111,7 @@ final class Losses {
       }
       case CATEGORICAL_CROSSENTROPY: {
         Placeholder<TFloat32> labels = tf.withName("targets").placeholder(TFloat32.class);
-        Optional<Output<?>> logits = beneath(output, "Softmax");
+        Optional<Output<?>> logits = fromLogits ? Optional.of(output) : beneath(output, "Softmax");
         Operand<TFloat32> ce;
         if (logits.isPresent()) {
           ce = tf.nn.softmaxCrossEntropyWithLogits((Operand<TFloat32>) logits.get(), labels).loss();
@@ -118,7 +127,7 @@ final class Losses {
         Placeholder<TFloat32> fed = tf.withName("targets").placeholder(TFloat32.class);
         // 0/1 targets of shape [batch] against a [batch, 1] output take its shape (see MSE).
         Operand<TFloat32> labels = tf.reshape(fed, tf.shape(y));
-        Optional<Output<?>> logits = beneath(output, "Sigmoid");
+        Optional<Output<?>> logits = fromLogits ? Optional.of(output) : beneath(output, "Sigmoid");
         Operand<TFloat32> bce;
         if (logits.isPresent()) {
           // tf.nn.sigmoid_cross_entropy_with_logits: relu(z) - z * t + log1p(exp(-|z|))
@@ -134,7 +143,9 @@ final class Losses {
               tf.math.mul(tf.math.sub(tf.constant(1f), labels), tf.math.log(tf.math.sub(tf.constant(1f), p)))));
         }
         Operand<TFloat32> perSample = tf.math.mean(bce, tf.constant(-1));
-        Operand<TFloat32> predicted = tf.dtypes.cast(tf.math.greater(y, tf.constant(0.5f)), TFloat32.class);
+        // A probability above 0.5 is class 1; a logit above 0 is the same.
+        Operand<TFloat32> predicted = tf.dtypes.cast(tf.math.greater(y, tf.constant(fromLogits ? 0f : 0.5f)),
+            TFloat32.class);
         metrics.put("accuracy", tf.math.mean(tf.dtypes.cast(tf.math.equal(predicted, labels), TFloat32.class),
             allAxes(tf, labels)));
         return new LossGraph(tf.withName("loss").math.mean(perSample, allAxes(tf, perSample)),

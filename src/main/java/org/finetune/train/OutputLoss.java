@@ -9,8 +9,14 @@ import java.util.Objects;
  * @param output the signature's output key
  * @param loss its loss
  * @param weight its weight in the sum (Keras's default 1)
+ * @param fromLogits its values are logits (Keras's {@code from_logits=True})
  */
-public record OutputLoss(String output, LossSpec loss, double weight) {
+public record OutputLoss(String output, LossSpec loss, double weight, boolean fromLogits) {
+  /** An output whose values are what its loss takes (probabilities for a cross-entropy). */
+  public OutputLoss(String output, LossSpec loss, double weight) {
+    this(output, loss, weight, false);
+  }
+
   public OutputLoss {
     Objects.requireNonNull(output, "output");
     Objects.requireNonNull(loss, "loss");

@@ -23,6 +23,9 @@ public final class PlanJson {
     o.add("output", plan.output().<JsonElement>map(com.google.gson.JsonPrimitive::new).orElse(JsonNull.INSTANCE));
     if (plan.outputs().isEmpty()) {
       o.addProperty("loss", plan.loss().kerasName());
+      if (plan.fromLogits()) {
+        o.addProperty("from_logits", true);
+      }
     }
     o.add("optimizer", optimizer(plan.optimizer()));
     JsonArray stages = new JsonArray();
@@ -54,6 +57,9 @@ public final class PlanJson {
         oo.addProperty("output", ol.output());
         oo.addProperty("loss", ol.loss().kerasName());
         oo.addProperty("weight", ol.weight());
+        if (ol.fromLogits()) {
+          oo.addProperty("from_logits", true);
+        }
         outputs.add(oo);
       }
       o.add("outputs", outputs);
@@ -71,7 +77,7 @@ public final class PlanJson {
     TrainingPlan.Builder b = TrainingPlan.builder();
     try {
       known(o, "the plan", "signature", "output", "loss", "optimizer", "stages", "schedule", "clip_global_norm", "l2sp",
-          "head", "outputs");
+          "head", "outputs", "from_logits");
       if (has(o, "signature")) {
         b.signature(o.get("signature").getAsString());
       }
@@ -124,12 +130,16 @@ public final class PlanJson {
       if (has(o, "head")) {
         b.head(head(object(o, "head")));
       }
+      if (has(o, "from_logits")) {
+        b.fromLogits(o.get("from_logits").getAsBoolean());
+      }
       if (has(o, "outputs")) {
         for (JsonElement e : array(o, "outputs")) {
           JsonObject oo = e.getAsJsonObject();
-          known(oo, "an output", "output", "loss", "weight");
+          known(oo, "an output", "output", "loss", "weight", "from_logits");
           b.output(new OutputLoss(oo.get("output").getAsString(), LossSpec.byName(oo.get("loss").getAsString()),
-              has(oo, "weight") ? oo.get("weight").getAsDouble() : 1.0));
+              has(oo, "weight") ? oo.get("weight").getAsDouble() : 1.0,
+              has(oo, "from_logits") && oo.get("from_logits").getAsBoolean()));
         }
       }
     } catch (IllegalStateException | ClassCastException | NullPointerException | UnsupportedOperationException

@@ -127,7 +127,7 @@ public final class Trainer implements AutoCloseable {
       lossOn = head.isPresent() ? head.get().output() : graph.output(tensor);
     }
     this.outputTensor = lossOn.op().name() + ":" + lossOn.index();
-    this.lossGraph = multi != null ? multi : Losses.build(graph, tf, flat, lossOn, plan.loss());
+    this.lossGraph = multi != null ? multi : Losses.build(graph, tf, flat, lossOn, plan.loss(), plan.fromLogits());
     Placeholder<TFloat32> lr = tf.withName("learning_rate").placeholder(TFloat32.class,
         Placeholder.shape(Shape.scalar()));
     this.learningRate = lr.op().name() + ":0";

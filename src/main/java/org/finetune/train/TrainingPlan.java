@@ -16,12 +16,15 @@ import org.finetune.savedmodel.SavedModelInspector;
  * @param head a new head on the model (empty: train the signature's own output)
  * @param outputs several signature outputs trained together, each with its loss and weight (empty:
  *     one output, {@code output}, with {@code loss})
+ * @param fromLogits the output's values are logits, as Keras's {@code from_logits=True}: a
+ *     cross-entropy applies the softmax (sigmoid) itself (with several outputs, each
+ *     {@link OutputLoss} says it for its own)
  * @param l2sp weight of the L2-SP penalty {@code l2sp / 2 * sum ||w - w_pretrained||^2} over the
  *     pretrained variables a stage trains (a new head's are not: they have no pretrained value; 0: off); it
  */
 public record TrainingPlan(String signature, Optional<String> output, LossSpec loss, OptimizerSpec optimizer,
     List<Stage> stages, LearningRateSchedule schedule, OptionalDouble clipGlobalNorm, double l2sp,
-    Optional<HeadSpec> head, List<OutputLoss> outputs) {
+    Optional<HeadSpec> head, List<OutputLoss> outputs, boolean fromLogits) {
   public TrainingPlan {
     Objects.requireNonNull(signature, "signature");
     Objects.requireNonNull(output, "output");
@@ -75,6 +78,7 @@ public record TrainingPlan(String signature, Optional<String> output, LossSpec l
     private double l2sp;
     private HeadSpec head;
     private final List<OutputLoss> outputs = new ArrayList<>();
+    private boolean fromLogits;
 
     private Builder() {}
 
@@ -140,12 +144,18 @@ public record TrainingPlan(String signature, Optional<String> output, LossSpec l
       return this;
     }
 
+    /** The output's values are logits (Keras's {@code from_logits=True}); default: probabilities. */
+    public Builder fromLogits(boolean on) {
+      this.fromLogits = on;
+      return this;
+    }
+
     public TrainingPlan build() {
       List<Stage> s = stages.isEmpty() ? List.of(Stage.of(new Selector.All())) : stages;
       LearningRateSchedule lr = schedule != null ? schedule
           : new LearningRateSchedule.Constant(optimizer.learningRate());
       return new TrainingPlan(signature, output, loss, optimizer, s, lr, clip, l2sp, Optional.ofNullable(head),
-          outputs);
+          outputs, fromLogits);
     }
   }
 }

@@ -333,6 +333,47 @@ class ArrayTaskTest {
         + " sparse_categorical_crossentropy for class labels, mean_squared_error for values", run.errLine());
   }
 
+  /**
+   * Logits (Keras's {@code from_logits=True}): the tabular MLP's linear output as the logit of a
+   * 0/1 label, the loss read as binary cross-entropy of logits, against Keras's fit with
+   * {@code BinaryCrossentropy(from_logits=True)}.
+   */
+  @Test
+  void logitsMatchKerasFitFromLogits() throws IOException {
+    Path dir = arrayCase("tabular_mlp");
+    Path csv = tmp.resolve("binary.csv");
+    List<String> lines = new ArrayList<>(Files.readAllLines(dir.resolve("data/houses.csv")).subList(0, STEPS * BATCH
+        + 1));
+    for (int i = 1; i < lines.size(); i++) {
+      String l = lines.get(i);
+      lines.set(i, l.substring(0, l.lastIndexOf(',') + 1) + (l.startsWith("-") ? 0 : 1));
+    }
+    Files.write(csv, lines);
+    Path out = tmp.resolve("export");
+    CliRun run = CliRun.of("train", dir.resolve("keras3_export").toString(), "--task", "arrays", "--data",
+        csv.toString(), "--targets", "price", "--from-logits", "--batch-size", Integer.toString(BATCH), "--epochs",
+        "1", "--no-shuffle", "--optimizer", "adam", "--lr", "0.01", "--out", out.toString());
+    assertEquals(0, run.exit(), run.err());
+    assertTrue(run.out().contains("Loss: binary_crossentropy (targets against a sigmoid output, its values taken as"
+        + " logits;"), run.out());
+    assertEquals("", run.err());
+    assertMatches(oracle(dir, out, "{\"name\": \"adam\", \"learning_rate\": 0.01}", "--inputs", csv.toString(),
+        "--target-columns", "price", "--loss", "binary_crossentropy", "--from-logits"),
+        "tabular MLP, 0/1 labels, binary cross-entropy of logits, Adam", 1);
+  }
+
+  /** Logits of an output that ends in a softmax would be softmaxed twice: refused. */
+  @Test
+  void logitsOfASoftmaxAreRefused() {
+    Path dir = arrayCase("token_classifier");
+    CliRun run = CliRun.of("train", dir.resolve("keras3_export").toString(), "--task", "arrays", "--data",
+        dir.resolve("data/train.npz").toString(), "--targets", dir.resolve("data/labels.npy").toString(),
+        "--from-logits", "--epochs", "1");
+    assertEquals(2, run.exit(), run.err());
+    assertEquals("finetune train: the output ends in a softmax, so its values are probabilities, not logits; leave out"
+        + " --from-logits: the loss would apply it again", run.errLine());
+  }
+
   /** A cross-entropy named for an output without a sigmoid is said to read its values as probabilities. */
   @Test
   void aCrossEntropyOnALinearOutputIsSaidToReadProbabilities() throws IOException {
@@ -348,8 +389,7 @@ class ArrayTaskTest {
         csv.toString(), "--targets", "price", "--loss", "binary_crossentropy", "--epochs", "1");
     assertEquals(0, run.exit(), run.err());
     assertEquals("warning: the output ends in no sigmoid, and binary_crossentropy takes its values as probabilities; if"
-        + " they are logits (Keras's from_logits=True), which this loss does not take yet, end the model in a sigmoid",
-        run.errLine());
+        + " they are logits, train from logits (Keras's from_logits=True)", run.errLine());
   }
 
   @Test
