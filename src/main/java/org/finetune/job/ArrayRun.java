@@ -39,7 +39,7 @@ final class ArrayRun {
     this.run = run;
     this.job = job;
     this.model = model;
-    this.listener = job.listener;
+    this.listener = job.settings.listener;
   }
 
   FineTuneResult run(JobData.Arrays data) {
@@ -53,22 +53,22 @@ final class ArrayRun {
     }
     if (multi) {
       checkOutputs(sig, examples.targets().keySet().stream().toList());
-    } else if (!job.outputLosses.isEmpty() || !job.lossWeights.isEmpty()) {
+    } else if (!job.settings.outputLosses.isEmpty() || !job.settings.lossWeights.isEmpty()) {
       throw new JobException("losses and weights by output are for a job that trains several outputs",
           Setting.LOSS, "give targets by output, or one loss");
     }
-    double split = job.validationSplit.orElse(0);
+    double split = job.settings.validationSplit.orElse(0);
     if (validation.isPresent() && split > 0) {
       throw new JobException("validation examples were given and a share of the examples to hold out",
           Setting.VALIDATION, "give one of them");
     }
-    ArrayDataset.Options options = new ArrayDataset.Options(job.batchSize.orElse(32), job.shuffle, job.seed);
+    ArrayDataset.Options options = new ArrayDataset.Options(job.settings.batchSize.orElse(32), job.settings.shuffle, job.settings.seed);
     ArrayDataset train;
     Optional<ArrayDataset> val;
     try {
       train = ArrayDataset.ofOutputs(examples.inputs(), examples.targets(), options);
       val = validation.map(v -> ArrayDataset.ofOutputs(v.inputs(), v.targets(),
-          new ArrayDataset.Options(options.batchSize(), false, job.seed)));
+          new ArrayDataset.Options(options.batchSize(), false, job.settings.seed)));
       if (split > 0) {
         ArrayDataset[] parts = train.split(split);
         train = parts[0];
@@ -85,35 +85,35 @@ final class ArrayRun {
             + "%, as Keras's validation_split)" : ""));
     Optional<Checkpoint.Info> resume = run.resume();
     ModelFamily family = ModelFamily.detect(model);
-    long totalSteps = (long) job.epochs * train.batchesPerEpoch();
+    long totalSteps = (long) job.settings.epochs * train.batchesPerEpoch();
     TrainingPlan plan;
     if (multi) {
-      if (job.newHead) {
+      if (job.settings.newHead) {
         throw new JobException("a new head replaces the model's outputs, and the targets are for its outputs "
             + names(examples), Setting.HEAD, "train the outputs without a new head, or give the head's targets alone");
       }
       List<OutputLoss> outputs = new ArrayList<>();
       for (Map.Entry<String, NpyArray> t : examples.targets().entrySet()) {
         TensorSpec output = output(sig, t.getKey());
-        LossSpec loss = job.outputLosses.containsKey(t.getKey()) ? job.outputLosses.get(t.getKey())
+        LossSpec loss = job.settings.outputLosses.containsKey(t.getKey()) ? job.settings.outputLosses.get(t.getKey())
             : inferLoss(Optional.empty(), output, t.getValue(), " for " + t.getKey());
         checkActivation(loss, activation(Optional.empty(), output), " of " + t.getKey());
         checkTargets(targetsOf(examples, validation, t.getKey()), loss, width(output), " of " + t.getKey());
-        outputs.add(new OutputLoss(t.getKey(), loss, job.lossWeights.getOrDefault(t.getKey(), 1.0),
-            job.fromLogits && loss.classifies()));
+        outputs.add(new OutputLoss(t.getKey(), loss, job.settings.lossWeights.getOrDefault(t.getKey(), 1.0),
+            job.settings.fromLogits && loss.classifies()));
       }
-      plan = resume.map(Checkpoint.Info::plan).or(() -> job.plan)
+      plan = resume.map(Checkpoint.Info::plan).or(() -> job.settings.plan)
           .orElseGet(() -> run.plan(Optional.empty(), family.groups(), LossSpec.MSE, outputs, totalSteps));
     } else {
       NpyArray targets = examples.single();
       List<NpyArray> all = targetsOf(examples, validation, ArrayDataset.TARGETS);
-      Optional<HeadSpec> head = job.newHead ? Optional.of(head(family, integer(targets), all)) : Optional.empty();
+      Optional<HeadSpec> head = job.settings.newHead ? Optional.of(head(family, integer(targets), all)) : Optional.empty();
       TensorSpec output = head.isPresent() ? null : onlyOutput(sig);
-      LossSpec loss = resume.map(r -> r.plan().loss()).or(() -> job.plan.map(TrainingPlan::loss))
-          .orElseGet(() -> job.loss.orElseGet(() -> inferLoss(head, output, targets, "")));
+      LossSpec loss = resume.map(r -> r.plan().loss()).or(() -> job.settings.plan.map(TrainingPlan::loss))
+          .orElseGet(() -> job.settings.loss.orElseGet(() -> inferLoss(head, output, targets, "")));
       checkActivation(loss, activation(head, output), "");
       checkTargets(all, loss, head.map(h -> (long) h.classes()).orElseGet(() -> width(output)), "");
-      plan = resume.map(Checkpoint.Info::plan).or(() -> job.plan)
+      plan = resume.map(Checkpoint.Info::plan).or(() -> job.settings.plan)
           .orElseGet(() -> run.plan(head, family.groups(), loss, List.of(), totalSteps));
     }
     listener.message("Plan: " + new GsonBuilder().disableHtmlEscaping().create().toJson(PlanJson.toJson(plan)));
@@ -169,16 +169,16 @@ final class ArrayRun {
 
   /** The new head: outputs and activation as set, or read from the targets and stated. */
   private HeadSpec head(ModelFamily family, boolean integer, List<NpyArray> targets) {
-    HeadSpec.Activation activation = job.headActivation.orElseGet(() -> job.fromLogits ? HeadSpec.Activation.LINEAR
-        : job.loss.map(l -> switch (l) {
+    HeadSpec.Activation activation = job.settings.headActivation.orElseGet(() -> job.settings.fromLogits ? HeadSpec.Activation.LINEAR
+        : job.settings.loss.map(l -> switch (l) {
       case SPARSE_CATEGORICAL_CROSSENTROPY, CATEGORICAL_CROSSENTROPY -> HeadSpec.Activation.SOFTMAX;
       case BINARY_CROSSENTROPY -> HeadSpec.Activation.SIGMOID;
       default -> HeadSpec.Activation.LINEAR;
     }).orElse(integer ? HeadSpec.Activation.SOFTMAX : HeadSpec.Activation.LINEAR));
     int units;
     String why;
-    if (job.headUnits.isPresent()) {
-      units = job.headUnits.getAsInt();
+    if (job.settings.headUnits.isPresent()) {
+      units = job.settings.headUnits.getAsInt();
       why = "as set";
     } else if (integer && targets.get(0).shape().length == 1 && activation == HeadSpec.Activation.SOFTMAX) {
       long max = 0;
@@ -194,7 +194,7 @@ final class ArrayRun {
       why = "one per target value of an example";
     }
     HeadSpec spec = run.placed(new HeadSpec(Optional.empty(), HeadSpec.Pooling.AVERAGE, 0, 0, units, activation,
-        job.seed), family);
+        job.settings.seed), family);
     listener.message(String.format(Locale.ROOT, "Head: %d %s output(s) (%s)", units, activation.kerasName(), why));
     return spec;
   }
@@ -223,7 +223,7 @@ final class ArrayRun {
       case BINARY_CROSSENTROPY -> "Sigmoid";
       default -> null;
     };
-    if (job.fromLogits) {
+    if (job.settings.fromLogits) {
       if (activation.isPresent()) {
         throw new JobException("the output" + ofWhat + " ends in a " + activation.get().toLowerCase(Locale.ROOT)
             + ", so its values are probabilities, not logits", Setting.FROM_LOGITS,
@@ -245,7 +245,7 @@ final class ArrayRun {
     int outputRank = head.isPresent() ? 2 : output.shape().size();
     // Logits: of a softmax over several units, of a sigmoid for one.
     long units = head.map(h -> (long) h.classes()).orElseGet(() -> width(output));
-    Optional<String> activation = job.fromLogits && ends.isEmpty() ? Optional.of(units == 1 ? "Sigmoid" : "Softmax")
+    Optional<String> activation = job.settings.fromLogits && ends.isEmpty() ? Optional.of(units == 1 ? "Sigmoid" : "Softmax")
         : ends;
     LossChoice choice = LossChoice.infer(integer(targets), targets.shape().length, outputRank, activation)
         .orElseThrow(() -> new JobException("the targets" + forWhat + " (" + targets.dtype() + " "

@@ -54,138 +54,15 @@ public final class FineTuneJob {
 
   private final Optional<KerasSavedModel> model;
   private final Optional<KerasSavedModel.Loader> loader;
-  final JobData data;
-  final long seed;
-  final OptionalInt batchSize;
-  final int epochs;
-  final OptionalDouble validationSplit;
-  final OptionalInt sequenceLength;
-  final boolean newHead;
-  final OptionalInt hiddenUnits;
-  final double dropout;
-  final Optional<String> featuresAt;
-  final OptionalInt headUnits;
-  final Optional<HeadSpec.Activation> headActivation;
-  final Optional<LossSpec> loss;
-  final java.util.Map<String, LossSpec> outputLosses;
-  final java.util.Map<String, Double> lossWeights;
-  final boolean fromLogits;
-  final boolean shuffle;
-  final HeadSpec.Temporal temporal;
-  final Optional<Selector> train;
-  final Optional<Selector> freeze;
-  final OptionalInt unfreezeEvery;
-  final Optional<List<Selector>> groups;
-  final double discriminativeFactor;
-  final OptimizerSpec optimizer;
-  final Schedule schedule;
-  final double l2sp;
-  final Optional<TrainingPlan> plan;
-  final Optional<ImageOps.Preprocess> preprocess;
-  final Optional<int[]> imageSize;
-  final boolean flip;
-  final double zoom;
-  final double brightness;
-  final boolean strict;
-  final boolean featureCache;
-  final OptionalInt earlyStopping;
-  final OptionalInt reduceLr;
-  final Optional<Path> checkpoints;
-  final int checkpointEvery;
-  final Optional<Path> resume;
-  final Optional<Path> history;
-  final Optional<Path> tensorBoard;
-  final Optional<Path> curves;
-  final Optional<Path> exportTo;
-  final boolean overwrite;
-  final Fit.NonFinite onNonFinite;
-  final JobListener listener;
-  final List<Fit.Callback> callbacks;
+  /** The job's settings, a copy of its builder's when it was built. */
+  final Builder settings;
 
   private FineTuneJob(Builder b) {
     this.model = b.model;
     this.loader = b.loader;
-    this.data = Objects.requireNonNull(b.data, "data: give the job its data (JobData.images, clips or text)");
-    this.seed = b.seed;
-    this.batchSize = b.batchSize;
-    this.epochs = b.epochs;
-    this.validationSplit = b.validationSplit;
-    this.sequenceLength = b.sequenceLength;
-    this.newHead = b.newHead;
-    this.hiddenUnits = b.hiddenUnits;
-    this.dropout = b.dropout;
-    this.featuresAt = b.featuresAt;
-    this.headUnits = b.headUnits;
-    this.headActivation = b.headActivation;
-    this.loss = b.loss;
-    this.outputLosses = java.util.Map.copyOf(b.outputLosses);
-    this.lossWeights = java.util.Map.copyOf(b.lossWeights);
-    this.fromLogits = b.fromLogits;
-    this.shuffle = b.shuffle;
-    this.temporal = b.temporal;
-    this.train = b.train;
-    this.freeze = b.freeze;
-    this.unfreezeEvery = b.unfreezeEvery;
-    this.groups = b.groups;
-    this.discriminativeFactor = b.discriminativeFactor;
-    this.optimizer = b.optimizer;
-    this.schedule = b.schedule;
-    this.l2sp = b.l2sp;
-    this.plan = b.plan;
-    this.preprocess = b.preprocess;
-    this.imageSize = b.imageSize;
-    this.flip = b.flip;
-    this.zoom = b.zoom;
-    this.brightness = b.brightness;
-    this.strict = b.strict;
-    this.featureCache = b.featureCache;
-    this.earlyStopping = b.earlyStopping;
-    this.reduceLr = b.reduceLr;
-    this.checkpoints = b.checkpoints;
-    this.checkpointEvery = b.checkpointEvery;
-    this.resume = b.resume;
-    this.history = b.history;
-    this.tensorBoard = b.tensorBoard;
-    this.curves = b.curves;
-    this.exportTo = b.exportTo;
-    this.overwrite = b.overwrite;
-    this.onNonFinite = b.onNonFinite;
-    this.listener = b.listener;
-    this.callbacks = List.copyOf(b.callbacks);
-    if (train.isPresent() && freeze.isPresent()) {
-      throw new JobException("a job takes what trains or what stays frozen, not both", Setting.PLAN,
-          "set one of them");
-    }
-    if (checkpointEvery > 0 && checkpoints.isEmpty()) {
-      throw new JobException("checkpoints within an epoch need a checkpoint directory", Setting.PLAN,
-          "set where checkpoints go");
-    }
-    if (!newHead && !(data instanceof JobData.Clips) && (hiddenUnits.isPresent() || featuresAt.isPresent())) {
-      throw new JobException("a hidden layer and a feature layer shape a new head", Setting.HEAD,
-          "ask for a new head");
-    }
-    if (!newHead && (headUnits.isPresent() || headActivation.isPresent())) {
-      throw new JobException("a head's outputs and activation shape a new head", Setting.HEAD, "ask for a new head");
-    }
-    if (loss.isPresent() && !outputLosses.isEmpty()) {
-      throw new JobException("a job takes one loss, or a loss per output, not both", Setting.LOSS,
-          "name the loss of each output, or one loss for a single output");
-    }
-    if (!(data instanceof JobData.Arrays) && (headUnits.isPresent() || headActivation.isPresent() || loss.isPresent()
-        || !outputLosses.isEmpty() || !lossWeights.isEmpty() || fromLogits || !shuffle)) {
-      throw new JobException("a head's outputs and activation, the loss and unshuffled epochs are settings of the"
-          + " arrays task; the " + data.task() + " task decides them", Setting.DATA, "leave them out");
-    }
-    if (data instanceof JobData.Arrays && (preprocess.isPresent() || imageSize.isPresent() || flip || zoom > 0
-        || brightness > 0 || sequenceLength.isPresent())) {
-      throw new JobException("preprocessing, image sizes, augmentation and sequence lengths apply to images and text;"
-          + " arrays go to the model as they are", Setting.DATA, "leave them out, or prepare the arrays so");
-    }
-    if (data instanceof JobData.Text && (newHead || featuresAt.isPresent() || preprocess.isPresent()
-        || imageSize.isPresent() || flip || zoom > 0 || brightness > 0)) {
-      throw new JobException("a new head, preprocessing, image sizes and augmentation apply to images, not to text",
-          Setting.DATA, "leave them out for a causal language model");
-    }
+    Objects.requireNonNull(b.data, "data: give the job its data (JobData.images, clips or text)");
+    this.settings = b.copy();
+    JobChecks.check(settings);
   }
 
   /** A job that trains {@code model} in place (opened by the caller, who closes it after the job). */
@@ -217,60 +94,73 @@ public final class FineTuneJob {
   }
 
   /** How a job is set up; every setting has the command line's default. */
-  public static final class Builder {
+  public static final class Builder implements Cloneable {
     private final Optional<KerasSavedModel> model;
     private final Optional<KerasSavedModel.Loader> loader;
-    private JobData data;
-    private long seed = 1234;
-    private OptionalInt batchSize = OptionalInt.empty();
-    private int epochs = 5;
-    private OptionalDouble validationSplit = OptionalDouble.empty();
-    private OptionalInt sequenceLength = OptionalInt.empty();
-    private boolean newHead;
-    private OptionalInt hiddenUnits = OptionalInt.empty();
-    private double dropout;
-    private Optional<String> featuresAt = Optional.empty();
-    private OptionalInt headUnits = OptionalInt.empty();
-    private Optional<HeadSpec.Activation> headActivation = Optional.empty();
-    private Optional<LossSpec> loss = Optional.empty();
-    private final java.util.Map<String, LossSpec> outputLosses = new java.util.LinkedHashMap<>();
-    private final java.util.Map<String, Double> lossWeights = new java.util.LinkedHashMap<>();
-    private boolean fromLogits;
-    private boolean shuffle = true;
-    private HeadSpec.Temporal temporal = HeadSpec.Temporal.CONV;
-    private Optional<Selector> train = Optional.empty();
-    private Optional<Selector> freeze = Optional.empty();
-    private OptionalInt unfreezeEvery = OptionalInt.empty();
-    private Optional<List<Selector>> groups = Optional.empty();
-    private double discriminativeFactor = GradualUnfreezing.DEFAULT_FACTOR;
-    private OptimizerSpec optimizer = OptimizerSpec.Adam.defaults();
-    private Schedule schedule = Schedule.CONSTANT;
-    private double l2sp;
-    private Optional<TrainingPlan> plan = Optional.empty();
-    private Optional<ImageOps.Preprocess> preprocess = Optional.empty();
-    private Optional<int[]> imageSize = Optional.empty();
-    private boolean flip;
-    private double zoom;
-    private double brightness;
-    private boolean strict;
-    private boolean featureCache = true;
-    private OptionalInt earlyStopping = OptionalInt.empty();
-    private OptionalInt reduceLr = OptionalInt.empty();
-    private Optional<Path> checkpoints = Optional.empty();
-    private int checkpointEvery;
-    private Optional<Path> resume = Optional.empty();
-    private Optional<Path> history = Optional.empty();
-    private Optional<Path> tensorBoard = Optional.empty();
-    private Optional<Path> curves = Optional.empty();
-    private Optional<Path> exportTo = Optional.empty();
-    private boolean overwrite;
-    private Fit.NonFinite onNonFinite = Fit.NonFinite.STOP;
-    private JobListener listener = JobListener.silent();
-    private final List<Fit.Callback> callbacks = new ArrayList<>();
+    JobData data;
+    long seed = 1234;
+    OptionalInt batchSize = OptionalInt.empty();
+    int epochs = 5;
+    OptionalDouble validationSplit = OptionalDouble.empty();
+    OptionalInt sequenceLength = OptionalInt.empty();
+    boolean newHead;
+    OptionalInt hiddenUnits = OptionalInt.empty();
+    double dropout;
+    Optional<String> featuresAt = Optional.empty();
+    OptionalInt headUnits = OptionalInt.empty();
+    Optional<HeadSpec.Activation> headActivation = Optional.empty();
+    Optional<LossSpec> loss = Optional.empty();
+    java.util.Map<String, LossSpec> outputLosses = new java.util.LinkedHashMap<>();
+    java.util.Map<String, Double> lossWeights = new java.util.LinkedHashMap<>();
+    boolean fromLogits;
+    boolean shuffle = true;
+    HeadSpec.Temporal temporal = HeadSpec.Temporal.CONV;
+    Optional<Selector> train = Optional.empty();
+    Optional<Selector> freeze = Optional.empty();
+    OptionalInt unfreezeEvery = OptionalInt.empty();
+    Optional<List<Selector>> groups = Optional.empty();
+    double discriminativeFactor = GradualUnfreezing.DEFAULT_FACTOR;
+    OptimizerSpec optimizer = OptimizerSpec.Adam.defaults();
+    Schedule schedule = Schedule.CONSTANT;
+    double l2sp;
+    Optional<TrainingPlan> plan = Optional.empty();
+    Optional<ImageOps.Preprocess> preprocess = Optional.empty();
+    Optional<int[]> imageSize = Optional.empty();
+    boolean flip;
+    double zoom;
+    double brightness;
+    boolean strict;
+    boolean featureCache = true;
+    OptionalInt earlyStopping = OptionalInt.empty();
+    OptionalInt reduceLr = OptionalInt.empty();
+    Optional<Path> checkpoints = Optional.empty();
+    int checkpointEvery;
+    Optional<Path> resume = Optional.empty();
+    Optional<Path> history = Optional.empty();
+    Optional<Path> tensorBoard = Optional.empty();
+    Optional<Path> curves = Optional.empty();
+    Optional<Path> exportTo = Optional.empty();
+    boolean overwrite;
+    Fit.NonFinite onNonFinite = Fit.NonFinite.STOP;
+    JobListener listener = JobListener.silent();
+    List<Fit.Callback> callbacks = new ArrayList<>();
 
     private Builder(Optional<KerasSavedModel> model, Optional<KerasSavedModel.Loader> loader) {
       this.model = model;
       this.loader = loader;
+    }
+
+    /** A copy that later changes to this builder do not reach. */
+    Builder copy() {
+      try {
+        Builder c = (Builder) super.clone();
+        c.outputLosses = new java.util.LinkedHashMap<>(outputLosses);
+        c.lossWeights = new java.util.LinkedHashMap<>(lossWeights);
+        c.callbacks = new ArrayList<>(callbacks);
+        return c;
+      } catch (CloneNotSupportedException e) {
+        throw new AssertionError(e);
+      }
     }
 
     /** What to train on (required); its kind decides the task. */

@@ -26,41 +26,41 @@ final class JobPlans {
    */
   static TrainingPlan plan(FineTuneJob job, Optional<HeadSpec> head, List<String> familyGroups, LossSpec loss,
       List<OutputLoss> outputs, long totalSteps) {
-    if (job.plan.isPresent()) {
-      return job.plan.get();
+    if (job.settings.plan.isPresent()) {
+      return job.settings.plan.get();
     }
-    TrainingPlan.Builder b = TrainingPlan.builder().loss(loss).optimizer(job.optimizer)
-        .fromLogits(job.fromLogits && outputs.isEmpty() && loss.classifies());
+    TrainingPlan.Builder b = TrainingPlan.builder().loss(loss).optimizer(job.settings.optimizer)
+        .fromLogits(job.settings.fromLogits && outputs.isEmpty() && loss.classifies());
     outputs.forEach(b::output);
     head.ifPresent(b::head);
-    double rate = job.optimizer.learningRate();
-    switch (job.schedule) {
+    double rate = job.settings.optimizer.learningRate();
+    switch (job.settings.schedule) {
       case CONSTANT -> { }
       case COSINE -> b.schedule(new LearningRateSchedule.CosineWarmup(0, rate, Math.max(1, totalSteps / 10),
           Math.max(1, totalSteps - totalSteps / 10), 0));
       case SLANTED -> b.schedule(new LearningRateSchedule.SlantedTriangular(rate, Math.max(1, totalSteps), 0.1, 32));
-      default -> throw new IllegalStateException(job.schedule.name());
+      default -> throw new IllegalStateException(job.settings.schedule.name());
     }
-    if (job.l2sp != 0) {
-      b.l2sp(job.l2sp);
+    if (job.settings.l2sp != 0) {
+      b.l2sp(job.settings.l2sp);
     }
-    Selector first = job.freeze.<Selector>map(Selector.Not::new)
-        .orElseGet(() -> job.train.orElseGet(() -> head.isPresent() ? HEAD : new Selector.All()));
+    Selector first = job.settings.freeze.<Selector>map(Selector.Not::new)
+        .orElseGet(() -> job.settings.train.orElseGet(() -> head.isPresent() ? HEAD : new Selector.All()));
     // A new layer starts from random weights: it trains beside whatever the first stage names.
-    boolean addHead = head.isPresent() && job.train.isPresent() && !selectsHead(job.train.get());
-    if (job.unfreezeEvery.isPresent()) {
-      List<Selector> groups = job.groups.orElseGet(() -> familyGroups.stream().map(Selector::parse).toList());
+    boolean addHead = head.isPresent() && job.settings.train.isPresent() && !selectsHead(job.settings.train.get());
+    if (job.settings.unfreezeEvery.isPresent()) {
+      List<Selector> groups = job.settings.groups.orElseGet(() -> familyGroups.stream().map(Selector::parse).toList());
       if (groups.isEmpty()) {
         throw new JobException("gradual unfreezing needs layer groups, and the model is of no known family",
             Setting.GROUPS, "give its layer groups, top first");
       }
       List<Selector> selectors = new ArrayList<>();
       // Without a new head or an explicit first stage, the first stage is the top group itself.
-      if (head.isPresent() || job.train.isPresent() || job.freeze.isPresent()) {
+      if (head.isPresent() || job.settings.train.isPresent() || job.settings.freeze.isPresent()) {
         selectors.add(first);
       }
       selectors.addAll(groups);
-      List<Stage> stages = GradualUnfreezing.fromTop(selectors, job.discriminativeFactor);
+      List<Stage> stages = GradualUnfreezing.fromTop(selectors, job.settings.discriminativeFactor);
       b.stages(addHead ? stages.stream().map(JobPlans::withHead).toList() : stages);
     } else {
       b.stage(addHead ? Stage.of(HEAD, first) : Stage.of(first));

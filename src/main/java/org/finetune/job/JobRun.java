@@ -54,20 +54,20 @@ final class JobRun {
   JobRun(FineTuneJob job, KerasSavedModel model) {
     this.job = job;
     this.model = model;
-    this.listener = job.listener;
+    this.listener = job.settings.listener;
   }
 
   FineTuneResult run() {
-    job.exportTo.ifPresent(out -> {
-      if (Files.exists(out) && !job.overwrite) {
+    job.settings.exportTo.ifPresent(out -> {
+      if (Files.exists(out) && !job.settings.overwrite) {
         throw new JobException("the output " + out + " exists", Setting.EXPORT,
             "choose another or let the job overwrite it");
       }
     });
-    if (job.data instanceof JobData.Arrays arrays) {
+    if (job.settings.data instanceof JobData.Arrays arrays) {
       return new ArrayRun(this, job, model).run(arrays);
     }
-    return job.data instanceof JobData.Text text ? text(text) : images();
+    return job.settings.data instanceof JobData.Text text ? text(text) : images();
   }
 
   /**
@@ -98,14 +98,14 @@ final class JobRun {
 
   private Examples examples(double valSplit) {
     try {
-      if (job.data instanceof JobData.Clips clips) {
+      if (job.settings.data instanceof JobData.Clips clips) {
         ClipFolder folder = ClipFolder.scan(clips.root());
-        ClipFolder.Split split = folder.split(valSplit, job.seed);
+        ClipFolder.Split split = folder.split(valSplit, job.settings.seed);
         return new Examples(folder.root(), folder.classes(), ClipFolder.frames(split.train(), clips.frames()),
             ClipFolder.frames(split.validation(), clips.frames()), clips.frames());
       }
-      ImageFolder folder = ImageFolder.scan(((JobData.Images) job.data).root());
-      ImageFolder.Split split = folder.split(valSplit, job.seed);
+      ImageFolder folder = ImageFolder.scan(((JobData.Images) job.settings.data).root());
+      ImageFolder.Split split = folder.split(valSplit, job.settings.seed);
       return new Examples(folder.root(), folder.classes(), split.train(), split.validation(), 0);
     } catch (JobException e) {
       throw e;
@@ -115,14 +115,14 @@ final class JobRun {
   }
 
   private FineTuneResult images() {
-    Examples data = examples(job.validationSplit.orElse(0.2));
-    int batchSize = job.batchSize.orElse(32);
+    Examples data = examples(job.settings.validationSplit.orElse(0.2));
+    int batchSize = job.settings.batchSize.orElse(32);
     Optional<Checkpoint.Info> resume = resume();
-    ImageInput image = ImageInput.of(model, job.imageSize);
+    ImageInput image = ImageInput.of(model, job.settings.imageSize);
     ModelFamily family = ModelFamily.detect(model);
-    ImageOps.Preprocess preprocess = job.preprocess.or(family::preprocess).orElse(ImageOps.Preprocess.NONE);
-    long totalSteps = (long) job.epochs * ((data.trainExamples() + batchSize - 1) / batchSize);
-    TrainingPlan plan = resume.map(Checkpoint.Info::plan).or(() -> job.plan)
+    ImageOps.Preprocess preprocess = job.settings.preprocess.or(family::preprocess).orElse(ImageOps.Preprocess.NONE);
+    long totalSteps = (long) job.settings.epochs * ((data.trainExamples() + batchSize - 1) / batchSize);
+    TrainingPlan plan = resume.map(Checkpoint.Info::plan).or(() -> job.settings.plan)
         .orElseGet(() -> plan(head(family, data), family.groups(), LossSpec.SPARSE_CATEGORICAL_CROSSENTROPY, totalSteps));
     OptionalInt outputs = ImageInput.outputClasses(model);
     if (plan.head().isEmpty() && outputs.isPresent() && data.classes().size() > outputs.getAsInt()) {
@@ -132,8 +132,8 @@ final class JobRun {
     }
     ImageDataset.Options options;
     try {
-      options = ImageDataset.Options.of(image.height(), image.width(), preprocess, batchSize).seeded(job.seed)
-          .strictly(job.strict).flipping(job.flip).zooming(job.zoom).brightening(job.brightness);
+      options = ImageDataset.Options.of(image.height(), image.width(), preprocess, batchSize).seeded(job.settings.seed)
+          .strictly(job.settings.strict).flipping(job.settings.flip).zooming(job.settings.zoom).brightening(job.settings.brightness);
     } catch (IllegalArgumentException e) {
       throw JobException.of(Setting.AUGMENTATION, e);
     }
@@ -146,7 +146,7 @@ final class JobRun {
       listener.message(String.format(Locale.ROOT, "Model: %s (%s, input %s %dx%d, preprocessing %s)",
           model.info().dir(), family.name(), image.input(), image.height(), image.width(),
           preprocess.name().toLowerCase(Locale.ROOT)));
-      if (job.preprocess.isEmpty() && family.preprocess().isEmpty()) {
+      if (job.settings.preprocess.isEmpty() && family.preprocess().isEmpty()) {
         listener.warning("the model is of no known family, so its images are fed as decoded (0-255 RGB, no"
             + " preprocessing); set the preprocessing it was trained with if it expects another");
       }
@@ -166,7 +166,7 @@ final class JobRun {
       Loop loop = loop(trainer, resume, monitor, plan);
       // The new head alone trains and nothing is augmented: the base's features never change, so
       // they are computed once and the runtime runs only the head.
-      boolean cache = plan.stages().size() == 1 && trainer.headOnly(0) && !options.augmented() && job.featureCache;
+      boolean cache = plan.stages().size() == 1 && trainer.headOnly(0) && !options.augmented() && job.settings.featureCache;
       List<Fit.Epoch> history;
       if (cache) {
         listener.message("Caching the base's features: only the new head trains and nothing is augmented");
@@ -178,7 +178,7 @@ final class JobRun {
         history = loop.fit(Fit.images(train, image.input()),
             Optional.ofNullable(val).map(v -> Fit.images(v, image.input())));
       }
-      Provenance.Task task = Provenance.Task.classifier(job.data.task(), data.classes(), preprocess,
+      Provenance.Task task = Provenance.Task.classifier(job.settings.data.task(), data.classes(), preprocess,
           video ? OptionalInt.of(data.frames()) : OptionalInt.empty(), data.root());
       return loop.finish(history, task, DirectoryDigest.of(data.root()));
     }
@@ -186,11 +186,11 @@ final class JobRun {
 
   /** The new head the job asks for (one output per class); for clips always one, over the frames. */
   private Optional<HeadSpec> head(ModelFamily family, Examples data) {
-    if (!job.newHead && data.frames() == 0) {
+    if (!job.settings.newHead && data.frames() == 0) {
       return Optional.empty();
     }
-    HeadSpec spec = placed(HeadSpec.classifier(data.classes().size()).seed(job.seed), family);
-    return Optional.of(data.frames() > 0 ? spec.clips(data.frames(), job.temporal) : spec);
+    HeadSpec spec = placed(HeadSpec.classifier(data.classes().size()).seed(job.settings.seed), family);
+    return Optional.of(data.frames() > 0 ? spec.clips(data.frames(), job.settings.temporal) : spec);
   }
 
   /**
@@ -199,15 +199,15 @@ final class JobRun {
    */
   HeadSpec placed(HeadSpec head, ModelFamily family) {
     HeadSpec spec = head;
-    Optional<String> at = job.featuresAt.or(family::featureLayer);
+    Optional<String> at = job.settings.featuresAt.or(family::featureLayer);
     if (at.isPresent()) {
       spec = spec.at(at.get());
     } else {
       listener.warning("the model is of no known family, so the new head goes on its signature output; name the"
           + " layer whose output it should take if that is not its features");
     }
-    if (job.hiddenUnits.isPresent()) {
-      spec = spec.hidden(job.hiddenUnits.getAsInt(), job.dropout);
+    if (job.settings.hiddenUnits.isPresent()) {
+      spec = spec.hidden(job.settings.hiddenUnits.getAsInt(), job.settings.dropout);
     }
     return spec;
   }
@@ -232,21 +232,21 @@ final class JobRun {
     TextCorpus train;
     Optional<TextCorpus> validation;
     try {
-      TextCorpus all = TextCorpus.read(text.train(), job.strict);
+      TextCorpus all = TextCorpus.read(text.train(), job.settings.strict);
       if (!text.validation().isEmpty()) {
-        if (job.validationSplit.isPresent()) {
+        if (job.settings.validationSplit.isPresent()) {
           throw new JobException("validation text was given and a share of the documents to hold out",
               Setting.VALIDATION, "give one of them");
         }
         train = all;
-        validation = Optional.of(TextCorpus.read(text.validation(), job.strict));
+        validation = Optional.of(TextCorpus.read(text.validation(), job.settings.strict));
       } else {
-        double split = job.validationSplit.orElse(0.1);
+        double split = job.settings.validationSplit.orElse(0.1);
         if (split == 0) {
           train = all;
           validation = Optional.empty();
         } else {
-          TextCorpus[] parts = all.split(split, job.seed);
+          TextCorpus[] parts = all.split(split, job.settings.seed);
           train = parts[0];
           validation = Optional.of(parts[1]);
         }
@@ -261,11 +261,11 @@ final class JobRun {
     Optional<Checkpoint.Info> resume = resume();
     LanguageModelInput lm = LanguageModelInput.of(model);
     ModelFamily family = ModelFamily.detect(model);
-    int length = lm.blockLength(job.sequenceLength);
-    TextDataset.Options options = new TextDataset.Options(length, job.batchSize.orElse(8), true, job.seed);
+    int length = lm.blockLength(job.settings.sequenceLength);
+    TextDataset.Options options = new TextDataset.Options(length, job.settings.batchSize.orElse(8), true, job.settings.seed);
     TextDataset trainData = textData(Gpt2Tokenizer.get().encode(train), options);
     Optional<TextDataset> valData = validation.map(v -> textData(Gpt2Tokenizer.get().encode(v), options.shuffled(false)));
-    long totalSteps = (long) job.epochs * trainData.batchesPerEpoch();
+    long totalSteps = (long) job.settings.epochs * trainData.batchesPerEpoch();
     TrainingPlan plan = resume.map(Checkpoint.Info::plan)
         .orElseGet(() -> plan(Optional.empty(), family.groups(), LossSpec.CAUSAL_LM, totalSteps));
     if (plan.loss() != LossSpec.CAUSAL_LM) {
@@ -303,12 +303,12 @@ final class JobRun {
 
   /** The checkpoint to resume from, refused when it was trained from another model. */
   Optional<Checkpoint.Info> resume() {
-    if (job.resume.isEmpty()) {
+    if (job.settings.resume.isEmpty()) {
       return Optional.empty();
     }
     Checkpoint.Info info;
     try {
-      info = Checkpoint.read(job.resume.get());
+      info = Checkpoint.read(job.settings.resume.get());
     } catch (IllegalArgumentException e) {
       throw JobException.of(Setting.RESUME, e);
     }
@@ -330,20 +330,20 @@ final class JobRun {
     List<Fit.Callback> callbacks = new ArrayList<>();
     callbacks.add(new WarningRelay());
     callbacks.add(listener);
-    job.earlyStopping.ifPresent(p -> callbacks.add(new EarlyStopping(monitor, p, 0, true)));
-    job.reduceLr.ifPresent(p -> callbacks.add(new ReduceLrOnPlateau(monitor, 0.5, p, 1e-7)));
+    job.settings.earlyStopping.ifPresent(p -> callbacks.add(new EarlyStopping(monitor, p, 0, true)));
+    job.settings.reduceLr.ifPresent(p -> callbacks.add(new ReduceLrOnPlateau(monitor, 0.5, p, 1e-7)));
     // The history row before the checkpoint: a kill between them leaves a row the resumed run
     // replaces, never a checkpoint past an epoch the history lacks.
-    job.history.ifPresent(csv -> callbacks.add(new CsvLogger(csv, resume.isPresent())));
+    job.settings.history.ifPresent(csv -> callbacks.add(new CsvLogger(csv, resume.isPresent())));
     Optional<TrainingPosition> position = resume.map(TrainingPosition::of);
-    job.checkpoints.ifPresent(dir -> callbacks.add(new CheckpointCallback(dir, monitor, job.checkpointEvery)
+    job.settings.checkpoints.ifPresent(dir -> callbacks.add(new CheckpointCallback(dir, monitor, job.settings.checkpointEvery)
         .resuming(position)));
-    job.tensorBoard.ifPresent(dir -> callbacks.add(new TensorBoardLogger(dir)));
-    job.curves.ifPresent(png -> callbacks.add(new CurvesPlot(png)));
-    callbacks.addAll(job.callbacks);
-    OptionalInt every = job.unfreezeEvery.isPresent() ? job.unfreezeEvery
+    job.settings.tensorBoard.ifPresent(dir -> callbacks.add(new TensorBoardLogger(dir)));
+    job.settings.curves.ifPresent(png -> callbacks.add(new CurvesPlot(png)));
+    callbacks.addAll(job.settings.callbacks);
+    OptionalInt every = job.settings.unfreezeEvery.isPresent() ? job.settings.unfreezeEvery
         : plan.stages().size() > 1 ? OptionalInt.of(1) : OptionalInt.empty();
-    return new Loop(trainer, new Fit.Options(job.epochs, every).withNonFinite(job.onNonFinite), callbacks, start,
+    return new Loop(trainer, new Fit.Options(job.settings.epochs, every).withNonFinite(job.settings.onNonFinite), callbacks, start,
         monitor, position.map(TrainingPosition::history).orElse(List.of()));
   }
 
@@ -398,10 +398,10 @@ final class JobRun {
           bestEpoch = OptionalInt.of(e.epoch());
         }
       }
-      boolean stoppedEarly = job.earlyStopping.isPresent() && history.size() < job.epochs - start.epoch();
-      Optional<ExportResult> export = job.exportTo.map(out -> {
+      boolean stoppedEarly = job.settings.earlyStopping.isPresent() && history.size() < job.settings.epochs - start.epoch();
+      Optional<ExportResult> export = job.settings.exportTo.map(out -> {
         Fit.Epoch last = history.isEmpty() ? null : history.get(history.size() - 1);
-        ExportOptions eo = ExportOptions.defaults().overwriting(job.overwrite)
+        ExportOptions eo = ExportOptions.defaults().overwriting(job.settings.overwrite)
             .trainingRecord(start.epoch() + history.size(), last == null ? java.util.Map.of() : last.logs(),
                 Optional.of(dataDigest)).withExtra(task.toJson());
         try {
@@ -410,7 +410,7 @@ final class JobRun {
           throw JobException.of(Setting.EXPORT, e);
         }
       });
-      return new FineTuneResult(history, earlier, start.epoch(), job.epochs, monitor, bestEpoch,
+      return new FineTuneResult(history, earlier, start.epoch(), job.settings.epochs, monitor, bestEpoch,
           bestEpoch.isPresent() ? OptionalDouble.of(best) : OptionalDouble.empty(), stoppedEarly, trainer.plan(),
           export);
     }

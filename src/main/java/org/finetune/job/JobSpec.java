@@ -6,7 +6,6 @@ import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParseException;
 import com.google.gson.JsonParser;
-import com.google.gson.JsonPrimitive;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
@@ -14,14 +13,12 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
-import java.util.Map;
 import java.util.Optional;
 import java.util.function.Consumer;
 import org.finetune.data.ImageOps;
 import org.finetune.hint.Setting;
 import org.finetune.train.Fit;
 import org.finetune.train.HeadSpec;
-import org.finetune.train.LossSpec;
 import org.finetune.train.OptimizerSpec;
 import org.finetune.train.PlanJson;
 import org.finetune.train.Selector;
@@ -78,13 +75,15 @@ public final class JobSpec {
   private final JsonObject json;
   private final Optional<Path> base;
   private final List<Consumer<FineTuneJob.Builder>> settings = new ArrayList<>();
+  private final JsonKeys keys;
 
   private JobSpec(JsonObject json, Optional<Path> base) {
     this.json = json.deepCopy();
     this.base = base.map(b -> b.toAbsolutePath().normalize());
+    this.keys = new JsonKeys(this.json, this.base);
     for (String k : json.keySet()) {
       if (!KEYS.contains(k)) {
-        throw bad("unknown key \"" + k + "\"", "use one of " + String.join(", ", KEYS));
+        throw JsonKeys.bad("unknown key \"" + k + "\"", "use one of " + String.join(", ", KEYS));
       }
     }
     data();
@@ -149,17 +148,17 @@ public final class JobSpec {
     JsonObject out = json.deepCopy();
     for (String k : List.of("targets", "validation_targets")) {
       if (out.has(k)) {
-        out.add(k, absoluteTargets(out.get(k)));
+        out.add(k, ArrayJobKeys.absolute(out.get(k), keys));
       }
     }
     for (String k : List.of("model", "data", "validation_data", "checkpoints", "resume", "history", "tensorboard",
         "curves", "export", "result")) {
       if (out.has(k) && out.get(k).isJsonArray()) {
         JsonArray a = new JsonArray();
-        out.getAsJsonArray(k).forEach(p -> a.add(resolve(p.getAsString()).toAbsolutePath().toString()));
+        out.getAsJsonArray(k).forEach(p -> a.add(keys.resolve(p.getAsString()).toAbsolutePath().toString()));
         out.add(k, a);
       } else if (out.has(k)) {
-        out.addProperty(k, resolve(out.get(k).getAsString()).toAbsolutePath().toString());
+        out.addProperty(k, keys.resolve(out.get(k).getAsString()).toAbsolutePath().toString());
       }
     }
     try {
@@ -168,27 +167,6 @@ public final class JobSpec {
     } catch (IOException e) {
       throw new UncheckedIOException("cannot write the job " + file + ": " + e.getMessage(), e);
     }
-  }
-
-  /** Targets with their {@code .npy} paths made absolute (array names as they are). */
-  private JsonElement absoluteTargets(JsonElement e) {
-    if (e.isJsonObject()) {
-      JsonObject o = new JsonObject();
-      e.getAsJsonObject().entrySet().forEach(x -> o.add(x.getKey(), absoluteTargets(x.getValue())));
-      return o;
-    }
-    String text = e.getAsString();
-    if (text.contains("=")) {
-      List<String> pairs = new ArrayList<>();
-      for (String pair : text.split(",")) {
-        int eq = pair.indexOf('=');
-        pairs.add(pair.substring(0, eq + 1) + absoluteTargets(new JsonPrimitive(pair.substring(eq + 1).strip()))
-            .getAsString());
-      }
-      return new JsonPrimitive(String.join(",", pairs));
-    }
-    return new JsonPrimitive(text.toLowerCase(Locale.ROOT).endsWith(".npy")
-        ? resolve(text).toAbsolutePath().toString() : text);
   }
 
   /** This job with {@code key} set to {@code value} (checked as the whole job is). */
@@ -200,7 +178,7 @@ public final class JobSpec {
 
   /** The model to fine-tune, when the job names it. */
   public Optional<Path> model() {
-    return path("model");
+    return keys.path("model");
   }
 
   /** {@code image-classification}, {@code video-classification} or {@code causal-lm}. */
@@ -210,12 +188,12 @@ public final class JobSpec {
 
   /** Where the job exports, when it does. */
   public Optional<Path> export() {
-    return path("export");
+    return keys.path("export");
   }
 
   /** Where whoever runs the job writes its result, when it asks for one. */
   public Optional<Path> result() {
-    return path("result");
+    return keys.path("result");
   }
 
   @Override
@@ -242,50 +220,50 @@ public final class JobSpec {
   private void data() {
     String task = task();
     if (!TASKS.contains(task)) {
-      throw bad("\"task\" is '" + task + "'", "use " + String.join(", ", TASKS));
+      throw JsonKeys.bad("\"task\" is '" + task + "'", "use " + String.join(", ", TASKS));
     }
     if (!json.has("data")) {
       throw new JobException("the job has no \"data\"", Setting.DATA, task.equals("causal-lm")
           ? "give text files or folders of *.txt" : "give a folder with one sub-folder per class");
     }
     if (task.equals("arrays")) {
-      arrays();
+      new ArrayJobKeys(json, keys, base.orElse(Path.of("")), settings::add).read();
       return;
     }
     for (String k : ARRAYS_ONLY) {
       if (json.has(k)) {
-        throw bad("\"" + k + "\" is for the arrays task", "leave it out, or set \"task\": \"arrays\"");
+        throw JsonKeys.bad("\"" + k + "\" is for the arrays task", "leave it out, or set \"task\": \"arrays\"");
       }
     }
     boolean video = task.equals("video-classification");
     if (!video && (json.has("frames") || json.has("temporal"))) {
-      throw bad("\"frames\" and \"temporal\" are for video-classification", "leave them out");
+      throw JsonKeys.bad("\"frames\" and \"temporal\" are for video-classification", "leave them out");
     }
     if (task.equals("causal-lm")) {
       for (String k : IMAGE_ONLY) {
         if (json.has(k)) {
-          throw bad("\"" + k + "\" applies to images, not to causal-lm", "leave it out");
+          throw JsonKeys.bad("\"" + k + "\" applies to images, not to causal-lm", "leave it out");
         }
       }
       if (json.has("validation_data") && json.has("validation_split")) {
         throw new JobException("the job has both \"validation_data\" and \"validation_split\"", Setting.VALIDATION,
             "give one of them");
       }
-      JobData text = JobData.text(paths("data"), json.has("validation_data") ? paths("validation_data") : List.of());
+      JobData text = JobData.text(keys.paths("data"), json.has("validation_data") ? keys.paths("validation_data") : List.of());
       settings.add(b -> b.data(text));
       whole("sequence_length", FineTuneJob.Builder::sequenceLength);
       return;
     }
     if (json.has("validation_data") || json.has("sequence_length")) {
-      throw bad("\"validation_data\" and \"sequence_length\" are for causal-lm", "leave them out");
+      throw JsonKeys.bad("\"validation_data\" and \"sequence_length\" are for causal-lm", "leave them out");
     }
-    Path root = resolve(string("data"));
+    Path root = keys.resolve(keys.string("data"));
     if (video) {
-      int frames = json.has("frames") ? wholeNumber("frames") : 8;
+      int frames = json.has("frames") ? keys.wholeNumber("frames") : 8;
       JobData clips = JobData.clips(root, frames);
-      String t = json.has("temporal") ? string("temporal").toUpperCase(Locale.ROOT) : "CONV";
+      String t = json.has("temporal") ? keys.string("temporal").toUpperCase(Locale.ROOT) : "CONV";
       if (!t.equals("CONV") && !t.equals("AVERAGE")) {
-        throw bad("\"temporal\" is '" + string("temporal") + "'", "use conv or average");
+        throw JsonKeys.bad("\"temporal\" is '" + keys.string("temporal") + "'", "use conv or average");
       }
       settings.add(b -> b.data(clips).temporal(HeadSpec.Temporal.valueOf(t)));
     } else {
@@ -294,140 +272,38 @@ public final class JobSpec {
     }
   }
 
-  /** The arrays task: inputs, targets, validation, the loss and what shapes a new head. */
-  private void arrays() {
-    for (String k : List.of("frames", "temporal", "sequence_length", "preprocess", "image_size", "flip", "zoom",
-        "brightness", "feature_cache")) {
-      if (json.has(k)) {
-        throw bad("\"" + k + "\" applies to images or text, not to arrays", "leave it out");
-      }
-    }
-    if (!json.has("targets")) {
-      throw new JobException("the job has no \"targets\"", Setting.DATA,
-          "give a .npy file of targets, or the names of the arrays (CSV columns) that hold them");
-    }
-    JobData.Targets targets = targets("targets");
-    JobData.Arrays data = new JobData.Arrays(resolve(string("data")), targets, Optional.empty());
-    if (json.has("validation_data")) {
-      if (json.has("validation_split")) {
-        throw new JobException("the job has both \"validation_data\" and \"validation_split\"", Setting.VALIDATION,
-            "give one of them");
-      }
-      JobData.Targets vt = json.has("validation_targets")
-          ? targets("validation_targets") : targets.file().isEmpty() && targets.byOutput().values().stream()
-              .allMatch(t -> t.file().isEmpty()) ? targets : null;
-      if (vt == null) {
-        throw bad("the validation data has no \"validation_targets\"", "give its .npy file of targets");
-      }
-      data = data.validatedOn(new JobData.Arrays(resolve(string("validation_data")), vt, Optional.empty()));
-    } else if (json.has("validation_targets")) {
-      throw bad("\"validation_targets\" needs \"validation_data\"", "give the validation inputs too");
-    }
-    JobData.Arrays arrays = data;
-    settings.add(b -> b.data(arrays));
-    if (json.has("loss") && json.get("loss").isJsonObject()) {
-      for (Map.Entry<String, JsonElement> e : object("loss").entrySet()) {
-        LossSpec loss = lossNamed(e.getValue(), "loss." + e.getKey());
-        settings.add(b -> b.loss(e.getKey(), loss));
-      }
-    } else if (json.has("loss")) {
-      LossSpec loss = lossNamed(json.get("loss"), "loss");
-      settings.add(b -> b.loss(loss));
-    }
-    if (json.has("loss_weights")) {
-      for (Map.Entry<String, JsonElement> e : object("loss_weights").entrySet()) {
-        JsonElement w = e.getValue();
-        if (!w.isJsonPrimitive() || !w.getAsJsonPrimitive().isNumber() || !(w.getAsDouble() >= 0)) {
-          throw bad("\"loss_weights\" gives " + e.getKey() + " " + w, "give each output a number >= 0");
-        }
-        double weight = w.getAsDouble();
-        settings.add(b -> b.lossWeight(e.getKey(), weight));
-      }
-    }
-    if (json.has("shuffle")) {
-      boolean shuffle = flag("shuffle");
-      settings.add(b -> b.shuffle(shuffle));
-    }
-    if (json.has("from_logits")) {
-      boolean logits = flag("from_logits");
-      settings.add(b -> b.fromLogits(logits));
-    }
-    whole("head_units", FineTuneJob.Builder::headUnits);
-    if (json.has("head_activation")) {
-      String a = string("head_activation").toUpperCase(Locale.ROOT);
-      if (!List.of("SOFTMAX", "SIGMOID", "LINEAR").contains(a)) {
-        throw bad("\"head_activation\" is '" + string("head_activation") + "'", "use softmax, sigmoid or linear");
-      }
-      settings.add(b -> b.headActivation(HeadSpec.Activation.valueOf(a)));
-    }
-  }
-
-  /**
-   * Targets as a job writes them: a {@code .npy} path or array names (a string), or an object of
-   * output key to either (several outputs).
-   */
-  private JobData.Targets targets(String key) {
-    JsonElement e = json.get(key);
-    if (e.isJsonObject()) {
-      java.util.Map<String, JobData.Targets> byOutput = new java.util.LinkedHashMap<>();
-      for (Map.Entry<String, JsonElement> o : e.getAsJsonObject().entrySet()) {
-        if (!o.getValue().isJsonPrimitive() || !o.getValue().getAsJsonPrimitive().isString()) {
-          throw bad("\"" + key + "\" gives " + o.getKey() + " " + o.getValue(), "give a .npy path or an array's name");
-        }
-        byOutput.put(o.getKey(), parse(key, () -> JobData.Targets.parse(o.getValue().getAsString(), here())));
-      }
-      return parse(key, () -> JobData.Targets.byOutput(byOutput));
-    }
-    return parse(key, () -> JobData.Targets.parse(string(key), here()));
-  }
-
-  private LossSpec lossNamed(JsonElement e, String key) {
-    if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isString()) {
-      throw bad("\"" + key + "\" is " + e, "give a loss by Keras's name");
-    }
-    LossSpec loss = parse(key, () -> LossSpec.byName(e.getAsString()));
-    if (loss == LossSpec.CAUSAL_LM) {
-      throw bad("\"" + key + "\" is causal_lm, the loss of the causal-lm task", "use that task for text");
-    }
-    return loss;
-  }
-
-  private Path here() {
-    return base.orElse(Path.of(""));
-  }
-
   private void head() {
-    if (flag("new_head")) {
+    if (keys.flag("new_head")) {
       settings.add(FineTuneJob.Builder::newHead);
     }
     if (json.has("features_at")) {
-      String at = string("features_at");
+      String at = keys.string("features_at");
       settings.add(b -> b.featuresAt(at));
     }
     if (json.has("hidden_units")) {
-      int units = wholeNumber("hidden_units");
-      double dropout = json.has("dropout") ? number("dropout") : 0;
+      int units = keys.wholeNumber("hidden_units");
+      double dropout = json.has("dropout") ? keys.number("dropout") : 0;
       settings.add(b -> b.headHidden(units, dropout));
     } else if (json.has("dropout")) {
-      throw bad("\"dropout\" applies after the hidden layer", "give \"hidden_units\" too");
+      throw JsonKeys.bad("\"dropout\" applies after the hidden layer", "give \"hidden_units\" too");
     }
     if (json.has("preprocess")) {
-      ImageOps.Preprocess p = parse("preprocess", () -> ImageOps.Preprocess.byName(string("preprocess")));
+      ImageOps.Preprocess p = keys.parse("preprocess", () -> ImageOps.Preprocess.byName(keys.string("preprocess")));
       settings.add(b -> b.preprocess(p));
     }
     if (json.has("image_size")) {
       JsonElement e = json.get("image_size");
       if (!e.isJsonArray() || e.getAsJsonArray().size() != 2) {
-        throw bad("\"image_size\" is " + e, "give [height, width]");
+        throw JsonKeys.bad("\"image_size\" is " + e, "give [height, width]");
       }
-      int h = positive(e.getAsJsonArray().get(0), "image_size");
-      int w = positive(e.getAsJsonArray().get(1), "image_size");
+      int h = keys.positive(e.getAsJsonArray().get(0), "image_size");
+      int w = keys.positive(e.getAsJsonArray().get(1), "image_size");
       settings.add(b -> b.imageSize(h, w));
     }
-    boolean flip = flag("flip");
-    double zoom = json.has("zoom") ? number("zoom") : 0;
-    double brightness = json.has("brightness") ? number("brightness") : 0;
-    boolean cache = !json.has("feature_cache") || flag("feature_cache");
+    boolean flip = keys.flag("flip");
+    double zoom = json.has("zoom") ? keys.number("zoom") : 0;
+    double brightness = json.has("brightness") ? keys.number("brightness") : 0;
+    boolean cache = !json.has("feature_cache") || keys.flag("feature_cache");
     if (json.has("flip") || json.has("zoom") || json.has("brightness") || json.has("feature_cache")) {
       settings.add(b -> b.flip(flip).zoom(zoom).brightness(brightness).featureCache(cache));
     }
@@ -435,25 +311,25 @@ public final class JobSpec {
 
   private void training() {
     if (json.has("seed")) {
-      long seed = longNumber("seed");
+      long seed = keys.longNumber("seed");
       settings.add(b -> b.seed(seed));
     }
     if (json.has("strict")) {
-      boolean strict = flag("strict");
+      boolean strict = keys.flag("strict");
       settings.add(b -> b.strict(strict));
     }
     whole("batch_size", FineTuneJob.Builder::batchSize);
     whole("epochs", FineTuneJob.Builder::epochs);
     if (json.has("validation_split")) {
-      double split = number("validation_split");
+      double split = keys.number("validation_split");
       settings.add(b -> b.validationSplit(split));
     }
     whole("early_stopping", FineTuneJob.Builder::earlyStopping);
     whole("reduce_lr_on_plateau", FineTuneJob.Builder::reduceLrOnPlateau);
     if (json.has("on_non_finite")) {
-      String policy = string("on_non_finite").toUpperCase(Locale.ROOT);
+      String policy = keys.string("on_non_finite").toUpperCase(Locale.ROOT);
       if (!policy.equals("STOP") && !policy.equals("SKIP")) {
-        throw bad("\"on_non_finite\" is '" + string("on_non_finite") + "'", "use stop or skip");
+        throw JsonKeys.bad("\"on_non_finite\" is '" + keys.string("on_non_finite") + "'", "use stop or skip");
       }
       settings.add(b -> b.onNonFinite(Fit.NonFinite.valueOf(policy)));
     }
@@ -461,49 +337,49 @@ public final class JobSpec {
 
   private void plan() {
     if (json.has("plan")) {
-      JsonObject p = object("plan");
-      org.finetune.train.TrainingPlan plan = parse("plan", () -> PlanJson.fromJson(p));
+      JsonObject p = keys.object("plan");
+      org.finetune.train.TrainingPlan plan = keys.parse("plan", () -> PlanJson.fromJson(p));
       settings.add(b -> b.plan(plan));
     }
     if (json.has("optimizer")) {
-      JsonObject o = object("optimizer").deepCopy();
+      JsonObject o = keys.object("optimizer").deepCopy();
       if (!o.has("name")) {
         o.addProperty("name", "adam"); // the job's default optimizer, as without the key
       }
-      OptimizerSpec spec = parse("optimizer", () -> PlanJson.optimizer(o));
+      OptimizerSpec spec = keys.parse("optimizer", () -> PlanJson.optimizer(o));
       settings.add(b -> b.optimizer(spec));
     }
     if (json.has("schedule")) {
-      String s = string("schedule").toUpperCase(Locale.ROOT);
+      String s = keys.string("schedule").toUpperCase(Locale.ROOT);
       if (!List.of("CONSTANT", "COSINE", "SLANTED").contains(s)) {
-        throw bad("\"schedule\" is '" + string("schedule") + "'", "use constant, cosine or slanted");
+        throw JsonKeys.bad("\"schedule\" is '" + keys.string("schedule") + "'", "use constant, cosine or slanted");
       }
       settings.add(b -> b.schedule(FineTuneJob.Schedule.valueOf(s)));
     }
     if (json.has("l2sp")) {
-      double l2sp = number("l2sp");
+      double l2sp = keys.number("l2sp");
       settings.add(b -> b.l2sp(l2sp));
     }
     for (String k : List.of("train", "freeze")) {
       if (json.has(k)) {
-        Selector s = parse(k, () -> Selector.parse(string(k)));
+        Selector s = keys.parse(k, () -> Selector.parse(keys.string(k)));
         settings.add(k.equals("train") ? b -> b.train(s) : b -> b.freeze(s));
       }
     }
     if (json.has("unfreeze_every")) {
-      int every = wholeNumber("unfreeze_every");
+      int every = keys.wholeNumber("unfreeze_every");
       settings.add(b -> b.unfreezeGradually(every));
     } else if (json.has("groups") || json.has("discriminative_lr")) {
-      throw bad("\"groups\" and \"discriminative_lr\" shape gradual unfreezing", "give \"unfreeze_every\" too");
+      throw JsonKeys.bad("\"groups\" and \"discriminative_lr\" shape gradual unfreezing", "give \"unfreeze_every\" too");
     }
     if (json.has("discriminative_lr")) {
-      double f = number("discriminative_lr");
+      double f = keys.number("discriminative_lr");
       settings.add(b -> b.discriminativeFactor(f));
     }
     if (json.has("groups")) {
       List<Selector> groups = new ArrayList<>();
-      for (JsonElement g : array("groups")) {
-        groups.add(parse("groups", () -> Selector.parse(g.getAsString())));
+      for (JsonElement g : keys.array("groups")) {
+        groups.add(keys.parse("groups", () -> Selector.parse(g.getAsString())));
       }
       settings.add(b -> b.groups(groups));
     }
@@ -511,133 +387,27 @@ public final class JobSpec {
 
   private void outputs() {
     if (json.has("overwrite")) {
-      boolean overwrite = flag("overwrite");
+      boolean overwrite = keys.flag("overwrite");
       settings.add(b -> b.overwrite(overwrite));
     }
     if (json.has("checkpoint_every") && !json.has("checkpoints")) {
-      throw bad("\"checkpoint_every\" needs \"checkpoints\"", "say where the checkpoints go");
+      throw JsonKeys.bad("\"checkpoint_every\" needs \"checkpoints\"", "say where the checkpoints go");
     }
-    path("export").ifPresent(p -> settings.add(b -> b.exportTo(p)));
-    path("checkpoints").ifPresent(p -> settings.add(b -> b.checkpoints(p)));
+    keys.path("export").ifPresent(p -> settings.add(b -> b.exportTo(p)));
+    keys.path("checkpoints").ifPresent(p -> settings.add(b -> b.checkpoints(p)));
     whole("checkpoint_every", FineTuneJob.Builder::checkpointEvery);
-    path("resume").ifPresent(p -> settings.add(b -> b.resume(p)));
-    path("history").ifPresent(p -> settings.add(b -> b.history(p)));
-    path("tensorboard").ifPresent(p -> settings.add(b -> b.tensorBoard(p)));
-    path("curves").ifPresent(p -> settings.add(b -> b.curves(p)));
-    path("result"); // checked here; whoever runs the job writes the result (result())
+    keys.path("resume").ifPresent(p -> settings.add(b -> b.resume(p)));
+    keys.path("history").ifPresent(p -> settings.add(b -> b.history(p)));
+    keys.path("tensorboard").ifPresent(p -> settings.add(b -> b.tensorBoard(p)));
+    keys.path("curves").ifPresent(p -> settings.add(b -> b.curves(p)));
+    keys.path("result"); // checked here; whoever runs the job writes the result (result())
   }
 
   private void whole(String key, java.util.function.BiConsumer<FineTuneJob.Builder, Integer> set) {
     if (json.has(key)) {
-      int v = wholeNumber(key);
+      int v = keys.wholeNumber(key);
       settings.add(b -> set.accept(b, v));
     }
   }
 
-  private Optional<Path> path(String key) {
-    return json.has(key) ? Optional.of(resolve(string(key))) : Optional.empty();
-  }
-
-  private List<Path> paths(String key) {
-    JsonElement e = json.get(key);
-    List<Path> out = new ArrayList<>();
-    if (e.isJsonArray()) {
-      for (JsonElement p : e.getAsJsonArray()) {
-        if (!p.isJsonPrimitive() || !p.getAsJsonPrimitive().isString()) {
-          throw bad("\"" + key + "\" lists " + p, "list paths as strings");
-        }
-        out.add(resolve(p.getAsString()));
-      }
-    } else {
-      out.add(resolve(string(key)));
-    }
-    return out;
-  }
-
-  private Path resolve(String p) {
-    Path path = Path.of(p);
-    return path.isAbsolute() || base.isEmpty() ? path : base.get().resolve(path).normalize();
-  }
-
-  private String string(String key) {
-    JsonElement e = json.get(key);
-    if (e == null || !e.isJsonPrimitive() || !e.getAsJsonPrimitive().isString()) {
-      throw bad("\"" + key + "\" is " + e, "give a string");
-    }
-    return e.getAsString();
-  }
-
-  private boolean flag(String key) {
-    JsonElement e = json.get(key);
-    if (e == null) {
-      return false;
-    }
-    if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isBoolean()) {
-      throw bad("\"" + key + "\" is " + e, "give true or false");
-    }
-    return e.getAsBoolean();
-  }
-
-  private double number(String key) {
-    JsonElement e = json.get(key);
-    if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isNumber()) {
-      throw bad("\"" + key + "\" is " + e, "give a number");
-    }
-    return e.getAsDouble();
-  }
-
-  private long longNumber(String key) {
-    double d = number(key);
-    if (d != Math.rint(d) || Math.abs(d) > 1L << 53) {
-      throw bad("\"" + key + "\" is " + json.get(key), "give a whole number");
-    }
-    return (long) d;
-  }
-
-  private int wholeNumber(String key) {
-    return positive(json.get(key), key);
-  }
-
-  private int positive(JsonElement e, String key) {
-    if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isNumber() || e.getAsDouble() != Math.rint(e.getAsDouble())
-        || e.getAsDouble() < 1 || e.getAsDouble() > Integer.MAX_VALUE) {
-      throw bad("\"" + key + "\" is " + e, "give a whole number >= 1");
-    }
-    return e.getAsInt();
-  }
-
-  private JsonObject object(String key) {
-    JsonElement e = json.get(key);
-    if (!e.isJsonObject()) {
-      throw bad("\"" + key + "\" is " + e, "give a JSON object");
-    }
-    return e.getAsJsonObject();
-  }
-
-  private JsonArray array(String key) {
-    JsonElement e = json.get(key);
-    if (!e.isJsonArray()) {
-      throw bad("\"" + key + "\" is " + e, "give a JSON array");
-    }
-    for (JsonElement x : e.getAsJsonArray()) {
-      if (!(x instanceof JsonPrimitive p) || !p.isString()) {
-        throw bad("\"" + key + "\" lists " + x, "list strings");
-      }
-    }
-    return e.getAsJsonArray();
-  }
-
-  private <T> T parse(String key, java.util.function.Supplier<T> read) {
-    try {
-      return read.get();
-    } catch (JobException e) {
-      throw e;
-    } catch (IllegalArgumentException | IllegalStateException e) {
-      throw bad("\"" + key + "\": " + e.getMessage(), "");
-    }
-  }
-
-  private static JobException bad(String problem, String fix) {
-    return new JobException(problem, Setting.NONE, fix);
-  }
 }

@@ -6,19 +6,13 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
-import java.util.Set;
 import org.finetune.data.NpyArray;
-import org.finetune.graph.LayerScopes;
-import org.finetune.graph.OpDefs;
 import org.finetune.model.FlatSignature;
 import org.finetune.model.KerasSavedModel;
-import org.finetune.savedmodel.LayerInfo;
 import org.finetune.savedmodel.ModelInfo;
-import org.finetune.savedmodel.SignatureInfo;
 import org.finetune.savedmodel.TensorNames;
 import org.finetune.savedmodel.VariableInfo;
 import org.tensorflow.Graph;
-import org.tensorflow.Output;
 import org.tensorflow.Result;
 import org.tensorflow.Session;
 import org.tensorflow.Tensor;
@@ -83,51 +77,11 @@ public final class Trainer implements AutoCloseable {
     this.graph = model.graph();
     this.session = model.session();
     this.tf = Ops.create(graph).withSubScope(SCOPE + "_" + Integer.toHexString(System.identityHashCode(this)));
-    SignatureInfo sig = model.info().signatures().get(plan.signature());
-    Output<?> lossOn;
-    Losses.LossGraph multi = null;
-    if (plan.head().isPresent() && plan.head().get().at().isPresent()) {
-      HeadSpec spec = plan.head().get();
-      String features = flat.imported(LayerScopes.outputOf(flat.graphDef(), spec.at().get(), inputNodes(),
-          flat.outputs().values().stream().map(flat::local).toList(), OpDefs.runtime()));
-      this.head = Optional.of(buildHead(spec, features));
-      this.sources = List.of(flat.local(features));
-      lossOn = head.get().output();
-    } else if (!plan.outputs().isEmpty()) {
-      List<String> locals = new ArrayList<>();
-      Map<String, Output<?>> outputs = new LinkedHashMap<>();
-      for (OutputLoss o : plan.outputs()) {
-        String tensor = flat.outputs().get(o.output());
-        if (tensor == null) {
-          throw new IllegalArgumentException("signature " + flat.signature() + " has no output '" + o.output()
-              + "'; it has " + flat.outputs().keySet());
-        }
-        locals.add(flat.local(tensor));
-        outputs.put(o.output(), graph.output(tensor));
-      }
-      this.head = Optional.empty();
-      this.sources = List.copyOf(locals);
-      lossOn = outputs.values().iterator().next();
-      multi = Losses.combine(graph, tf, flat, outputs, plan.outputs());
-    } else {
-      String output = plan.output().orElseGet(() -> {
-        if (sig.outputs().size() != 1) {
-          throw new IllegalArgumentException("signature " + sig.name() + " has outputs " + flat.outputs().keySet()
-              + "; name the one to train with the plan's output");
-        }
-        return sig.outputs().get(0).key();
-      });
-      String tensor = flat.outputs().get(output);
-      if (tensor == null) {
-        throw new IllegalArgumentException("signature " + flat.signature() + " has no output '" + output
-            + "'; it has " + flat.outputs().keySet());
-      }
-      this.head = plan.head().map(spec -> buildHead(spec, tensor));
-      this.sources = List.of(flat.local(tensor));
-      lossOn = head.isPresent() ? head.get().output() : graph.output(tensor);
-    }
-    this.outputTensor = lossOn.op().name() + ":" + lossOn.index();
-    this.lossGraph = multi != null ? multi : Losses.build(graph, tf, flat, lossOn, plan.loss(), plan.fromLogits());
+    LossPlacement placed = LossPlacement.of(model, plan, flat, tf);
+    this.head = placed.head();
+    this.sources = placed.sources();
+    this.outputTensor = placed.outputTensor();
+    this.lossGraph = placed.lossGraph();
     Placeholder<TFloat32> lr = tf.withName("learning_rate").placeholder(TFloat32.class,
         Placeholder.shape(Shape.scalar()));
     this.learningRate = lr.op().name() + ":0";
@@ -144,27 +98,11 @@ public final class Trainer implements AutoCloseable {
       compiled.add(null);
     }
     this.compiler = new StageCompiler(new StageCompiler.Parts(plan, flat, graph, session, tf, lossGraph, optimizer,
-        learningRate, variables, selectable, sources, inputNodes(), headVariables(), head.isPresent(), warnings));
+        learningRate, variables, selectable, sources, LossPlacement.inputNodes(flat), headVariables(),
+        head.isPresent(), warnings));
     this.stateFiles = new StateFiles(graph, session, tf);
     this.feeder = new BatchFeeder(plan, flat, lossGraph, flat.imported(sources.get(0)), head,
         () -> head.isPresent() && headOnly(stage), this::iterations);
-  }
-
-  private Head buildHead(HeadSpec spec, String features) {
-    for (LayerInfo layer : model.info().layers()) {
-      if (layer.name().equals(HeadSpec.HIDDEN) || layer.name().equals(HeadSpec.OUTPUT)) {
-        throw new IllegalArgumentException("the model already has a layer named " + layer.name()
-            + ", the name a new head's layer takes");
-      }
-    }
-    Optional<Output<?>> padding = Optional.ofNullable(flat.inputs().get("padding_mask")).map(graph::output);
-    return Head.build(graph, session, tf.withSubScope("head"), spec, graph.output(features), padding);
-  }
-
-  private Set<String> inputNodes() {
-    Set<String> out = new java.util.HashSet<>();
-    flat.inputs().values().forEach(t -> out.add(TensorNames.nodeOf(flat.local(t))));
-    return out;
   }
 
   /** The model as stages select from it: the layers that feed the loss, with a new head's layers last. */
