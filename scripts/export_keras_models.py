@@ -25,6 +25,9 @@ Models (``--models``; default: all of them, skipping those already written):
   gpt2_base           keras-hub GPT2CausalLM with the gpt2-base configuration (124M params)
   text_embedding      a tiny tf_keras text classifier (Embedding, pooling, Dense): its Embedding
                       reads through ResourceGather, an op with no C++ gradient (tf_keras only)
+  recurrent           a tiny tf_keras sequence regressor: LSTM (8, return_sequences) -> GRU (6) ->
+                      Dense (1) over 10 steps of 4 features; tf_keras saves each recurrent layer
+                      as a call (with its cuDNN twin beside it) into a While loop over TensorLists
   tf1_linear          a TF1-style SavedModel (SavedModelBuilder): no object graph, no functions
                       (export path ``tf1`` only)
 
@@ -56,9 +59,9 @@ import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 
 SEED = 1234
-SMALL = ["vgg16_small", "inception_v3_small", "gpt2_small", "text_embedding", "tf1_linear"]
+SMALL = ["vgg16_small", "inception_v3_small", "gpt2_small", "text_embedding", "recurrent", "tf1_linear"]
 FULL = ["vgg16", "inception_v3", "gpt2_base"]
-COMMITTED = ["vgg16_small", "inception_v3_small", "text_embedding", "tf1_linear"]
+COMMITTED = ["vgg16_small", "inception_v3_small", "text_embedding", "recurrent", "tf1_linear"]
 
 
 # ---------------------------------------------------------------- width-reduced replicas
@@ -372,6 +375,22 @@ def export_text_embedding(out):
                   lambda p: model.save(p, save_format="tf"), model, y, x, "text_embedding")
 
 
+def export_recurrent(out):
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(SEED)
+    model = tf_keras.Sequential([
+        tf_keras.Input((10, 4), name="series"),
+        tf_keras.layers.LSTM(8, return_sequences=True, name="lstm"),
+        tf_keras.layers.GRU(6, name="gru"),
+        tf_keras.layers.Dense(1, name="value"),
+    ], name="recurrent")
+    x = np.cumsum(0.3 * np.random.default_rng(SEED).standard_normal((4, 10, 4)), axis=1).astype(np.float32)
+    y = model(x, training=False).numpy()
+    write_fixture(os.path.join(out, "recurrent", "tf_keras"), "tf_keras",
+                  lambda p: model.save(p, save_format="tf"), model, y, x, "recurrent")
+
+
 class Tf1Variable:
     def __init__(self, variable):
         self.shape = variable.shape.as_list()
@@ -459,12 +478,13 @@ def main(argv):
         "inception_v3": lambda out: export_image_model(out, "inception_v3", lambda: build_inception_v3(args.weights)),
         "gpt2_base": lambda out: export_gpt2(out, "gpt2_base", "base", args.weights),
         "text_embedding": lambda out: export_text_embedding(out),
+        "recurrent": lambda out: export_recurrent(out),
         "tf1_linear": lambda out: export_tf1_linear(out),
     }
     for name in names:
         out = root if name in COMMITTED else os.path.join(root, "generated")
         markers = [os.path.join(out, name, "keras", "model.keras"), os.path.join(out, name, "keras3_export", "expected.json")]
-        if name in ("text_embedding", "tf1_linear"):
+        if name in ("text_embedding", "recurrent", "tf1_linear"):
             markers = [os.path.join(out, name)]
         if all(os.path.exists(m) for m in markers) and not args.force:
             print(f"kept {os.path.join(out, name)} (complete; --force rewrites it)", flush=True)

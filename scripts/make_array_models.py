@@ -3,7 +3,7 @@
 
 The arrays task trains any model on NumPy arrays or CSV, as Keras's ``fit(x, y)`` does. These
 cases give it models of different shapes (one or two inputs, int32 tokens, one or two outputs,
-a recurrent layer) with data that each one can learn, so that Java and Keras
+recurrent layers: masked, stacked, bidirectional, returning sequences) with data that each one can learn, so that Java and Keras
 (scripts/reference_fit.py) can be run on the same thing and compared:
 
   tabular_mlp       Input features (8,) float32 -> Dense hidden (16, relu) -> Dense price (1)
@@ -24,6 +24,17 @@ a recurrent layer) with data that each one can learn, so that Java and Keras
                     data/labels.npy (int64 [96])
   lstm_regressor    Input series (10, 4) -> LSTM (8, no cuDNN: a While loop) -> Dense value (1);
                     data/train.npz (series, float32 [96, 10, 4]) and data/target.npy (float32 [96])
+  gru_classifier    Input tokens (15,) int32 -> Embedding (30, 8, mask_zero: padding 0 is masked) ->
+                    GRU (8) -> Dense classes (3, softmax); data/train.npz (tokens, int64 [96, 15],
+                    lengths 4..15, zero-padded) and data/labels.npy (int64 [96]): the label is the
+                    token range most present
+  recurrent_stack   Input series (12, 3) -> SimpleRNN (6, return_sequences) -> Bidirectional LSTM
+                    (5 each way, concatenated; the backward one runs go_backwards) -> Dense value
+                    (1); data/train.npz (series, float32 [96, 12, 3]), data/target.npy (float32 [96])
+  sequence_tagger   Input series (10, 3) -> Bidirectional GRU (4 each way, return_sequences) ->
+                    Dense tags (2, softmax) at every step; data/train.npz (series, float32
+                    [96, 10, 3]) and data/tags.npy (int64 [96, 10]): whether the running sum of
+                    the first feature is positive
 
 Each case is written as
 
@@ -143,6 +154,49 @@ def lstm_regressor(rng):
     return model, data, values[:4]
 
 
+def gru_classifier(rng):
+    tokens = keras.Input(shape=(15,), dtype="int32", name="tokens")
+    x = layers.Embedding(30, 8, mask_zero=True, name="embedding")(tokens)
+    x = layers.GRU(8, use_cudnn=False, name="gru")(x)
+    model = keras.Model(tokens, layers.Dense(3, activation="softmax", name="classes")(x), name="gru_classifier")
+
+    n, length = 96, 15
+    lengths = rng.integers(4, length + 1, size=n)
+    mask = np.arange(length)[None, :] < lengths[:, None]
+    ids = (rng.integers(1, 30, size=(n, length)) * mask).astype(np.int64)
+    counts = np.stack([((ids >= lo) & (ids < lo + 10) & mask).sum(axis=1) for lo in (1, 11, 21)], axis=1)
+    labels = np.argmax(counts, axis=1).astype(np.int64)
+    data = {"train.npz": lambda path: np.savez(path, tokens=ids),
+            "labels.npy": lambda path: np.save(path, labels)}
+    return model, data, ids[:4].astype(np.int32)
+
+
+def recurrent_stack(rng):
+    series = keras.Input(shape=(12, 3), name="series")
+    x = layers.SimpleRNN(6, return_sequences=True, name="simple_rnn")(series)
+    x = layers.Bidirectional(layers.LSTM(5, use_cudnn=False), name="bidirectional")(x)
+    model = keras.Model(series, layers.Dense(1, name="value")(x), name="recurrent_stack")
+
+    values = np.cumsum(0.3 * rng.standard_normal((96, 12, 3)), axis=1).astype(np.float32)
+    # target: the first feature's last value against the last feature's first.
+    target = (values[:, -1, 0] - 0.5 * values[:, 0, 2]).astype(np.float32)
+    data = {"train.npz": lambda path: np.savez(path, series=values),
+            "target.npy": lambda path: np.save(path, target)}
+    return model, data, values[:4]
+
+
+def sequence_tagger(rng):
+    series = keras.Input(shape=(10, 3), name="series")
+    x = layers.Bidirectional(layers.GRU(4, return_sequences=True, use_cudnn=False), name="bidirectional")(series)
+    model = keras.Model(series, layers.Dense(2, activation="softmax", name="tags")(x), name="sequence_tagger")
+
+    values = rng.standard_normal((96, 10, 3)).astype(np.float32)
+    tags = (np.cumsum(values[:, :, 0], axis=1) > 0).astype(np.int64)
+    data = {"train.npz": lambda path: np.savez(path, series=values),
+            "tags.npy": lambda path: np.save(path, tags)}
+    return model, data, values[:4]
+
+
 def bert_classifier(rng):
     import keras_hub  # only this case needs it
 
@@ -171,10 +225,12 @@ def bert_classifier(rng):
 
 
 CASES = {"tabular_mlp": tabular_mlp, "token_classifier": token_classifier,
-         "image_tabular": image_tabular, "lstm_regressor": lstm_regressor, "bert_classifier": bert_classifier}
+         "image_tabular": image_tabular, "lstm_regressor": lstm_regressor, "bert_classifier": bert_classifier,
+         "gru_classifier": gru_classifier, "recurrent_stack": recurrent_stack, "sequence_tagger": sequence_tagger}
 DATA_FILES = {"tabular_mlp": ["houses.csv", "houses_val.csv"], "token_classifier": ["train.npz", "labels.npy"],
               "image_tabular": ["train.npz", "kind.npy", "size.npy"], "lstm_regressor": ["train.npz", "target.npy"],
-              "bert_classifier": ["train.npz", "labels.npy"]}
+              "bert_classifier": ["train.npz", "labels.npy"], "gru_classifier": ["train.npz", "labels.npy"],
+              "recurrent_stack": ["train.npz", "target.npy"], "sequence_tagger": ["train.npz", "tags.npy"]}
 
 
 # ---------------------------------------------------------------- checking the export

@@ -8,6 +8,7 @@ import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Set;
 import org.finetune.savedmodel.Ancestors;
 import org.finetune.savedmodel.TensorNames;
@@ -40,8 +41,11 @@ import org.tensorflow.proto.TensorShapeProto;
  *
  * <p>Device fields and control dependencies are kept; attributes starting with an underscore
  * (function-only bookkeeping such as {@code _read_only_resource_inputs}, colocation) are dropped.
- * Ops that take functions but are not calls ({@code If}, {@code While}) are kept, with the
- * functions they need copied into the flat library.
+ * {@code While} loops whose steps are all decided before the graph runs (recurrent layers over a
+ * fixed number of time steps) are unrolled, their {@code TensorList} ops rewritten
+ * ({@link TensorLists}), since the runtime differentiates neither. Other ops that take functions
+ * ({@code If}, loops that cannot be unrolled) are kept, with the functions they need copied into
+ * the flat library.
  */
 public final class FunctionFlattener {
   /** Suffix of the shared read node created for each variable handle. */
@@ -56,11 +60,15 @@ public final class FunctionFlattener {
    * @param inputs signature input key to the placeholder tensor
    * @param outputs signature output key to the tensor that computes it
    * @param variables by handle node name of the original graph, each with its shared read
+   * @param loops one line per {@code While} loop: unrolled into how many steps, or kept and why
    */
   public record FlatGraph(GraphDef graphDef, Map<String, String> inputs, Map<String, String> outputs,
-      Map<String, FlatVariable> variables) {}
+      Map<String, FlatVariable> variables, List<String> loops) {}
 
   private static final Set<String> CALL_OPS = Set.of("PartitionedCall", "StatefulPartitionedCall");
+  private static final Set<String> LOOP_OPS = Set.of("While", "StatelessWhile");
+  /** Loops longer than this stay loops: the unrolled graph would grow with every step. */
+  static final int MAX_UNROLLED_STEPS = 4096;
 
   private final OpDefs opDefs;
   private final Map<String, FunctionDef> library = new HashMap<>();
@@ -70,6 +78,12 @@ public final class FunctionFlattener {
   /** Flat tensor name of a resource handle to the variable it is. */
   private final Map<String, FlatVariable> resources = new HashMap<>();
   private final Set<String> neededFunctions = new LinkedHashSet<>();
+  /** Every flat node by name, for the static values that decide how loops unroll. */
+  private final Map<String, NodeDef> flatNodes = new HashMap<>();
+  private final StaticValues values = new StaticValues(flatNodes);
+  private final TensorLists lists = new TensorLists(values);
+  /** What became of each loop: unrolled, or kept and why. */
+  private final List<String> loops = new ArrayList<>();
 
   private FunctionFlattener(GraphDef graph, OpDefs opDefs) {
     this.opDefs = opDefs;
@@ -100,20 +114,13 @@ public final class FunctionFlattener {
         nodes.add(n);
       }
     }
-    Scope scope = new Scope("", Map.of(), true);
+    FlatScope scope = new FlatScope("", Map.of(), true, opDefs, library);
     for (NodeDef node : Topology.sort(nodes)) {
       if (node.getOp().equals("VarHandleOp") || node.getOp().equals("VariableV2")) {
         emitVariable(node, scope);
-      } else if (node.getOp().equals("ReadVariableOp") && resources.containsKey(scope.translate(node.getInput(0)))) {
-        // A plain graph (TF1 style, or one of our own exports) reads its variables at the top level.
-        FlatVariable v = resources.get(scope.translate(node.getInput(0)));
-        scope.alias(node.getName(), List.of(v.read()), v.read().substring(0, v.read().indexOf(':')));
-      } else if (node.getOp().equals("ResourceGather") && resources.containsKey(scope.translate(node.getInput(0)))) {
-        emitGather(node, scope, resources.get(scope.translate(node.getInput(0))));
-      } else if (isCall(node)) {
-        inline(node, scope);
       } else {
-        emitCopy(node, scope);
+        // A plain graph (TF1 style, or one of our own exports) reads its variables at the top level.
+        emitNode(node, scope);
       }
     }
     Map<String, String> flatOutputs = new LinkedHashMap<>();
@@ -125,12 +132,12 @@ public final class FunctionFlattener {
       closeOverFunctions().forEach(name -> lib.addFunction(library.get(name)));
       out.setLibrary(lib);
     }
-    return new FlatGraph(out.build(), flatInputs, flatOutputs, variables);
+    return new FlatGraph(out.build(), flatInputs, flatOutputs, variables, List.copyOf(loops));
   }
 
   // ------------------------------------------------------------------------------ emitting
 
-  private void emitVariable(NodeDef node, Scope scope) {
+  private void emitVariable(NodeDef node, FlatScope scope) {
     NodeDef.Builder handle = node.toBuilder().clearInput();
     dropPrivateAttrs(handle);
     AttrValue shared = handle.getAttrMap().get("shared_name");
@@ -159,7 +166,7 @@ public final class FunctionFlattener {
     scope.emitted(node.getName(), node.getName(), node);
   }
 
-  private void emitCopy(NodeDef node, Scope scope) {
+  private void emitCopy(NodeDef node, FlatScope scope) {
     String name = scope.prefix + node.getName();
     NodeDef.Builder copy = node.toBuilder().setName(name).clearInput();
     for (String input : node.getInputList()) {
@@ -179,6 +186,12 @@ public final class FunctionFlattener {
       }
       value.getList().getFuncList().forEach(f -> neededFunctions.add(f.getName()));
     }
+    List<NodeDef> replacement = lists.rewrite(copy.build());
+    if (!replacement.isEmpty()) {
+      replacement.forEach(this::add);
+      scope.single(node.getName(), TensorLists.outputArg(node.getOp()), name + ":0", name);
+      return;
+    }
     add(copy.build());
     scope.emitted(node.getName(), name, node);
     if (node.getOp().equals("Identity") && node.getAttrMap().get("T").getType() == DataType.DT_RESOURCE) {
@@ -189,8 +202,22 @@ public final class FunctionFlattener {
     }
   }
 
+  /** One node of a body: a read of a captured variable, a call, a loop, or a copy. */
+  private void emitNode(NodeDef node, FlatScope scope) {
+    if (node.getOp().equals("ReadVariableOp") && resources.containsKey(scope.translate(node.getInput(0)))) {
+      FlatVariable v = resources.get(scope.translate(node.getInput(0)));
+      scope.alias(node.getName(), List.of(v.read()), v.read().substring(0, v.read().indexOf(':')));
+    } else if (node.getOp().equals("ResourceGather") && resources.containsKey(scope.translate(node.getInput(0)))) {
+      emitGather(node, scope, resources.get(scope.translate(node.getInput(0))));
+    } else if (isCall(node)) {
+      inline(node, scope);
+    } else if (!(LOOP_OPS.contains(node.getOp()) && unroll(node, scope))) {
+      emitCopy(node, scope);
+    }
+  }
+
   /** Copies the body of the function {@code call} invokes in place of the call. */
-  private void inline(NodeDef call, Scope caller) {
+  private void inline(NodeDef call, FlatScope caller) {
     String fname = calledFunction(call);
     FunctionDef f = library.get(fname);
     if (f == null) {
@@ -198,43 +225,49 @@ public final class FunctionFlattener {
     }
     List<String> args = new ArrayList<>();
     List<String> control = new ArrayList<>();
-    for (String input : call.getInputList()) {
+    split(call, caller, args, control);
+    String done = caller.prefix + call.getName();
+    List<String> results = inlineBody(f, args, control, done);
+    List<String> outputNames = new ArrayList<>();
+    f.getSignature().getOutputArgList().forEach(a -> outputNames.add(a.getName()));
+    caller.inlined(call, results, CALL_OPS.contains(call.getOp()) ? null : outputNames, done);
+  }
+
+  /** A node's inputs, flat: data inputs into {@code args}, control inputs (without caret) into {@code control}. */
+  private static void split(NodeDef node, FlatScope scope, List<String> args, List<String> control) {
+    for (String input : node.getInputList()) {
       if (input.startsWith("^")) {
-        control.add(caller.translate(input).substring(1));
+        control.add(scope.translate(input).substring(1));
       } else {
-        args.add(caller.translate(input));
+        args.add(scope.translate(input));
       }
     }
+  }
+
+  /**
+   * Copies {@code f}'s body under {@code name + "/"} with {@code args} as its arguments, and a
+   * NoOp named {@code name} that stands for "the body has run" to control edges; returns its
+   * results as flat tensors.
+   */
+  private List<String> inlineBody(FunctionDef f, List<String> args, List<String> control, String name) {
     if (args.size() != f.getSignature().getInputArgCount()) {
-      throw new IllegalArgumentException("call " + call.getName() + " passes " + args.size() + " inputs to " + fname
+      throw new IllegalArgumentException(name + " passes " + args.size() + " inputs to " + f.getSignature().getName()
           + ", which takes " + f.getSignature().getInputArgCount());
     }
-    String prefix = caller.prefix + call.getName() + "/";
     Map<String, String> argTensors = new HashMap<>();
     for (int i = 0; i < args.size(); i++) {
       argTensors.put(f.getSignature().getInputArg(i).getName(), args.get(i));
     }
-    Scope body = new Scope(prefix, argTensors, false);
+    FlatScope body = new FlatScope(name + "/", argTensors, false, opDefs, library);
     body.controlIn.addAll(control);
     for (NodeDef node : Topology.sort(f.getNodeDefList())) {
-      if (node.getOp().equals("ReadVariableOp") && resources.containsKey(body.translate(node.getInput(0)))) {
-        FlatVariable v = resources.get(body.translate(node.getInput(0)));
-        body.alias(node.getName(), List.of(v.read()), v.read().substring(0, v.read().indexOf(':')));
-      } else if (node.getOp().equals("ResourceGather") && resources.containsKey(body.translate(node.getInput(0)))) {
-        emitGather(node, body, resources.get(body.translate(node.getInput(0))));
-      } else if (isCall(node)) {
-        inline(node, body);
-      } else {
-        emitCopy(node, body);
-      }
+      emitNode(node, body);
     }
     List<String> results = new ArrayList<>();
     for (OpDef.ArgDef arg : f.getSignature().getOutputArgList()) {
       results.add(body.translate(f.getRetMap().get(arg.getName())));
     }
-    // A NoOp under the call's own name stands for "the call has run" to control edges.
-    String done = caller.prefix + call.getName();
-    NodeDef.Builder marker = NodeDef.newBuilder().setName(done).setOp("NoOp").setDevice(call.getDevice());
+    NodeDef.Builder marker = NodeDef.newBuilder().setName(name).setOp("NoOp");
     for (String r : results) {
       marker.addInput("^" + TensorNames.nodeOf(r));
     }
@@ -242,12 +275,83 @@ public final class FunctionFlattener {
       marker.addInput("^" + body.nodeName(ctrl));
     }
     add(marker.build());
-    List<String> outputNames = new ArrayList<>();
-    f.getSignature().getOutputArgList().forEach(a -> outputNames.add(a.getName()));
-    caller.inlined(call, results, outputNames, done);
+    return results;
   }
 
-  private void emitGather(NodeDef node, Scope scope, FlatVariable v) {
+  // ------------------------------------------------------------------------------ loops
+
+  /**
+   * Unrolls a {@code While} loop whose every step is decided before the graph runs (Keras's
+   * recurrent layers over a fixed number of time steps): evaluates its condition on the loop
+   * variables' static values, and while it holds, inlines another copy of the body, each step's
+   * results the next step's arguments. The runtime has no gradient for {@code While}; the
+   * unrolled steps have ordinary ops, and their {@code TensorList} reads and writes are rewritten
+   * by {@link TensorLists}. A loop that cannot be unrolled is kept, everything it emitted removed,
+   * and the reason recorded in {@link FlatGraph#loops()}.
+   */
+  private boolean unroll(NodeDef loop, FlatScope scope) {
+    FunctionDef cond = library.get(loop.getAttrMap().get("cond").getFunc().getName());
+    FunctionDef body = library.get(loop.getAttrMap().get("body").getFunc().getName());
+    String name = scope.prefix + loop.getName();
+    if (cond == null || body == null) {
+      return false;
+    }
+    List<String> vars = new ArrayList<>();
+    List<String> control = new ArrayList<>();
+    split(loop, scope, vars, control);
+    int mark = out.getNodeCount();
+    Set<String> functionsBefore = new LinkedHashSet<>(neededFunctions);
+    int steps = 0;
+    try {
+      while (true) {
+        int condMark = out.getNodeCount();
+        List<String> verdict = inlineBody(cond, vars, control, name + "/finetune_cond_" + steps);
+        Optional<Long> more = values.scalar(verdict.get(0));
+        truncate(condMark);
+        if (more.isEmpty()) {
+          throw new IllegalArgumentException("its condition depends on values known only when it runs (a sequence"
+              + " length that is not fixed by the input's shape)");
+        }
+        if (more.get() == 0) {
+          break;
+        }
+        if (steps == MAX_UNROLLED_STEPS) {
+          throw new IllegalArgumentException("it runs more than " + MAX_UNROLLED_STEPS + " steps");
+        }
+        vars = inlineBody(body, vars, control, name + "/finetune_step_" + steps);
+        steps++;
+      }
+    } catch (IllegalArgumentException e) {
+      truncate(mark);
+      neededFunctions.retainAll(functionsBefore);
+      loops.add(name + " stays a loop, without gradients: " + e.getMessage());
+      return false;
+    }
+    NodeDef.Builder done = NodeDef.newBuilder().setName(name).setOp("NoOp").setDevice(loop.getDevice());
+    vars.forEach(v -> done.addInput("^" + TensorNames.nodeOf(v)));
+    add(done.build());
+    scope.inlined(loop, vars, null, name);
+    loops.add(name + " unrolled into " + steps + " steps");
+    return true;
+  }
+
+  /** Removes every node added after the first {@code count}. */
+  private void truncate(int count) {
+    List<String> removed = new ArrayList<>();
+    while (out.getNodeCount() > count) {
+      String n = out.getNode(out.getNodeCount() - 1).getName();
+      removed.add(n);
+      out.removeNode(out.getNodeCount() - 1);
+      emitted.remove(n);
+      flatNodes.remove(n);
+    }
+    Set<String> gone = new HashSet<>(removed);
+    values.forget(gone);
+    lists.forget(gone);
+    resources.keySet().removeIf(t -> gone.contains(TensorNames.nodeOf(t)));
+  }
+
+  private void emitGather(NodeDef node, FlatScope scope, FlatVariable v) {
     String name = scope.prefix + node.getName();
     String axis = name + "/finetune_axis";
     add(NodeDef.newBuilder().setName(axis).setOp("Const").setDevice(node.getDevice())
@@ -274,6 +378,7 @@ public final class FunctionFlattener {
       throw new IllegalStateException("two nodes named " + node.getName() + " in the flat graph");
     }
     out.addNode(node);
+    flatNodes.put(node.getName(), node);
   }
 
   private static void dropPrivateAttrs(NodeDef.Builder node) {
@@ -281,116 +386,6 @@ public final class FunctionFlattener {
       if (key.startsWith("_")) {
         node.removeAttr(key);
       }
-    }
-  }
-
-  // ------------------------------------------------------------------------------ naming
-
-  /**
-   * Names in one body. A FunctionDef refers to tensors as {@code node:out_arg:idx} or by argument
-   * name; the top-level graph as {@code node:idx}. Both resolve here to flat tensor names.
-   */
-  private final class Scope {
-    final String prefix;
-    final Map<String, String> args;
-    final boolean graphNames;
-    final List<String> controlIn = new ArrayList<>();
-    /** Node name to its flat output tensors by output argument name (function bodies) or index. */
-    final Map<String, Map<String, List<String>>> byArg = new HashMap<>();
-    final Map<String, List<String>> flat = new HashMap<>();
-    final Map<String, String> nodeNames = new HashMap<>();
-
-    Scope(String prefix, Map<String, String> args, boolean graphNames) {
-      this.prefix = prefix;
-      this.args = args;
-      this.graphNames = graphNames;
-    }
-
-    void emitted(String node, String flatName, NodeDef def) {
-      Map<String, List<String>> outputs = new LinkedHashMap<>();
-      List<String> all = new ArrayList<>();
-      OpDef opDef = opDefs.find(def.getOp()).orElse(null);
-      if (opDef != null) {
-        Map<String, AttrValue> attrs = OpDefs.withDefaults(opDef, def.getAttrMap());
-        for (OpDef.ArgDef arg : opDef.getOutputArgList()) {
-          int n = OpDefs.argTypes(arg, attrs).size();
-          List<String> tensors = new ArrayList<>();
-          for (int i = 0; i < n; i++) {
-            tensors.add(flatName + ":" + all.size());
-            all.add(flatName + ":" + all.size());
-          }
-          outputs.put(arg.getName(), tensors);
-        }
-      } else if (!library.containsKey(def.getOp())) {
-        throw new IllegalArgumentException("op " + def.getOp() + " (node " + node + ") is not registered in the"
-            + " TensorFlow runtime this finetune links against");
-      }
-      byArg.put(node, outputs);
-      flat.put(node, all);
-      nodeNames.put(node, flatName);
-    }
-
-    void alias(String node, List<String> tensors, String flatNode) {
-      byArg.put(node, Map.of("value", tensors, "ref", tensors));
-      flat.put(node, tensors);
-      nodeNames.put(node, flatNode);
-    }
-
-    void inlined(NodeDef call, List<String> results, List<String> outputArgNames, String done) {
-      Map<String, List<String>> outputs = new LinkedHashMap<>();
-      if (CALL_OPS.contains(call.getOp())) {
-        outputs.put("output", results);
-      } else {
-        for (int i = 0; i < results.size(); i++) {
-          outputs.put(outputArgNames.get(i), List.of(results.get(i)));
-        }
-      }
-      byArg.put(call.getName(), outputs);
-      flat.put(call.getName(), results);
-      nodeNames.put(call.getName(), done);
-    }
-
-    String nodeName(String node) {
-      String n = nodeNames.get(node);
-      if (n == null) {
-        throw new IllegalArgumentException("unknown node " + node + " in " + (prefix.isEmpty() ? "the graph" : prefix));
-      }
-      return n;
-    }
-
-    /** A tensor reference of this body, as a flat tensor name (control inputs keep their caret). */
-    String translate(String ref) {
-      if (ref.startsWith("^")) {
-        String node = ref.substring(1);
-        return "^" + nodeName(node);
-      }
-      return tensor(ref);
-    }
-
-    String tensor(String ref) {
-      String[] parts = ref.split(":");
-      if (graphNames) {
-        int index = parts.length > 1 ? Integer.parseInt(parts[1]) : 0;
-        List<String> outputs = flat.get(parts[0]);
-        if (outputs == null || index >= outputs.size()) {
-          throw new IllegalArgumentException("unknown tensor " + ref + " in the graph");
-        }
-        return outputs.get(index);
-      }
-      if (parts.length == 1) {
-        String arg = args.get(ref);
-        if (arg == null) {
-          throw new IllegalArgumentException("unknown argument " + ref + " in " + prefix);
-        }
-        return arg;
-      }
-      Map<String, List<String>> outputs = byArg.get(parts[0]);
-      List<String> tensors = outputs == null ? null : outputs.get(parts[1]);
-      int index = parts.length > 2 ? Integer.parseInt(parts[2]) : 0;
-      if (tensors == null || index >= tensors.size()) {
-        throw new IllegalArgumentException("unknown tensor " + ref + " in " + prefix);
-      }
-      return tensors.get(index);
     }
   }
 

@@ -18,9 +18,11 @@ import org.finetune.graph.FunctionFlattener;
  *     the flat tensor that reads it; gradients are taken with respect to these
  * @param nodeCount how many nodes the flat graph added
  * @param graphDef the flat graph as imported, node names without the prefix
+ * @param loops one line per {@code While} loop of the signature: unrolled into how many steps, or
+ *     kept (without gradients) and why
  */
 public record FlatSignature(String signature, String prefix, Map<String, String> inputs, Map<String, String> outputs,
-    Map<String, String> reads, int nodeCount, org.tensorflow.proto.GraphDef graphDef) {
+    Map<String, String> reads, int nodeCount, org.tensorflow.proto.GraphDef graphDef, java.util.List<String> loops) {
   public FlatSignature {
     Objects.requireNonNull(signature, "signature");
     Objects.requireNonNull(prefix, "prefix");
@@ -28,6 +30,12 @@ public record FlatSignature(String signature, String prefix, Map<String, String>
     outputs = Collections.unmodifiableMap(new LinkedHashMap<>(outputs));
     reads = Collections.unmodifiableMap(new LinkedHashMap<>(reads));
     Objects.requireNonNull(graphDef, "graphDef");
+    loops = java.util.List.copyOf(loops);
+  }
+
+  /** The loops that stay loops, so that no gradient flows through them, each with the reason. */
+  public java.util.List<String> keptLoops() {
+    return loops.stream().filter(l -> !l.contains(" unrolled into ")).toList();
   }
 
   /** A tensor name of the imported graph without the import prefix (as in {@link #graphDef()}). */
@@ -48,6 +56,6 @@ public record FlatSignature(String signature, String prefix, Map<String, String>
     Map<String, String> reads = new LinkedHashMap<>();
     flat.variables().forEach((handle, v) -> reads.put(handle, prefix + "/" + v.read()));
     return new FlatSignature(signature, prefix, inputs, outputs, reads, flat.graphDef().getNodeCount(),
-        flat.graphDef());
+        flat.graphDef(), flat.loops());
   }
 }

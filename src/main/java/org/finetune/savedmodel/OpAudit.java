@@ -39,8 +39,8 @@ final class OpAudit {
   private final Map<String, GradientGap> gaps = new LinkedHashMap<>();
   private final Map<String, Integer> layerOrder = new HashMap<>();
 
-  private OpAudit(MetaGraphDef meta, List<VariableInfo> variables, List<LayerInfo> layers) {
-    meta.getGraphDef().getLibrary().getFunctionList().forEach(f -> library.put(f.getSignature().getName(), f));
+  private OpAudit(org.tensorflow.proto.GraphDef graph, List<VariableInfo> variables, List<LayerInfo> layers) {
+    graph.getLibrary().getFunctionList().forEach(f -> library.put(f.getSignature().getName(), f));
     this.variables = variables;
     for (int i = 0; i < variables.size(); i++) {
       if (variables.get(i).trainable()) {
@@ -54,7 +54,7 @@ final class OpAudit {
 
   static Result run(MetaGraphDef meta, SignatureInfo signature, VariableResolver.Resolved resolved,
       List<LayerInfo> layers) {
-    OpAudit audit = new OpAudit(meta, resolved.variables(), layers);
+    OpAudit audit = new OpAudit(meta.getGraphDef(), resolved.variables(), layers);
     // Only what the outputs depend on: not the saver, not the init op, not other signatures.
     Set<String> needed = Ancestors.of(meta.getGraphDef().getNodeList(),
         signature.outputs().stream().map(TensorSpec::tensorName).toList(), Ancestors.Edges.DATA_AND_CONTROL);
@@ -81,7 +81,37 @@ final class OpAudit {
     counts.entrySet().stream()
         .sorted(Map.Entry.<String, Long>comparingByValue().reversed().thenComparing(Map.Entry.comparingByKey()))
         .forEach(e -> sorted.put(e.getKey(), e.getValue()));
-    return new Result(sorted, new ArrayList<>(audit.gaps.values()));
+    List<GradientGap> gaps = new ArrayList<>(audit.gaps.values());
+    if (!gaps.isEmpty() && !resolved.calls().isEmpty()) {
+      gaps = afterUnrolling(meta, signature, resolved, layers, sources).orElse(gaps);
+    }
+    return new Result(sorted, gaps);
+  }
+
+  /**
+   * The gaps of the graph training runs: the signature flattened, its recurrent loops unrolled
+   * (their While and TensorList ops have no gradient, the unrolled steps do). Empty when no loop
+   * was unrolled or the signature cannot be flattened; the gaps of the saved functions then stand.
+   * Gaps here name flat nodes, in the graph at the top level.
+   */
+  private static java.util.Optional<List<GradientGap>> afterUnrolling(MetaGraphDef meta, SignatureInfo signature,
+      VariableResolver.Resolved resolved, List<LayerInfo> layers, Map<String, BitSet> sources) {
+    org.finetune.graph.FunctionFlattener.FlatGraph flat;
+    try {
+      Map<String, String> inputs = new LinkedHashMap<>();
+      signature.inputs().forEach(t -> inputs.put(t.key(), t.tensorName()));
+      Map<String, String> outputs = new LinkedHashMap<>();
+      signature.outputs().forEach(t -> outputs.put(t.key(), t.tensorName()));
+      flat = org.finetune.graph.FunctionFlattener.flatten(meta.getGraphDef(), inputs, outputs, OpDefs.runtime());
+    } catch (RuntimeException e) {
+      return java.util.Optional.empty();
+    }
+    if (flat.loops().stream().noneMatch(l -> l.contains(" unrolled into "))) {
+      return java.util.Optional.empty();
+    }
+    OpAudit audit = new OpAudit(flat.graphDef(), resolved.variables(), layers);
+    audit.body("", flat.graphDef().getNodeList(), Map.of(), sources);
+    return java.util.Optional.of(new ArrayList<>(audit.gaps.values()));
   }
 
   private void collectFunctions(NodeDef node, Set<String> reached) {

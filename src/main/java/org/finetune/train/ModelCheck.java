@@ -51,8 +51,9 @@ public final class ModelCheck {
     SignatureInfo sig = model.info().signatures().get(signature);
     Random random = new Random(seed);
     Map<String, NpyArray> inputs = new LinkedHashMap<>();
+    Map<String, Long> bounds = IndexRanges.of(model.flatSignature(signature), model.info());
     for (TensorSpec spec : sig.inputs()) {
-      inputs.put(spec.key(), randomArray(spec, random));
+      inputs.put(spec.key(), randomArray(spec, random, bounds.getOrDefault(spec.key(), 100L)));
     }
     double flatDiff = flatDifference(model, signature, inputs);
 
@@ -181,8 +182,11 @@ public final class ModelCheck {
     return new NpyArray("float32", shape, b.array());
   }
 
-  /** Random values of a signature input: unknown dimensions become 2 (batch) or 8; masks are ones. */
-  static NpyArray randomArray(TensorSpec spec, Random random) {
+  /**
+   * Random values of a signature input: unknown dimensions become 2 (batch) or 8; masks are ones;
+   * integers are drawn below {@code bound} (the rows of the tables they index).
+   */
+  static NpyArray randomArray(TensorSpec spec, Random random, long bound) {
     long[] shape = new long[spec.shape().size()];
     for (int i = 0; i < shape.length; i++) {
       long d = spec.shape().get(i);
@@ -205,7 +209,7 @@ public final class ModelCheck {
         int size = spec.dtype().equals("int32") ? 4 : 8;
         ByteBuffer b = ByteBuffer.allocate((int) n * size).order(ByteOrder.LITTLE_ENDIAN);
         for (long i = 0; i < n; i++) {
-          int v = mask ? 1 : random.nextInt(100);
+          int v = mask ? 1 : random.nextInt((int) Math.min(bound, Integer.MAX_VALUE));
           if (size == 4) {
             b.putInt(v);
           } else {

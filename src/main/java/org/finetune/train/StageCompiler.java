@@ -108,7 +108,8 @@ final class StageCompiler {
     }
     if (!unreachable.isEmpty()) {
       warnings.add("stage " + index + ": left out " + unreachable.size() + " trainable variable(s) the loss cannot"
-          + " reach through ops with gradients: " + String.join(", ", unreachable));
+          + " reach through ops with gradients: " + String.join(", ", unreachable)
+          + (flat.keptLoops().isEmpty() ? "" : " (" + String.join("; ", flat.keptLoops()) + ")"));
     }
     if (trained.isEmpty()) {
       throw new IllegalArgumentException("stage " + index + " selects no variable the loss can reach; "

@@ -57,4 +57,23 @@ class CheckCommandTest {
     assertTrue(run.out().contains("IdentityN"), run.out());
     assertTrue(run.exit() == ExitCode.PARTLY || run.exit() == ExitCode.FAILED, "exit " + run.exit());
   }
+
+  /**
+   * A masked GRU over embedded ids: the loop is unrolled, so every layer trains; the random ids
+   * check makes stay below the embedding's 30 rows (ids up to 99 failed the forward pass); and
+   * inspect's static analysis agrees with check.
+   */
+  @Test
+  void aRecurrentModelOverIdsTrainsThroughout() {
+    String model = ArrayTaskTest.arrayCase("gru_classifier").resolve("keras3_export").toString();
+    CliRun run = CliRun.of("check", model);
+    System.out.println(run.out());
+    assertEquals(ExitCode.OK, run.exit(), run.out() + run.err());
+    assertTrue(run.out().contains("Layers that can be fine-tuned (3): embedding, gru, classes"), run.out());
+    assertTrue(run.out().contains("Layers that cannot: none"), run.out());
+    CliRun inspect = CliRun.of("inspect", model);
+    assertEquals(ExitCode.OK, inspect.exit(), inspect.err());
+    assertTrue(inspect.out().contains("Cannot be trained:\n  nothing: every trainable variable reaches the outputs"),
+        inspect.out());
+  }
 }

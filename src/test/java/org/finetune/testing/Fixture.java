@@ -23,6 +23,7 @@ public record Fixture(String id, Path root) {
       "vgg16_small/tf_keras",
       "inception_v3_small/keras3_export",
       "text_embedding/tf_keras",
+      "recurrent/tf_keras",
       "tf1_linear/tf1",
       "generated/gpt2_small/keras3_export",
       "generated/vgg16/keras3_export",
