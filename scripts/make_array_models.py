@@ -35,6 +35,9 @@ recurrent layers: masked, stacked, bidirectional, returning sequences) with data
                     Dense tags (2, softmax) at every step; data/train.npz (series, float32
                     [96, 10, 3]) and data/tags.npy (int64 [96, 10]): whether the running sum of
                     the first feature is positive
+  any_length_lstm   Input series (None, 3): sequences of any length -> LSTM (6) -> Dense value (1);
+                    data/train.npz (series, float32 [96, 8, 3]: this data's sequences have 8
+                    steps) and data/target.npy (float32 [96])
 
 Each case is written as
 
@@ -197,6 +200,18 @@ def sequence_tagger(rng):
     return model, data, values[:4]
 
 
+def any_length_lstm(rng):
+    series = keras.Input(shape=(None, 3), name="series")
+    x = layers.LSTM(6, use_cudnn=False, name="lstm")(series)
+    model = keras.Model(series, layers.Dense(1, name="value")(x), name="any_length_lstm")
+
+    values = np.cumsum(0.3 * rng.standard_normal((96, 8, 3)), axis=1).astype(np.float32)
+    target = (values[:, -1, :].sum(axis=1) - values[:, 0, 1]).astype(np.float32)
+    data = {"train.npz": lambda path: np.savez(path, series=values),
+            "target.npy": lambda path: np.save(path, target)}
+    return model, data, values[:4]
+
+
 def bert_classifier(rng):
     import keras_hub  # only this case needs it
 
@@ -226,11 +241,13 @@ def bert_classifier(rng):
 
 CASES = {"tabular_mlp": tabular_mlp, "token_classifier": token_classifier,
          "image_tabular": image_tabular, "lstm_regressor": lstm_regressor, "bert_classifier": bert_classifier,
-         "gru_classifier": gru_classifier, "recurrent_stack": recurrent_stack, "sequence_tagger": sequence_tagger}
+         "gru_classifier": gru_classifier, "recurrent_stack": recurrent_stack, "sequence_tagger": sequence_tagger,
+         "any_length_lstm": any_length_lstm}
 DATA_FILES = {"tabular_mlp": ["houses.csv", "houses_val.csv"], "token_classifier": ["train.npz", "labels.npy"],
               "image_tabular": ["train.npz", "kind.npy", "size.npy"], "lstm_regressor": ["train.npz", "target.npy"],
               "bert_classifier": ["train.npz", "labels.npy"], "gru_classifier": ["train.npz", "labels.npy"],
-              "recurrent_stack": ["train.npz", "target.npy"], "sequence_tagger": ["train.npz", "tags.npy"]}
+              "recurrent_stack": ["train.npz", "target.npy"], "sequence_tagger": ["train.npz", "tags.npy"],
+              "any_length_lstm": ["train.npz", "target.npy"]}
 
 
 # ---------------------------------------------------------------- checking the export

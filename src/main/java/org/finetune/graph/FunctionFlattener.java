@@ -97,7 +97,46 @@ public final class FunctionFlattener {
    */
   public static FlatGraph flatten(GraphDef graph, Map<String, String> inputs, Map<String, String> outputs,
       OpDefs opDefs) {
-    return new FunctionFlattener(graph, opDefs).run(graph, inputs, outputs);
+    return flatten(graph, inputs, outputs, Map.of(), opDefs);
+  }
+
+  /**
+   * As {@link #flatten(GraphDef, Map, Map, OpDefs)}, with the free dimensions of some inputs fixed
+   * ({@code fixedShapes}: input key to the shape of one example, without the batch dimension), so
+   * that loops over a sequence whose length the signature leaves free can be unrolled. The flat
+   * graph then takes only inputs of those shapes.
+   */
+  public static FlatGraph flatten(GraphDef graph, Map<String, String> inputs, Map<String, String> outputs,
+      Map<String, long[]> fixedShapes, OpDefs opDefs) {
+    Map<String, long[]> byPlaceholder = new HashMap<>();
+    fixedShapes.forEach((key, dims) -> {
+      if (inputs.containsKey(key)) {
+        byPlaceholder.put(TensorNames.nodeOf(inputs.get(key)), dims);
+      }
+    });
+    FunctionFlattener flattener = new FunctionFlattener(graph, opDefs);
+    flattener.fixed.putAll(byPlaceholder);
+    return flattener.run(graph, inputs, outputs);
+  }
+
+  /** Placeholder node to the shape of one example its free dimensions take. */
+  private final Map<String, long[]> fixed = new HashMap<>();
+
+  /** A signature input's placeholder with its free dimensions after the batch set from {@link #fixed}. */
+  private NodeDef withFixedShape(NodeDef node) {
+    long[] dims = fixed.get(node.getName());
+    AttrValue shape = node.getAttrMap().get("shape");
+    if (dims == null || shape == null || shape.getShape().getUnknownRank()
+        || shape.getShape().getDimCount() != dims.length + 1) {
+      return node;
+    }
+    TensorShapeProto.Builder pinned = shape.getShape().toBuilder();
+    for (int i = 0; i < dims.length; i++) {
+      if (pinned.getDim(i + 1).getSize() < 0) {
+        pinned.setDim(i + 1, TensorShapeProto.Dim.newBuilder().setSize(dims[i]));
+      }
+    }
+    return node.toBuilder().putAttr("shape", AttrValue.newBuilder().setShape(pinned).build()).build();
   }
 
   /** Every top-level node name, so that the reads we add never take one (a flat graph flattened again has them). */
@@ -118,6 +157,8 @@ public final class FunctionFlattener {
     for (NodeDef node : Topology.sort(nodes)) {
       if (node.getOp().equals("VarHandleOp") || node.getOp().equals("VariableV2")) {
         emitVariable(node, scope);
+      } else if (node.getOp().equals("Placeholder")) {
+        emitCopy(withFixedShape(node), scope);
       } else {
         // A plain graph (TF1 style, or one of our own exports) reads its variables at the top level.
         emitNode(node, scope);

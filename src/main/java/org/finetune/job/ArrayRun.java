@@ -11,6 +11,7 @@ import org.finetune.data.NpyArray;
 import org.finetune.export.Checkpoint;
 import org.finetune.export.Provenance;
 import org.finetune.hint.Setting;
+import org.finetune.data.ExampleArray;
 import org.finetune.model.KerasSavedModel;
 import org.finetune.savedmodel.SignatureInfo;
 import org.finetune.savedmodel.TensorSpec;
@@ -40,6 +41,35 @@ final class ArrayRun {
     this.job = job;
     this.model = model;
     this.listener = job.settings.listener;
+  }
+
+  /**
+   * A recurrent loop unrolls only over a length known before the graph runs. When the signature
+   * leaves an input's dimensions free (a sequence of any length) and the model loops, the data's
+   * example shape fixes them for training, said in one line; validation examples must share it.
+   */
+  private void fixSequenceLengths(SignatureInfo sig, ArrayExamples examples, Optional<ArrayExamples> validation) {
+    Map<String, Long> ops = model.info().opCounts();
+    if (!ops.containsKey("While") && !ops.containsKey("StatelessWhile")) {
+      return;
+    }
+    Map<String, long[]> shapes = new java.util.LinkedHashMap<>();
+    examples.inputs().forEach((key, a) -> shapes.put(key, java.util.Arrays.copyOfRange(a.shape(), 1, a.shape().length)));
+    if (validation.isPresent()) {
+      for (Map.Entry<String, ExampleArray> v : validation.get().inputs().entrySet()) {
+        long[] shape = java.util.Arrays.copyOfRange(v.getValue().shape(), 1, v.getValue().shape().length);
+        if (shapes.containsKey(v.getKey()) && !java.util.Arrays.equals(shape, shapes.get(v.getKey()))) {
+          throw new JobException("validation input " + v.getKey() + " has examples of shape "
+              + java.util.Arrays.toString(shape) + " and the training examples " + java.util.Arrays.toString(
+              shapes.get(v.getKey())), Setting.VALIDATION, "pad both to the same length, as the model's loops run"
+              + " over one length per training run");
+        }
+      }
+    }
+    List<String> changed = model.fixInputShapes(shapes);
+    if (!changed.isEmpty()) {
+      listener.message("Shapes: fixed by the data so that the model's loops unroll: " + String.join(", ", changed));
+    }
   }
 
   FineTuneResult run(JobData.Arrays data) {
@@ -83,6 +113,7 @@ final class ArrayRun {
         data.inputs(), examples.examples(), examples.describe(), train.examples(),
         val.map(ArrayDataset::examples).orElse(0), split > 0 ? " (the last " + Math.round(split * 100)
             + "%, as Keras's validation_split)" : ""));
+    fixSequenceLengths(sig, examples, validation);
     Optional<Checkpoint.Info> resume = run.resume();
     ModelFamily family = ModelFamily.detect(model);
     long totalSteps = (long) job.settings.epochs * train.batchesPerEpoch();

@@ -337,6 +337,37 @@ public final class KerasSavedModel implements AutoCloseable {
     }
   }
 
+  /** Input key to the shape of one example, for the free dimensions of the flat graphs' inputs. */
+  private final Map<String, long[]> fixedShapes = new LinkedHashMap<>();
+
+  /**
+   * Fixes the dimensions the signature leaves free (after the batch) to the shape of one example
+   * of the data, by input key: a recurrent loop over a sequence of free length can then be
+   * unrolled and trained. Only for training on data of one shape; must come before the first
+   * flat signature is built.
+   *
+   * @return the inputs whose shape this changed, each as "key (before) -> (after)"; empty when
+   *     every given dimension was already fixed
+   * @throws IllegalStateException when a flat signature was already built
+   */
+  public synchronized List<String> fixInputShapes(Map<String, long[]> shapes) {
+    checkOpen();
+    List<String> changed = new ArrayList<>();
+    for (TensorSpec spec : info.selectedSignature().inputs()) {
+      TensorSpec after = shapes.containsKey(spec.key()) ? spec.withFreeDimensions(shapes.get(spec.key())) : spec;
+      if (!after.equals(spec)) {
+        changed.add(spec.key() + " " + spec.shapeText() + " -> " + after.shapeText());
+      }
+    }
+    if (!changed.isEmpty()) {
+      if (!flat.isEmpty()) {
+        throw new IllegalStateException("input shapes are fixed before a flat signature is built");
+      }
+      fixedShapes.putAll(shapes);
+    }
+    return changed;
+  }
+
   /**
    * The signature inlined into one flat, differentiable graph beside the original, in this
    * model's graph (built once per signature; later calls return the same).
@@ -357,7 +388,7 @@ public final class KerasSavedModel implements AutoCloseable {
     Map<String, String> outputs = new LinkedHashMap<>();
     sig.outputs().forEach(t -> outputs.put(t.key(), t.tensorName()));
     FunctionFlattener.FlatGraph graph = FunctionFlattener.flatten(files.metaGraph().getGraphDef(), inputs, outputs,
-        OpDefs.runtime());
+        fixedShapes, OpDefs.runtime());
     String prefix = "finetune_flat_" + signature;
     // Training goes through this copy: its matrix products get the faster gradients of
     // MarkedGradients. Exports are written from the clean graph FlatSignature keeps.

@@ -90,7 +90,8 @@ final class OpAudit {
 
   /**
    * The gaps of the graph training runs: the signature flattened, its recurrent loops unrolled
-   * (their While and TensorList ops have no gradient, the unrolled steps do). Empty when no loop
+   * (their While and TensorList ops have no gradient, the unrolled steps do), sequence lengths
+   * the signature leaves free fixed as training's data fixes them. Empty when no loop
    * was unrolled or the signature cannot be flattened; the gaps of the saved functions then stand.
    * Gaps here name flat nodes, in the graph at the top level.
    */
@@ -102,7 +103,12 @@ final class OpAudit {
       signature.inputs().forEach(t -> inputs.put(t.key(), t.tensorName()));
       Map<String, String> outputs = new LinkedHashMap<>();
       signature.outputs().forEach(t -> outputs.put(t.key(), t.tensorName()));
-      flat = org.finetune.graph.FunctionFlattener.flatten(meta.getGraphDef(), inputs, outputs, OpDefs.runtime());
+      // A length the signature leaves free is fixed by the data when training; any length will do here.
+      Map<String, long[]> lengths = new LinkedHashMap<>();
+      signature.inputs().stream().filter(t -> t.shape().size() > 1).forEach(t -> lengths.put(t.key(),
+          t.shape().subList(1, t.shape().size()).stream().mapToLong(d -> d < 0 ? 8 : d).toArray()));
+      flat = org.finetune.graph.FunctionFlattener.flatten(meta.getGraphDef(), inputs, outputs, lengths,
+          OpDefs.runtime());
     } catch (RuntimeException e) {
       return java.util.Optional.empty();
     }

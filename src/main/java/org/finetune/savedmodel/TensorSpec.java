@@ -20,6 +20,23 @@ public record TensorSpec(String key, String tensorName, String dtype, List<Long>
     shape = List.copyOf(shape);
   }
 
+  /**
+   * This spec with the free dimensions after the batch taken from {@code example}, the shape of
+   * one example; itself when the ranks differ.
+   */
+  public TensorSpec withFreeDimensions(long[] example) {
+    if (!rankKnown || shape.size() != example.length + 1) {
+      return this;
+    }
+    List<Long> fixed = new java.util.ArrayList<>(shape);
+    for (int i = 0; i < example.length; i++) {
+      if (fixed.get(i + 1) < 0) {
+        fixed.set(i + 1, example[i]);
+      }
+    }
+    return new TensorSpec(key, tensorName, dtype, fixed, true);
+  }
+
   /** The shape as Python prints a TensorSpec's: {@code (None, 32, 32, 3)}. */
   public String shapeText() {
     if (!rankKnown) {

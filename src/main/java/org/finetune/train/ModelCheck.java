@@ -51,6 +51,13 @@ public final class ModelCheck {
     SignatureInfo sig = model.info().signatures().get(signature);
     Random random = new Random(seed);
     Map<String, NpyArray> inputs = new LinkedHashMap<>();
+    // The random examples' shape fixes free dimensions, so that loops over them unroll as in training.
+    Map<String, long[]> shapes = new LinkedHashMap<>();
+    sig.inputs().stream().filter(spec -> !spec.shape().isEmpty()).forEach(spec -> shapes.put(spec.key(),
+        java.util.Arrays.copyOfRange(shapeOf(spec), 1, spec.shape().size())));
+    if (signature.equals(model.info().signature())) {
+      model.fixInputShapes(shapes);
+    }
     Map<String, Long> bounds = IndexRanges.of(model.flatSignature(signature), model.info());
     for (TensorSpec spec : sig.inputs()) {
       inputs.put(spec.key(), randomArray(spec, random, bounds.getOrDefault(spec.key(), 100L)));
@@ -182,16 +189,22 @@ public final class ModelCheck {
     return new NpyArray("float32", shape, b.array());
   }
 
-  /**
-   * Random values of a signature input: unknown dimensions become 2 (batch) or 8; masks are ones;
-   * integers are drawn below {@code bound} (the rows of the tables they index).
-   */
-  static NpyArray randomArray(TensorSpec spec, Random random, long bound) {
+  /** The shape of a random batch for {@code spec}: unknown dimensions become 2 (batch) or 8. */
+  private static long[] shapeOf(TensorSpec spec) {
     long[] shape = new long[spec.shape().size()];
     for (int i = 0; i < shape.length; i++) {
       long d = spec.shape().get(i);
       shape[i] = d >= 0 ? d : (i == 0 ? 2 : 8);
     }
+    return shape;
+  }
+
+  /**
+   * Random values of a signature input: unknown dimensions become 2 (batch) or 8; masks are ones;
+   * integers are drawn below {@code bound} (the rows of the tables they index).
+   */
+  static NpyArray randomArray(TensorSpec spec, Random random, long bound) {
+    long[] shape = shapeOf(spec);
     long n = 1;
     for (long d : shape) {
       n *= d;

@@ -182,6 +182,19 @@ class ArrayTaskTest {
   }
 
   /**
+   * An LSTM over sequences of any length (None steps) loops as long as the input is long, known
+   * only when the graph runs. The data's sequences all have 8 steps, so training fixes the length
+   * (said in a Shapes line), unrolls 8 steps, and trains the LSTM as Keras's fit does.
+   */
+  @Test
+  void anLstmOverSequencesOfAnyLengthTrainsAtTheDatasLength() throws IOException {
+    CliRun run = recurrentMatchesKerasFit("any_length_lstm", "series", "target", "mean_squared_error",
+        "LSTM over (None, 3) sequences, fixed to 8 steps by the data, Adam");
+    assertTrue(run.out().contains("Shapes: fixed by the data so that the model's loops unroll: series (None, None, 3)"
+        + " -> (None, 8, 3)"), run.out());
+  }
+
+  /**
    * tf_keras saves each recurrent layer as a call (its cuDNN twin beside it, chosen by the runtime
    * on a GPU) into a While loop whose length comes from the input's shape. One SGD step through
    * the unrolled LSTM and GRU gives the outputs TensorFlow's own step gives, its gradient taken
@@ -224,7 +237,7 @@ class ArrayTaskTest {
    * the runtime. Over a fixed number of time steps the flattener unrolls them, so every weight of
    * the recurrent layers trains with the layers above, as in Keras's fit; no variable is left out.
    */
-  private void recurrentMatchesKerasFit(String name, String input, String targets, String loss, String what)
+  private CliRun recurrentMatchesKerasFit(String name, String input, String targets, String loss, String what)
       throws IOException {
     Path dir = arrayCase(name);
     Path x = tmp.resolve("x.npz");
@@ -238,6 +251,7 @@ class ArrayTaskTest {
     assertTrue(!run.err().contains("left out"), run.err());
     assertMatches(oracle(dir, out, "{\"name\": \"adam\", \"learning_rate\": 0.01}", "--inputs", x.toString(),
         "--targets", y.toString(), "--loss", loss), what, 1);
+    return run;
   }
 
   /**
