@@ -4,11 +4,15 @@ import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Optional;
 import org.apache.commons.cli.CommandLine;
 import org.apache.commons.cli.Option;
 import org.apache.commons.cli.Options;
+import org.finetune.data.NpyArray;
 import org.finetune.model.KerasSavedModel;
+import org.finetune.savedmodel.SignatureInfo;
+import org.finetune.savedmodel.TensorSpec;
 import org.finetune.train.ModelCheck;
 
 /** {@code finetune check DIR}: can this model be fine-tuned here, and which layers? */
@@ -20,7 +24,7 @@ final class CheckCommand implements Command {
 
   @Override
   public String synopsis() {
-    return "DIR [--signature NAME] [--tag TAGS] [--seed N]";
+    return "DIR [--input NAME=FILE.npy ...] [--signature NAME] [--tag TAGS] [--seed N]";
   }
 
   @Override
@@ -33,8 +37,11 @@ final class CheckCommand implements Command {
     return "Flattens the signature into a differentiable graph and compares it with the original on random\n"
         + "inputs; lists the layers gradients reach and those they cannot, with the reason; runs one SGD step\n"
         + "on random data with a loss suited to the output (cross-entropy for a softmax, the causal-LM loss\n"
-        + "for token logits, else mean squared error) and prints the loss before and after.\n"
-        + "Exit codes: 0 every trainable layer can be fine-tuned, 3 only some can, 1 none, 2 bad input.";
+        + "for token logits, else mean squared error) and prints the loss before and after, then a verdict.\n"
+        + "Random integers stay below the rows of the tables they index; --input gives real examples instead\n"
+        + "(int64 ids are cast to int32 as Keras casts them).\n"
+        + "Exit codes: 0 every trainable layer can be fine-tuned and the step is finite, 3 only some layers\n"
+        + "can, 1 none can or the step made the loss NaN or infinite, 2 bad input.";
   }
 
   @Override
@@ -44,6 +51,8 @@ final class CheckCommand implements Command {
     o.addOption(Option.builder().longOpt("signature").hasArg().argName("NAME")
         .desc("signature to check (default: serving_default, or the only one)").build());
     o.addOption(Option.builder().longOpt("tag").hasArg().argName("TAGS").desc("MetaGraph tags (default: serve)").build());
+    o.addOption(Option.builder().longOpt("input").hasArg().argName("[NAME=]FILE")
+        .desc("an input array (.npy) to check on instead of random values; repeat per input").build());
     o.addOption(Option.builder().longOpt("seed").hasArg().argName("N").desc("seed of the random data (default: 1234)").build());
     return o;
   }
@@ -68,9 +77,11 @@ final class CheckCommand implements Command {
     try (KerasSavedModel model = loader.load()) {
       String signature = model.info().signature();
       out.println("Model: " + args.get(0) + " (" + model.info().exportPath().description() + "), signature " + signature);
+      Map<String, NpyArray> given = line.hasOption("input")
+          ? givenInputs(model.info().selectedSignature(), line.getOptionValues("input")) : Map.of();
       ModelCheck.Report report;
       try {
-        report = ModelCheck.run(model, signature, seed);
+        report = ModelCheck.run(model, signature, seed, given);
       } catch (IllegalArgumentException e) {
         out.println("No layer can be fine-tuned: " + e.getMessage());
         model.info().gradientGaps().forEach(g -> out.println("  " + String.join(", ", g.layers()) + ": behind "
@@ -91,13 +102,65 @@ final class CheckCommand implements Command {
       String losses = report.losses().size() == 1 ? report.losses().values().iterator().next().kerasName()
           : String.join(" + ", report.losses().entrySet().stream().map(e -> e.getValue().kerasName() + " on "
               + e.getKey()).toList());
-      out.printf(Locale.ROOT, "One SGD step (learning rate 0.01) with %s on random data: loss %.6g -> %.6g%n",
-          losses, report.lossBefore(), report.lossAfter());
-      if (report.flatDifference() > 1e-5) {
-        err.println("finetune check: the flattened graph differs from the original by " + report.flatDifference());
-        return ExitCode.FAILED;
-      }
-      return report.untrainableLayers().isEmpty() ? ExitCode.OK : ExitCode.PARTLY;
+      out.printf(Locale.ROOT, "One SGD step (learning rate 0.01) with %s on %s data: loss %.6g -> %.6g%n",
+          losses, given.isEmpty() ? "random" : "the given", report.lossBefore(), report.lossAfter());
+      return verdict(report, out, err);
     }
+  }
+
+  /** The verdict line, and the exit code it stands for. */
+  private static int verdict(ModelCheck.Report report, PrintWriter out, PrintWriter err) {
+    int layers = report.trainableLayers().size() + report.untrainableLayers().size();
+    if (report.flatDifference() > 1e-5) {
+      out.println("Verdict: cannot be fine-tuned here: the flattened graph computes something else");
+      err.println("finetune check: the flattened graph differs from the original by " + report.flatDifference());
+      return ExitCode.FAILED;
+    }
+    if (!Double.isFinite(report.lossBefore()) || !Double.isFinite(report.lossAfter())) {
+      out.println("Verdict: cannot be fine-tuned as it is: " + (Double.isFinite(report.lossBefore())
+          ? "one step made the loss " + report.lossAfter() : "the loss is " + report.lossBefore() + " before any step")
+          + " (look for layers that divide by a statistic, such as BatchNormalization with zero variance)");
+      return ExitCode.FAILED;
+    }
+    if (report.lossAfter() > report.lossBefore()) {
+      out.printf(Locale.ROOT, "warning: the step raised the loss (x%.3g): a learning rate of 0.01 overshoots on this"
+          + " model and these examples; start lower%n", report.lossAfter() / report.lossBefore());
+    }
+    if (report.untrainableLayers().isEmpty()) {
+      out.println("Verdict: can be fine-tuned: gradients reach all " + layers + " layers with weights, and the step is"
+          + " finite");
+      return ExitCode.OK;
+    }
+    out.println("Verdict: partly: " + report.trainableLayers().size() + " of " + layers + " layers with weights can be"
+        + " fine-tuned");
+    return ExitCode.PARTLY;
+  }
+
+  /** The {@code --input} arrays, each checked against the signature's rank and fixed dimensions. */
+  private static Map<String, NpyArray> givenInputs(SignatureInfo sig, String[] specs) {
+    Map<String, NpyArray> arrays = PredictCommand.readInputs(sig, specs);
+    for (TensorSpec spec : sig.inputs()) {
+      NpyArray a = arrays.get(spec.key());
+      boolean fits = a == null || !spec.rankKnown() || a.shape().length == spec.shape().size() && a.shape().length > 0
+          && spec.withFreeDimensions(java.util.Arrays.copyOfRange(a.shape(), 1, a.shape().length)).shape()
+              .subList(1, spec.shape().size()).equals(shapeTail(a));
+      if (!fits) {
+        throw new UsageException("--input " + spec.key() + ": the array is " + java.util.Arrays.toString(a.shape())
+            + " and the input takes " + spec.shapeText() + "; give examples of that shape");
+      }
+    }
+    long rows = arrays.values().iterator().next().shape().length == 0 ? 0 : arrays.values().iterator().next().shape()[0];
+    if (arrays.values().stream().anyMatch(a -> a.shape().length == 0 || a.shape()[0] != rows)) {
+      throw new UsageException("--input: every array needs the same number of examples (first dimension)");
+    }
+    return arrays;
+  }
+
+  private static List<Long> shapeTail(NpyArray a) {
+    List<Long> tail = new java.util.ArrayList<>();
+    for (int i = 1; i < a.shape().length; i++) {
+      tail.add(a.shape()[i]);
+    }
+    return tail;
   }
 }

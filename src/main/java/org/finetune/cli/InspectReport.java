@@ -82,11 +82,24 @@ final class InspectReport {
     if (info.gradientGaps().isEmpty()) {
       out.println("  nothing: every trainable variable reaches the outputs through ops with gradients.");
     } else {
-      for (GradientGap gap : info.gradientGaps()) {
-        out.println("  " + String.join(", ", gap.layers()) + ": behind " + gap.op() + " (node " + gap.node()
-            + (gap.function().isEmpty() ? "" : " in " + gap.function()) + "), which has no gradient");
+      // One line per op type: a model built from one block (EfficientNet's swish) has hundreds of gaps.
+      Map<String, List<GradientGap>> byOp = new java.util.LinkedHashMap<>();
+      info.gradientGaps().forEach(g -> byOp.computeIfAbsent(g.op(), k -> new java.util.ArrayList<>()).add(g));
+      for (List<GradientGap> gaps : byOp.values()) {
+        java.util.LinkedHashSet<String> layers = new java.util.LinkedHashSet<>();
+        gaps.forEach(g -> layers.addAll(g.layers()));
+        GradientGap first = gaps.get(0);
+        String where = "node " + first.node() + (first.function().isEmpty() ? "" : " in " + first.function());
+        out.println("  " + fewOf(List.copyOf(layers), 8) + ": behind " + first.op() + " ("
+            + (gaps.size() == 1 ? where : gaps.size() + " nodes, first: " + where) + "), which has no gradient");
       }
     }
+  }
+
+  /** At most {@code n} names, then how many more. */
+  static String fewOf(List<String> names, int n) {
+    return names.size() <= n ? String.join(", ", names)
+        : String.join(", ", names.subList(0, n)) + " and " + (names.size() - n) + " more layers";
   }
 
   static String json(ModelInfo info) {

@@ -180,7 +180,7 @@ final class PredictCommand implements Command {
     return ExitCode.OK;
   }
 
-  private static Map<String, NpyArray> readInputs(SignatureInfo sig, String[] specs) {
+  static Map<String, NpyArray> readInputs(SignatureInfo sig, String[] specs) {
     Map<String, NpyArray> arrays = new LinkedHashMap<>();
     for (String spec : specs) {
       int eq = spec.indexOf('=');

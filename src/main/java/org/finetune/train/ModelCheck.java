@@ -48,19 +48,34 @@ public final class ModelCheck {
   private ModelCheck() {}
 
   public static Report run(KerasSavedModel model, String signature, long seed) {
+    return run(model, signature, seed, Map.of());
+  }
+
+  /**
+   * Checks on {@code given} inputs (by input key, cast to the signature's dtypes as Keras casts
+   * them: int64 ids to int32); inputs not given are random, integers below the rows of the tables
+   * they index.
+   */
+  public static Report run(KerasSavedModel model, String signature, long seed, Map<String, NpyArray> given) {
     SignatureInfo sig = model.info().signatures().get(signature);
     Random random = new Random(seed);
     Map<String, NpyArray> inputs = new LinkedHashMap<>();
-    // The random examples' shape fixes free dimensions, so that loops over them unroll as in training.
+    // The examples' shape fixes free dimensions, so that loops over them unroll as in training.
     Map<String, long[]> shapes = new LinkedHashMap<>();
-    sig.inputs().stream().filter(spec -> !spec.shape().isEmpty()).forEach(spec -> shapes.put(spec.key(),
-        java.util.Arrays.copyOfRange(shapeOf(spec), 1, spec.shape().size())));
+    for (TensorSpec spec : sig.inputs()) {
+      long[] shape = given.containsKey(spec.key()) ? given.get(spec.key()).shape() : shapeOf(spec);
+      if (shape.length > 0) {
+        shapes.put(spec.key(), java.util.Arrays.copyOfRange(shape, 1, shape.length));
+      }
+    }
     if (signature.equals(model.info().signature())) {
       model.fixInputShapes(shapes);
     }
     Map<String, Long> bounds = IndexRanges.of(model.flatSignature(signature), model.info());
     for (TensorSpec spec : sig.inputs()) {
-      inputs.put(spec.key(), randomArray(spec, random, bounds.getOrDefault(spec.key(), 100L)));
+      NpyArray g = given.get(spec.key());
+      inputs.put(spec.key(), g != null ? g.castTo(spec.dtype())
+          : randomArray(spec, random, bounds.getOrDefault(spec.key(), 100L)));
     }
     double flatDiff = flatDifference(model, signature, inputs);
 

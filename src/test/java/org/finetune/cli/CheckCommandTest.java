@@ -71,9 +71,34 @@ class CheckCommandTest {
     assertEquals(ExitCode.OK, run.exit(), run.out() + run.err());
     assertTrue(run.out().contains("Layers that can be fine-tuned (3): embedding, gru, classes"), run.out());
     assertTrue(run.out().contains("Layers that cannot: none"), run.out());
+    assertTrue(run.out().contains("Verdict: can be fine-tuned: gradients reach all 3 layers with weights, and the step is"
+        + " finite"), run.out());
     CliRun inspect = CliRun.of("inspect", model);
     assertEquals(ExitCode.OK, inspect.exit(), inspect.err());
     assertTrue(inspect.out().contains("Cannot be trained:\n  nothing: every trainable variable reaches the outputs"),
         inspect.out());
+  }
+
+  /**
+   * Real examples instead of random ones: int64 ids as numpy saves them, cast to the signature's
+   * int32; an array of the wrong shape is bad input (exit 2) naming the flag.
+   */
+  @Test
+  void givenExamplesAreCheckedOnAndAWrongShapeIsRefused(@org.junit.jupiter.api.io.TempDir java.nio.file.Path tmp)
+      throws java.io.IOException {
+    java.nio.file.Path dir = ArrayTaskTest.arrayCase("gru_classifier");
+    org.finetune.data.NpyArray tokens = org.finetune.data.ArrayTable.read(dir.resolve("data/train.npz"), "tokens")
+        .get("tokens").all().rows(new int[] {0, 1, 2, 3, 4, 5, 6, 7});
+    java.nio.file.Path file = tmp.resolve("tokens.npy");
+    tokens.write(file);
+    assertEquals("int64", tokens.dtype());
+    CliRun run = CliRun.of("check", dir.resolve("keras3_export").toString(), "--input", "tokens=" + file);
+    assertEquals(ExitCode.OK, run.exit(), run.out() + run.err());
+    assertTrue(run.out().contains("with sparse_categorical_crossentropy on the given data"), run.out());
+    CliRun wrong = CliRun.of("check", dir.resolve("keras3_export").toString(), "--input",
+        dir.resolve("data/labels.npy").toString());
+    assertEquals(ExitCode.BAD_INPUT, wrong.exit(), wrong.out() + wrong.err());
+    assertEquals("finetune check: --input tokens: the array is [96] and the input takes (None, 15); give examples of"
+        + " that shape", wrong.errLine());
   }
 }
