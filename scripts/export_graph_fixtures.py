@@ -19,6 +19,10 @@ fixtures in savedmodels/ hit only the easy paths, so this script writes tiny, ha
                    inputs (``^node``) and control outputs (``control_ret``) in the function bodies,
                    an Assert guarded by an ``If``, and explicit variable reads
   custom_gradient  a ``@tf.custom_gradient`` forward pass (an IdentityN in the graph) reading a variable
+  straight_through a ``@tf.custom_gradient`` whose gradient is not the forward's: the forward rounds
+                   x @ kernel to quarters (Round, whose gradient is none), the gradient passes dy
+                   through as if nothing were rounded (the straight-through estimator of
+                   quantization-aware training)
   cond             ``tf.cond`` on a data-dependent predicate whose branches read variables (an ``If``
                    with then/else branch functions), then one whose branches are stateless (a ``StatelessIf``);
                    the sample takes the first one's then branch and the second one's else branch
@@ -211,6 +215,33 @@ class CustomGradient(tf.Module):
     inputs = {"x": [2, 4]}
 
 
+class StraightThrough(tf.Module):
+    description = ("A @tf.custom_gradient that is not the forward's own: x @ kernel rounded to quarters forward, dy"
+                   " passed straight through backward (the straight-through estimator).")
+
+    def __init__(self, rng):
+        super().__init__(name="straight_through")
+        self.w = tf.Variable(values(rng, (4, 3)), name="kernel")
+        self.b = tf.Variable(values(rng, (3,)), name="bias")
+
+    @tf.function(input_signature=[spec([2, 4], "x")])
+    def serve(self, x):
+        w = self.w
+
+        @tf.custom_gradient
+        def quantized_dense(inputs):
+            out = tf.round(tf.matmul(inputs, w) * 4.0) / 4.0
+
+            def grad(dy, variables=None):
+                return tf.matmul(dy, w, transpose_b=True), [tf.matmul(inputs, dy, transpose_a=True)]
+
+            return out, grad
+
+        return {"y": quantized_dense(x) + self.b}
+
+    inputs = {"x": [2, 4]}
+
+
 class Cond(tf.Module):
     description = ("tf.cond on reduce_sum(x) > 0 whose branches read different variables (an If; the sample takes "
                    "its then branch), followed by a tf.cond on reduce_mean(x) > 1 with stateless branches (a "
@@ -266,6 +297,7 @@ FIXTURES = {
     "list_outputs": ListOutputs,
     "control_deps": ControlDeps,
     "custom_gradient": CustomGradient,
+    "straight_through": StraightThrough,
     "cond": Cond,
     "multi_output": MultiOutput,
 }
@@ -385,7 +417,7 @@ def check_structure(name, meta_graph):
                 "control_deps: no control inputs")
         require(any(fn.control_ret for fn in fns), "control_deps: no control outputs")
         require("Assert" in all_ops and "ReadVariableOp" in all_ops, "control_deps: no Assert or no variable read")
-    elif name == "custom_gradient":
+    elif name in ("custom_gradient", "straight_through"):
         require("IdentityN" in all_ops, "custom_gradient: no IdentityN")
     elif name == "cond":
         require("If" in all_ops and "StatelessIf" in all_ops, "cond: not both an If and a StatelessIf")

@@ -35,6 +35,10 @@ recurrent layers: masked, stacked, bidirectional, returning sequences) with data
                     Dense tags (2, softmax) at every step; data/train.npz (series, float32
                     [96, 10, 3]) and data/tags.npy (int64 [96, 10]): whether the running sum of
                     the first feature is positive
+  efficientnet_b0   keras.applications.EfficientNetB0 (random weights, 32x32x3 input, 3 classes): its
+                    swish activations are saved as tf.custom_gradient (IdentityN + a gradient
+                    function); data/train.npz (image, float32 [16, 32, 32, 3] in 0..255) and
+                    data/labels.npy (int64 [16])
   any_length_lstm   Input series (None, 3): sequences of any length -> LSTM (6) -> Dense value (1);
                     data/train.npz (series, float32 [96, 8, 3]: this data's sequences have 8
                     steps) and data/target.npy (float32 [96])
@@ -212,6 +216,15 @@ def any_length_lstm(rng):
     return model, data, values[:4]
 
 
+def efficientnet_b0(rng):
+    model = keras.applications.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=3)
+    images = (255 * rng.random((16, 32, 32, 3))).astype(np.float32)
+    labels = rng.integers(0, 3, size=16).astype(np.int64)
+    data = {"train.npz": lambda path: np.savez(path, image=images),
+            "labels.npy": lambda path: np.save(path, labels)}
+    return model, data, images[:4]
+
+
 def bert_classifier(rng):
     import keras_hub  # only this case needs it
 
@@ -242,12 +255,12 @@ def bert_classifier(rng):
 CASES = {"tabular_mlp": tabular_mlp, "token_classifier": token_classifier,
          "image_tabular": image_tabular, "lstm_regressor": lstm_regressor, "bert_classifier": bert_classifier,
          "gru_classifier": gru_classifier, "recurrent_stack": recurrent_stack, "sequence_tagger": sequence_tagger,
-         "any_length_lstm": any_length_lstm}
+         "any_length_lstm": any_length_lstm, "efficientnet_b0": efficientnet_b0}
 DATA_FILES = {"tabular_mlp": ["houses.csv", "houses_val.csv"], "token_classifier": ["train.npz", "labels.npy"],
               "image_tabular": ["train.npz", "kind.npy", "size.npy"], "lstm_regressor": ["train.npz", "target.npy"],
               "bert_classifier": ["train.npz", "labels.npy"], "gru_classifier": ["train.npz", "labels.npy"],
               "recurrent_stack": ["train.npz", "target.npy"], "sequence_tagger": ["train.npz", "tags.npy"],
-              "any_length_lstm": ["train.npz", "target.npy"]}
+              "any_length_lstm": ["train.npz", "target.npy"], "efficientnet_b0": ["train.npz", "labels.npy"]}
 
 
 # ---------------------------------------------------------------- checking the export

@@ -39,6 +39,11 @@ public final class CustomGradients {
     if (!GradientRegistry.hasRuntimeGradient("Print")) {
       TensorFlow.registerCustomGradient("Print", MarkedGradients::printGradient);
     }
+    // Custom gradients saved with the model (tf.custom_gradient): only IdentityNs the flattener
+    // marked with their saved function get here (SavedGradients).
+    if (!GradientRegistry.hasRuntimeGradient("IdentityN")) {
+      TensorFlow.registerCustomGradient("IdentityN", SavedGradients::identityNGradient);
+    }
     registered = true;
   }
 

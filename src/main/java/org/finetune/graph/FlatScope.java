@@ -17,6 +17,8 @@ import org.tensorflow.proto.OpDef;
  */
 final class FlatScope {
   final String prefix;
+  /** The function whose body this is ("" for the top-level graph). */
+  final String function;
   final Map<String, String> args;
   final boolean graphNames;
   final List<String> controlIn = new ArrayList<>();
@@ -27,9 +29,10 @@ final class FlatScope {
   private final OpDefs opDefs;
   private final Map<String, FunctionDef> library;
 
-  FlatScope(String prefix, Map<String, String> args, boolean graphNames, OpDefs opDefs,
+  FlatScope(String prefix, String function, Map<String, String> args, boolean graphNames, OpDefs opDefs,
       Map<String, FunctionDef> library) {
     this.prefix = prefix;
+    this.function = function;
     this.args = args;
     this.graphNames = graphNames;
     this.opDefs = opDefs;
@@ -108,6 +111,19 @@ final class FlatScope {
       return "^" + nodeName(node);
     }
     return tensor(ref);
+  }
+
+  /** A tensor of this body named as its graph names it ({@code node:index}, an argument {@code arg:0}). */
+  java.util.Optional<String> graphTensor(String ref) {
+    int colon = ref.lastIndexOf(':');
+    String node = colon < 0 ? ref : ref.substring(0, colon);
+    int index = colon < 0 ? 0 : Integer.parseInt(ref.substring(colon + 1));
+    if (args.containsKey(node)) {
+      return index == 0 ? java.util.Optional.of(args.get(node)) : java.util.Optional.empty();
+    }
+    List<String> outputs = flat.get(node);
+    return outputs == null || index >= outputs.size() ? java.util.Optional.empty()
+        : java.util.Optional.of(outputs.get(index));
   }
 
   String tensor(String ref) {

@@ -61,9 +61,10 @@ public final class FunctionFlattener {
    * @param outputs signature output key to the tensor that computes it
    * @param variables by handle node name of the original graph, each with its shared read
    * @param loops one line per {@code While} loop: unrolled into how many steps, or kept and why
+   * @param customGradients how many IdentityNs got the custom gradient the model saved for them
    */
   public record FlatGraph(GraphDef graphDef, Map<String, String> inputs, Map<String, String> outputs,
-      Map<String, FlatVariable> variables, List<String> loops) {}
+      Map<String, FlatVariable> variables, List<String> loops, int customGradients) {}
 
   private static final Set<String> CALL_OPS = Set.of("PartitionedCall", "StatefulPartitionedCall");
   private static final Set<String> LOOP_OPS = Set.of("While", "StatelessWhile");
@@ -97,17 +98,19 @@ public final class FunctionFlattener {
    */
   public static FlatGraph flatten(GraphDef graph, Map<String, String> inputs, Map<String, String> outputs,
       OpDefs opDefs) {
-    return flatten(graph, inputs, outputs, Map.of(), opDefs);
+    return flatten(graph, inputs, outputs, Map.of(), null, opDefs);
   }
 
   /**
    * As {@link #flatten(GraphDef, Map, Map, OpDefs)}, with the free dimensions of some inputs fixed
    * ({@code fixedShapes}: input key to the shape of one example, without the batch dimension), so
    * that loops over a sequence whose length the signature leaves free can be unrolled. The flat
-   * graph then takes only inputs of those shapes.
+   * graph then takes only inputs of those shapes. With the SavedModel's object graph
+   * ({@code objects}, may be null), the custom gradients it saved are attached
+   * ({@link SavedGradients}).
    */
   public static FlatGraph flatten(GraphDef graph, Map<String, String> inputs, Map<String, String> outputs,
-      Map<String, long[]> fixedShapes, OpDefs opDefs) {
+      Map<String, long[]> fixedShapes, org.tensorflow.proto.SavedObjectGraphOuterClass.SavedObjectGraph objects, OpDefs opDefs) {
     Map<String, long[]> byPlaceholder = new HashMap<>();
     fixedShapes.forEach((key, dims) -> {
       if (inputs.containsKey(key)) {
@@ -116,8 +119,15 @@ public final class FunctionFlattener {
     });
     FunctionFlattener flattener = new FunctionFlattener(graph, opDefs);
     flattener.fixed.putAll(byPlaceholder);
+    if (objects != null && graph.getLibrary().getRegisteredGradientsCount() > 0) {
+      flattener.saved = new SavedGradients(graph.getLibrary(), objects, graph.getNodeList());
+    }
     return flattener.run(graph, inputs, outputs);
   }
+
+  /** The model's saved custom gradients, when it has any and its object graph was given. */
+  private SavedGradients saved;
+  private int customGradients;
 
   /** Placeholder node to the shape of one example its free dimensions take. */
   private final Map<String, long[]> fixed = new HashMap<>();
@@ -153,7 +163,7 @@ public final class FunctionFlattener {
         nodes.add(n);
       }
     }
-    FlatScope scope = new FlatScope("", Map.of(), true, opDefs, library);
+    FlatScope scope = new FlatScope("", "", Map.of(), true, opDefs, library);
     for (NodeDef node : Topology.sort(nodes)) {
       if (node.getOp().equals("VarHandleOp") || node.getOp().equals("VariableV2")) {
         emitVariable(node, scope);
@@ -173,7 +183,7 @@ public final class FunctionFlattener {
       closeOverFunctions().forEach(name -> lib.addFunction(library.get(name)));
       out.setLibrary(lib);
     }
-    return new FlatGraph(out.build(), flatInputs, flatOutputs, variables, List.copyOf(loops));
+    return new FlatGraph(out.build(), flatInputs, flatOutputs, variables, List.copyOf(loops), customGradients);
   }
 
   // ------------------------------------------------------------------------------ emitting
@@ -227,6 +237,9 @@ public final class FunctionFlattener {
       }
       value.getList().getFuncList().forEach(f -> neededFunctions.add(f.getName()));
     }
+    if (saved != null) {
+      saved.functionFor(node).ifPresent(fn -> markCustomGradient(copy, fn, scope));
+    }
     List<NodeDef> replacement = lists.rewrite(copy.build());
     if (!replacement.isEmpty()) {
       replacement.forEach(this::add);
@@ -255,6 +268,20 @@ public final class FunctionFlattener {
     } else if (!(LOOP_OPS.contains(node.getOp()) && unroll(node, scope))) {
       emitCopy(node, scope);
     }
+  }
+
+  /** Gives a copied IdentityN the custom gradient the model saved for it ({@link SavedGradients#attach}). */
+  private void markCustomGradient(NodeDef.Builder copy, String function, FlatScope scope) {
+    Map<String, DataType> readTypes = new HashMap<>();
+    Map<String, String> reads = new HashMap<>();
+    variables.forEach((handle, v) -> {
+      reads.put(handle, v.read());
+      readTypes.put(handle, v.dtype());
+    });
+    saved.attach(copy, function, scope, reads, readTypes, library, this::add).ifPresent(gradient -> {
+      neededFunctions.add(gradient);
+      customGradients++;
+    });
   }
 
   /** Copies the body of the function {@code call} invokes in place of the call. */
@@ -299,7 +326,7 @@ public final class FunctionFlattener {
     for (int i = 0; i < args.size(); i++) {
       argTensors.put(f.getSignature().getInputArg(i).getName(), args.get(i));
     }
-    FlatScope body = new FlatScope(name + "/", argTensors, false, opDefs, library);
+    FlatScope body = new FlatScope(name + "/", f.getSignature().getName(), argTensors, false, opDefs, library);
     body.controlIn.addAll(control);
     for (NodeDef node : Topology.sort(f.getNodeDefList())) {
       emitNode(node, body);

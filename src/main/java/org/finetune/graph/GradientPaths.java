@@ -36,7 +36,8 @@ public final class GradientPaths {
       if (node == null || !seen.add(name)) {
         continue;
       }
-      GradientRegistry.Kind kind = registry.kind(node.getOp());
+      GradientRegistry.Kind kind = node.getAttrMap().containsKey(SavedGradients.ATTR) ? GradientRegistry.Kind.GRADIENT
+          : registry.kind(node.getOp());
       if (kind == GradientRegistry.Kind.NO_GRADIENT || (kind == GradientRegistry.Kind.MISSING
           && !node.getOp().isEmpty() && opDefs.find(node.getOp()).isPresent())) {
         continue;

@@ -388,7 +388,7 @@ public final class KerasSavedModel implements AutoCloseable {
     Map<String, String> outputs = new LinkedHashMap<>();
     sig.outputs().forEach(t -> outputs.put(t.key(), t.tensorName()));
     FunctionFlattener.FlatGraph graph = FunctionFlattener.flatten(files.metaGraph().getGraphDef(), inputs, outputs,
-        fixedShapes, OpDefs.runtime());
+        fixedShapes, files.metaGraph().getObjectGraphDef(), OpDefs.runtime());
     String prefix = "finetune_flat_" + signature;
     // Training goes through this copy: its matrix products get the faster gradients of
     // MarkedGradients. Exports are written from the clean graph FlatSignature keeps.

@@ -90,9 +90,11 @@ final class OpAudit {
 
   /**
    * The gaps of the graph training runs: the signature flattened, its recurrent loops unrolled
-   * (their While and TensorList ops have no gradient, the unrolled steps do), sequence lengths
+   * (their While and TensorList ops have no gradient, the unrolled steps do) and the custom
+   * gradients it saved attached to their IdentityNs, sequence lengths
    * the signature leaves free fixed as training's data fixes them. Empty when no loop
-   * was unrolled or the signature cannot be flattened; the gaps of the saved functions then stand.
+   * was unrolled and no custom gradient attached, or the signature cannot be flattened; the gaps of
+   * the saved functions then stand.
    * Gaps here name flat nodes, in the graph at the top level.
    */
   private static java.util.Optional<List<GradientGap>> afterUnrolling(MetaGraphDef meta, SignatureInfo signature,
@@ -108,16 +110,21 @@ final class OpAudit {
       signature.inputs().stream().filter(t -> t.shape().size() > 1).forEach(t -> lengths.put(t.key(),
           t.shape().subList(1, t.shape().size()).stream().mapToLong(d -> d < 0 ? 8 : d).toArray()));
       flat = org.finetune.graph.FunctionFlattener.flatten(meta.getGraphDef(), inputs, outputs, lengths,
-          OpDefs.runtime());
+          meta.getObjectGraphDef(), OpDefs.runtime());
     } catch (RuntimeException e) {
       return java.util.Optional.empty();
     }
-    if (flat.loops().stream().noneMatch(l -> l.contains(" unrolled into "))) {
+    if (flat.customGradients() == 0 && flat.loops().stream().noneMatch(l -> l.contains(" unrolled into "))) {
       return java.util.Optional.empty();
     }
     OpAudit audit = new OpAudit(flat.graphDef(), resolved.variables(), layers);
     audit.body("", flat.graphDef().getNodeList(), Map.of(), sources);
-    return java.util.Optional.of(new ArrayList<>(audit.gaps.values()));
+    // Only ops a gradient from the outputs would pass: a Round before a saved straight-through
+    // gradient depends on a variable but is never differentiated.
+    List<String> gapTensors = audit.gaps.values().stream().map(g -> g.node() + ":0").toList();
+    Set<String> reached = org.finetune.graph.GradientPaths.reachable(flat.graphDef(), flat.outputs().values(),
+        gapTensors, OpDefs.runtime(), GradientRegistry.builtIn());
+    return java.util.Optional.of(audit.gaps.values().stream().filter(g -> reached.contains(g.node() + ":0")).toList());
   }
 
   private void collectFunctions(NodeDef node, Set<String> reached) {
@@ -167,6 +174,10 @@ final class OpAudit {
       List<String> callees = calledFunctions(node);
       if (!callees.isEmpty()) {
         d.or(call(node, callees, inputDeps));
+        if (!node.getOp().endsWith("PartitionedCall") && !library.containsKey(node.getOp())) {
+          // If, While, Case: the runtime differentiates what their branches do, not the op itself.
+          checkGradient(function, node, d);
+        }
       } else if (!node.getOp().isEmpty()) {
         checkGradient(function, node, d);
         if (!carriesGradient(node)) {
@@ -225,7 +236,8 @@ final class OpAudit {
   }
 
   private void checkGradient(String function, NodeDef node, BitSet deps) {
-    if (gradients.kind(node.getOp()) != GradientRegistry.Kind.MISSING || !deps.intersects(trainable)) {
+    if (gradients.kind(node.getOp()) != GradientRegistry.Kind.MISSING || !deps.intersects(trainable)
+        || node.getAttrMap().containsKey(org.finetune.graph.SavedGradients.ATTR)) {
       return;
     }
     List<DataType> outputs = opDefs.outputTypes(node);

@@ -203,30 +203,76 @@ class ArrayTaskTest {
   @Test
   void aTfKerasLstmUnderAGruTakesTensorFlowsOwnStep() throws IOException {
     Fixture fixture = Fixture.of("recurrent/tf_keras");
-    Path x = fixture.sampleFile("sample/input_series.npy");
+    oneSgdStepMatchesTensorFlow(fixture.model(), "series", fixture.sampleFile("sample/input_series.npy"),
+        new float[] {0.5f, -0.5f, 1f, -1f}, "tf_keras LSTM + GRU");
+  }
+
+  /**
+   * A saved {@code tf.custom_gradient} whose gradient is not the forward's: the forward rounds
+   * (Round has no gradient), the saved gradient passes dy straight through. Without the saved
+   * function the kernel could not train at all; with it, the step equals TensorFlow's.
+   */
+  @Test
+  void aSavedCustomGradientTrainsAsTensorFlowTrainsIt() throws IOException {
+    Fixture fixture = Fixture.graphs().filter(f -> f.id().endsWith("straight_through")).findFirst().orElseThrow();
+    oneSgdStepMatchesTensorFlow(fixture.model(), "x", fixture.sampleFile("sample/input_x.npy"),
+        new float[] {1f, -1f, 0.5f, 2f, 0f, -2f}, "straight-through custom gradient");
+  }
+
+  /**
+   * EfficientNetB0's swish is saved as a custom gradient at every activation (an IdentityN each);
+   * with the saved gradient functions every layer trains, and the step equals TensorFlow's
+   * (BatchNormalization in inference mode on both sides, as the signature runs it).
+   */
+  @Test
+  void efficientNetTrainsThroughItsSavedSwishGradients() throws IOException {
+    Path dir = arrayCase("efficientnet_b0");
+    NpyArray images = org.finetune.data.ArrayTable.read(dir.resolve("data/train.npz"), "image").get("image").all()
+        .rows(new int[] {0, 1, 2, 3});
+    Path x = tmp.resolve("images.npy");
+    images.write(x);
+    float[] targets = new float[12];
+    for (int i = 0; i < targets.length; i++) {
+      targets[i] = i % 3 == i / 3 % 3 ? 1f : 0f;
+    }
+    oneSgdStepMatchesTensorFlow(dir.resolve("keras3_export"), "keras_tensor", x, targets, "EfficientNetB0 (swish)");
+  }
+
+  /**
+   * One SGD step (MSE, all rows of {@code x} in one batch) from the CLI; scripts/python_step.py
+   * takes TensorFlow's own step (GradientTape through the loaded signature) on the same rows; the
+   * two models' outputs after the step agree within {@link #TOLERANCE}, the step moved them, and
+   * no trainable variable was left out.
+   */
+  private void oneSgdStepMatchesTensorFlow(Path model, String input, Path x, float[] targets, String what)
+      throws IOException {
+    NpyArray before;
+    try (KerasSavedModel base = KerasSavedModel.open(model)) {
+      before = org.finetune.export.ExportTest.signatureOutputs(base, java.util.Map.of(input, NpyArray.read(x)))
+          .values().iterator().next();
+    }
     Path target = tmp.resolve("target.npy");
-    java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(16).order(java.nio.ByteOrder.LITTLE_ENDIAN);
-    for (float v : new float[] {0.5f, -0.5f, 1f, -1f}) {
+    java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(4 * targets.length).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+    for (float v : targets) {
       b.putFloat(v);
     }
-    new NpyArray("float32", new long[] {4, 1}, b.array()).write(target);
+    new NpyArray("float32", before.shape(), b.array()).write(target);
     Path out = tmp.resolve("export");
-    CliRun run = CliRun.of("train", fixture.model().toString(), "--task", "arrays", "--data", x.toString(),
-        "--targets", target.toString(), "--loss", "mse", "--batch-size", "4", "--epochs", "1", "--no-shuffle",
-        "--optimizer", "sgd", "--lr", "0.1", "--momentum", "0", "--out", out.toString());
+    CliRun run = CliRun.of("train", model.toString(), "--task", "arrays", "--data", x.toString(), "--targets",
+        target.toString(), "--loss", "mse", "--batch-size", Long.toString(before.shape()[0]), "--epochs", "1",
+        "--no-shuffle", "--optimizer", "sgd", "--lr", "0.1", "--momentum", "0", "--out", out.toString());
     assertEquals(0, run.exit(), run.err());
     assertTrue(!run.err().contains("left out"), run.err());
-    Python.run("python_step.py", "--model", fixture.model().toString(), "--input", "series=" + x, "--target",
+    Python.run("python_step.py", "--model", model.toString(), "--input", input + "=" + x, "--target",
         target.toString(), "--lr", "0.1", "--out", tmp.resolve("python").toString());
     NpyArray python = NpyArray.read(tmp.resolve("python/after.npy"));
-    NpyArray before = NpyArray.read(fixture.sampleFile("sample/output_value.npy"));
-    try (KerasSavedModel model = KerasSavedModel.open(out)) {
-      NpyArray jvm = org.finetune.export.ExportTest.signatureOutputs(model, java.util.Map.of("series", NpyArray.read(x)))
+    try (KerasSavedModel trained = KerasSavedModel.open(out)) {
+      NpyArray jvm = org.finetune.export.ExportTest.signatureOutputs(trained, java.util.Map.of(input, NpyArray.read(x)))
           .values().iterator().next();
       double diff = NpyArray.relativeDifference(python.toDoubles(), jvm.toDoubles());
       double moved = NpyArray.relativeDifference(before.toDoubles(), python.toDoubles());
-      System.out.printf("tf_keras LSTM + GRU, one SGD step: Java vs TensorFlow %.3e (the step moved the outputs by"
-          + " %.3e)%n", diff, moved);
+      System.out.printf("%s, one SGD step: Java vs TensorFlow %.3e (the step moved the outputs by %.3e)%n", what,
+          diff, moved);
       assertTrue(moved > 100 * TOLERANCE, "the step moves the outputs: " + moved);
       assertTrue(diff <= TOLERANCE, "Java's step vs TensorFlow's: " + diff);
     }

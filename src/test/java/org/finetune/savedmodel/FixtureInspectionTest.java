@@ -81,13 +81,22 @@ class FixtureInspectionTest {
   }
 
   @Test
-  void aCustomGradientIsAnOpWithoutGradientAndNamesTheLayerBehindIt() {
-    Fixture f = Fixture.graphs().filter(g -> g.id().endsWith("custom_gradient")).findFirst().orElseThrow();
+  void aConditionalIsAnOpWithoutGradientAndNamesTheLayersBehindIt() {
+    Fixture f = Fixture.graphs().filter(g -> g.id().endsWith("cond")).findFirst().orElseThrow();
     ModelInfo info = SavedModelInspector.inspect(f.model());
-    assertEquals(1, info.gradientGaps().size(), info.gradientGaps().toString());
+    assertEquals(2, info.gradientGaps().size(), info.gradientGaps().toString());
     GradientGap gap = info.gradientGaps().get(0);
-    assertEquals("IdentityN", gap.op());
-    assertEquals(List.of("kernel"), gap.layers());
+    assertEquals("If", gap.op());
+    assertEquals(List.of("then_kernel", "else_kernel", "else_bias"), gap.layers());
+  }
+
+  /** An IdentityN of tf.custom_gradient has no gradient in the runtime, but the model saved its function. */
+  @Test
+  void aSavedCustomGradientLeavesNoGap() {
+    for (String id : List.of("custom_gradient", "straight_through")) {
+      Fixture f = Fixture.graphs().filter(g -> g.id().endsWith(id)).findFirst().orElseThrow();
+      assertEquals(List.of(), SavedModelInspector.inspect(f.model()).gradientGaps(), id);
+    }
   }
 
   @ParameterizedTest
