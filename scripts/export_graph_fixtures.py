@@ -23,6 +23,8 @@ fixtures in savedmodels/ hit only the easy paths, so this script writes tiny, ha
                    x @ kernel to quarters (Round, whose gradient is none), the gradient passes dy
                    through as if nothing were rounded (the straight-through estimator of
                    quantization-aware training)
+  fake_quant       quantization-aware training as tfmot builds it: fake quantization with trained ranges
+                   (FakeQuantWithMinMaxVars, per tensor and per channel) after two dense products
   cond             ``tf.cond`` on a data-dependent predicate whose branches read variables (an ``If``
                    with then/else branch functions), then one whose branches are stateless (a ``StatelessIf``);
                    the sample takes the first one's then branch and the second one's else branch
@@ -242,6 +244,31 @@ class StraightThrough(tf.Module):
     inputs = {"x": [2, 4]}
 
 
+class FakeQuant(tf.Module):
+    description = ("Quantization-aware training as tfmot builds it: x @ kernel fake-quantized to 8 bits in a trained"
+                   " range (FakeQuantWithMinMaxVars), plus x @ kernel_2 fake-quantized per channel in trained"
+                   " ranges (FakeQuantWithMinMaxVarsPerChannel), plus a bias.")
+
+    def __init__(self, rng):
+        super().__init__(name="fake_quant")
+        self.w = tf.Variable(values(rng, (4, 3)), name="kernel")
+        self.w2 = tf.Variable(values(rng, (4, 3)), name="kernel_2")
+        self.lo = tf.Variable(-0.5, name="range_min")
+        self.hi = tf.Variable(0.5, name="range_max")
+        self.clo = tf.Variable([-0.4, -0.6, -0.3], name="channel_min")
+        self.chi = tf.Variable([0.4, 0.3, 0.6], name="channel_max")
+        self.b = tf.Variable(values(rng, (3,)), name="bias")
+
+    @tf.function(input_signature=[spec([2, 4], "x")])
+    def serve(self, x):
+        a = tf.quantization.fake_quant_with_min_max_vars(tf.matmul(x, self.w), self.lo, self.hi, num_bits=8)
+        c = tf.quantization.fake_quant_with_min_max_vars_per_channel(tf.matmul(x, self.w2), self.clo, self.chi,
+                                                                     num_bits=8)
+        return {"y": a + c + self.b}
+
+    inputs = {"x": [2, 4]}
+
+
 class Cond(tf.Module):
     description = ("tf.cond on reduce_sum(x) > 0 whose branches read different variables (an If; the sample takes "
                    "its then branch), followed by a tf.cond on reduce_mean(x) > 1 with stateless branches (a "
@@ -298,6 +325,7 @@ FIXTURES = {
     "control_deps": ControlDeps,
     "custom_gradient": CustomGradient,
     "straight_through": StraightThrough,
+    "fake_quant": FakeQuant,
     "cond": Cond,
     "multi_output": MultiOutput,
 }

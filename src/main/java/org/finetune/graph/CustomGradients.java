@@ -39,6 +39,38 @@ public final class CustomGradients {
     if (!GradientRegistry.hasRuntimeGradient("Print")) {
       TensorFlow.registerCustomGradient("Print", MarkedGradients::printGradient);
     }
+    // Quantization-aware training (tfmot's QAT layers): the straight-through estimator TF Python
+    // registers for fake quantization, through the runtime's own *Gradient ops.
+    if (!GradientRegistry.hasRuntimeGradient("FakeQuantWithMinMaxArgs")) {
+      TensorFlow.registerCustomGradient("FakeQuantWithMinMaxArgs", (tf, op, gradients) -> List.of(
+          tf.quantization.fakeQuantWithMinMaxArgsGradient(cast(gradients.get(0)), cast(op.input(0)),
+              org.tensorflow.op.quantization.FakeQuantWithMinMaxArgsGradient.min(op.attributes().getAttrFloat("min")),
+              org.tensorflow.op.quantization.FakeQuantWithMinMaxArgsGradient.max(op.attributes().getAttrFloat("max")),
+              org.tensorflow.op.quantization.FakeQuantWithMinMaxArgsGradient.numBits(op.attributes().getAttrInt("num_bits")),
+              org.tensorflow.op.quantization.FakeQuantWithMinMaxArgsGradient.narrowRange(
+                  op.attributes().getAttrBool("narrow_range")))));
+    }
+    if (!GradientRegistry.hasRuntimeGradient("FakeQuantWithMinMaxVars")) {
+      TensorFlow.registerCustomGradient("FakeQuantWithMinMaxVars", (tf, op, gradients) -> {
+        var g = tf.quantization.fakeQuantWithMinMaxVarsGradient(cast(gradients.get(0)), cast(op.input(0)),
+            cast(op.input(1)), cast(op.input(2)),
+            org.tensorflow.op.quantization.FakeQuantWithMinMaxVarsGradient.numBits(op.attributes().getAttrInt("num_bits")),
+            org.tensorflow.op.quantization.FakeQuantWithMinMaxVarsGradient.narrowRange(
+                op.attributes().getAttrBool("narrow_range")));
+        return List.of(g.backpropsWrtInput(), g.backpropWrtMin(), g.backpropWrtMax());
+      });
+    }
+    if (!GradientRegistry.hasRuntimeGradient("FakeQuantWithMinMaxVarsPerChannel")) {
+      TensorFlow.registerCustomGradient("FakeQuantWithMinMaxVarsPerChannel", (tf, op, gradients) -> {
+        var g = tf.quantization.fakeQuantWithMinMaxVarsPerChannelGradient(cast(gradients.get(0)), cast(op.input(0)),
+            cast(op.input(1)), cast(op.input(2)),
+            org.tensorflow.op.quantization.FakeQuantWithMinMaxVarsPerChannelGradient.numBits(
+                op.attributes().getAttrInt("num_bits")),
+            org.tensorflow.op.quantization.FakeQuantWithMinMaxVarsPerChannelGradient.narrowRange(
+                op.attributes().getAttrBool("narrow_range")));
+        return List.of(g.backpropsWrtInput(), g.backpropWrtMin(), g.backpropWrtMax());
+      });
+    }
     // Custom gradients saved with the model (tf.custom_gradient): only IdentityNs the flattener
     // marked with their saved function get here (SavedGradients).
     if (!GradientRegistry.hasRuntimeGradient("IdentityN")) {
@@ -54,6 +86,7 @@ public final class CustomGradients {
 
   /** For tests: the ops this class adds gradients for. */
   public static List<String> opTypes() {
-    return List.of("SparseSoftmaxCrossEntropyWithLogits", "Print");
+    return List.of("SparseSoftmaxCrossEntropyWithLogits", "Print", "FakeQuantWithMinMaxArgs", "FakeQuantWithMinMaxVars",
+        "FakeQuantWithMinMaxVarsPerChannel");
   }
 }

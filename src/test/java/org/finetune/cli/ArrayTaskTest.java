@@ -220,6 +220,18 @@ class ArrayTaskTest {
   }
 
   /**
+   * Quantization-aware training: fake quantization in trained ranges (per tensor and per channel)
+   * has no gradient in the runtime's registry; finetune registers TensorFlow's straight-through
+   * estimator, so the kernels and the ranges train as TensorFlow trains them.
+   */
+  @Test
+  void fakeQuantizationTrainsItsKernelsAndRangesAsTensorFlowDoes() throws IOException {
+    Fixture fixture = Fixture.graphs().filter(f -> f.id().endsWith("fake_quant")).findFirst().orElseThrow();
+    oneSgdStepMatchesTensorFlow(fixture.model(), "x", fixture.sampleFile("sample/input_x.npy"),
+        new float[] {1f, -1f, 0.5f, 2f, 0f, -2f}, "fake quantization (QAT)");
+  }
+
+  /**
    * EfficientNetB0's swish is saved as a custom gradient at every activation (an IdentityN each);
    * with the saved gradient functions every layer trains, and the step equals TensorFlow's
    * (BatchNormalization in inference mode on both sides, as the signature runs it).

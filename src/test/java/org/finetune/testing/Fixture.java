@@ -37,7 +37,8 @@ public record Fixture(String id, Path root) {
 
   /** The flattener's graph fixtures ({@code scripts/export_graph_fixtures.py}, committed in graphs/). */
   public static final List<String> GRAPHS = List.of(
-      "nested_calls", "list_outputs", "control_deps", "custom_gradient", "straight_through", "cond", "multi_output");
+      "nested_calls", "list_outputs", "control_deps", "custom_gradient", "straight_through", "fake_quant", "cond",
+      "multi_output");
 
   public static Stream<Fixture> graphs() {
     return GRAPHS.stream().map(name -> at(projectRoot().resolve("graphs").resolve(name), "graphs/" + name));
