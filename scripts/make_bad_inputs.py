@@ -410,6 +410,13 @@ def build(corpus):
                 ["{case}/checkpoint/plan.json", "not valid JSON", "resume from another checkpoint"],
                 files={"checkpoint/plan.json": "\x00\x01 not json", "checkpoint/state.json": "{}\n"})
 
+    # --- layer names (last: its images draw from the generator after every other case's)
+    corpus.case("train-unknown-layer", "a layer name the model does not have",
+                ["train", IMAGE_MODEL, "--data", "{case}/data", "--train", "nosuchlayer", "--epochs", "1", "--out",
+                 "{out}"], 2,
+                ["no layer or block named 'nosuchlayer'", "block1_conv1", "name one of them in --train"],
+                files=train_data(["a", "b"], per_class=5))
+
 
 def reshape_kernel(model):
     """Rewrites the checkpoint with dense/kernel of shape (5, 3) where the graph says (4, 3)."""

@@ -91,6 +91,7 @@ final class Flags {
       case IMAGE_SIZE -> "give one with --image-size HxW";
       case EXPORT -> "choose another or add --overwrite";
       case GROUPS -> "give --groups G1,G2,... (top first)";
+      case LAYERS -> "name one of them in --train, --groups or --unfreeze";
       case SEQUENCE_LENGTH -> libraryFix ? "lower --seq-len" : "";
       case VALIDATION -> libraryFix ? "give --val-data or --val-split, not both" : "";
       case AUGMENTATION -> libraryFix ? "leave out --flip, --zoom and --brightness" : "";

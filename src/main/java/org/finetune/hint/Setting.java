@@ -26,6 +26,8 @@ public enum Setting {
   AUGMENTATION,
   /** The training plan. */
   PLAN,
+  /** Which layers train: the names that selectors, stages and groups give. */
+  LAYERS,
   /** Loading a model whose graph holds ops that touch files, processes or the network. */
   UNSAFE_OPS,
   /** Which of a SavedModel's signatures to use. */

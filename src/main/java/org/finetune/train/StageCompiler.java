@@ -74,18 +74,34 @@ final class StageCompiler {
     this.warnings = p.warnings();
   }
 
-  /** Builds stage {@code index}: its trainable set, gradients, checks and updates. */
-  @SuppressWarnings("unchecked")
-  Trainer.Compiled build(int index) {
-    Stage s = plan.stages().get(index);
+  /**
+   * Resolves every stage's selectors, so that a name the model does not have is refused before
+   * anything runs ({@link org.finetune.hint.BadSettingException}, {@link org.finetune.hint.Setting#LAYERS}).
+   */
+  void checkSelectors() {
+    java.util.function.Function<String, java.util.Optional<Set<String>>> above = layersAbove();
+    for (Stage s : plan.stages()) {
+      TrainableSet.resolve(selectable, s.selectors(), above);
+      s.groups().forEach(g -> TrainableSet.resolve(selectable, List.of(g.selector()), above));
+    }
+  }
+
+  /** The layers used after a node of the flat graph, by the node's name: what "above NAME" selects. */
+  private java.util.function.Function<String, java.util.Optional<Set<String>>> layersAbove() {
     Map<String, String> readLayers = new HashMap<>();
     for (Trainer.Tracked v : variables.values()) {
       if (v.read().startsWith(flat.prefix() + "/")) {
         readLayers.put(TensorNames.nodeOf(flat.local(v.read())), v.info().layer());
       }
     }
-    java.util.function.Function<String, java.util.Optional<Set<String>>> above =
-        name -> LayerScopes.layersUsedAfter(flat.graphDef(), name, readLayers, inputNodes);
+    return name -> LayerScopes.layersUsedAfter(flat.graphDef(), name, readLayers, inputNodes);
+  }
+
+  /** Builds stage {@code index}: its trainable set, gradients, checks and updates. */
+  @SuppressWarnings("unchecked")
+  Trainer.Compiled build(int index) {
+    Stage s = plan.stages().get(index);
+    java.util.function.Function<String, java.util.Optional<Set<String>>> above = layersAbove();
     TrainableSet set = TrainableSet.resolve(selectable, s.selectors(), above);
     Map<String, Double> factors = new HashMap<>();
     for (Stage.Group g : s.groups()) {

@@ -107,8 +107,8 @@ public record TrainableSet(List<String> variables, List<String> layers) {
       if (above.isPresent()) {
         return all.stream().filter(above.get()::contains).toList();
       }
-      throw new IllegalArgumentException("no layer or block named '" + b.name() + "'; layers with weights: "
-          + abbreviate(all));
+      throw new org.finetune.hint.BadSettingException("no layer or block named '" + b.name() + "'; layers with"
+          + " weights: " + abbreviate(all), org.finetune.hint.Setting.LAYERS, "name one of them");
     }
     throw new IllegalArgumentException("unsupported selector " + s);
   }
@@ -116,7 +116,8 @@ public record TrainableSet(List<String> variables, List<String> layers) {
   private static int requireLayer(List<String> all, String name) {
     int i = all.indexOf(name);
     if (i < 0) {
-      throw new IllegalArgumentException("no layer named '" + name + "' with weights; they are: " + abbreviate(all));
+      throw new org.finetune.hint.BadSettingException("no layer named '" + name + "' with weights; they are: "
+          + abbreviate(all), org.finetune.hint.Setting.LAYERS, "name one of them");
     }
     return i;
   }
@@ -124,7 +125,8 @@ public record TrainableSet(List<String> variables, List<String> layers) {
   private static List<String> matching(List<String> all, Pattern p, String what) {
     List<String> out = all.stream().filter(n -> p.matcher(n).matches()).toList();
     if (out.isEmpty()) {
-      throw new IllegalArgumentException(what + " matches no layer; layers with weights: " + abbreviate(all));
+      throw new org.finetune.hint.BadSettingException(what + " matches no layer; layers with weights: "
+          + abbreviate(all), org.finetune.hint.Setting.LAYERS, "name one of them");
     }
     return out;
   }

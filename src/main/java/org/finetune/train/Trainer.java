@@ -100,6 +100,7 @@ public final class Trainer implements AutoCloseable {
     this.compiler = new StageCompiler(new StageCompiler.Parts(plan, flat, graph, session, tf, lossGraph, optimizer,
         learningRate, variables, selectable, sources, LossPlacement.inputNodes(flat), headVariables(),
         head.isPresent(), warnings));
+    compiler.checkSelectors();
     this.stateFiles = new StateFiles(graph, session, tf);
     this.feeder = new BatchFeeder(plan, flat, lossGraph, flat.imported(sources.get(0)), head,
         () -> head.isPresent() && headOnly(stage), this::iterations);
