@@ -27,7 +27,8 @@ Models (``--models``; default: all of them, skipping those already written):
                       reads through ResourceGather, an op with no C++ gradient (tf_keras only)
   recurrent           a tiny tf_keras sequence regressor: LSTM (8, return_sequences) -> GRU (6) ->
                       Dense (1) over 10 steps of 4 features; tf_keras saves each recurrent layer
-                      as a call (with its cuDNN twin beside it) into a While loop over TensorLists
+                      as a call (with its cuDNN twin beside it) into a While loop over TensorLists;
+                      compiled (Adam, MSE, MAE metric) and fit one step before it is saved
   tf1_linear          a TF1-style SavedModel (SavedModelBuilder): no object graph, no functions
                       (export path ``tf1`` only)
 
@@ -386,6 +387,10 @@ def export_recurrent(out):
         tf_keras.layers.Dense(1, name="value"),
     ], name="recurrent")
     x = np.cumsum(0.3 * np.random.default_rng(SEED).standard_normal((4, 10, 4)), axis=1).astype(np.float32)
+    # Compiled and fit once, as a user's model comes: the SavedModel then also holds the optimizer's
+    # iteration, learning rate and slots and the metrics' totals, which are no parameters.
+    model.compile(optimizer=tf_keras.optimizers.Adam(0.01), loss="mse", metrics=["mae"])
+    model.fit(x, np.linspace(-1, 1, 4).astype(np.float32), epochs=1, batch_size=4, verbose=0)
     y = model(x, training=False).numpy()
     write_fixture(os.path.join(out, "recurrent", "tf_keras"), "tf_keras",
                   lambda p: model.save(p, save_format="tf"), model, y, x, "recurrent")

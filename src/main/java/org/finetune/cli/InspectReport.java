@@ -59,6 +59,10 @@ final class InspectReport {
       out.println("Random-generator state (saved, not parameters): " + info.rngState().size() + " variables, e.g. "
           + info.rngState().get(0).name());
     }
+    if (!info.trainingState().isEmpty()) {
+      out.println("Optimizer and metric state (saved by compile and fit, not parameters): "
+          + info.trainingState().size() + " variables, e.g. " + info.trainingState().get(0).name());
+    }
     out.println();
     out.println("Signatures:");
     for (SignatureInfo sig : info.signatures().values()) {
@@ -142,6 +146,9 @@ final class InspectReport {
     JsonArray rng = new JsonArray();
     info.rngState().forEach(v -> rng.add(v.name()));
     root.add("rng_state", rng);
+    JsonArray trainingState = new JsonArray();
+    info.trainingState().forEach(v -> trainingState.add(v.name()));
+    root.add("training_state", trainingState);
     JsonObject totals = new JsonObject();
     totals.addProperty("total_params", info.totalParams());
     totals.addProperty("trainable_params", info.trainableParams());

@@ -53,6 +53,11 @@ public record ModelInfo(Path dir, ExportPath exportPath, Set<String> tags, Map<S
     return variables.stream().filter(VariableInfo::rngState).toList();
   }
 
+  /** A compiled tf_keras model's optimizer and metric variables: saved, not parameters. */
+  public List<VariableInfo> trainingState() {
+    return variables.stream().filter(v -> v.kind() == VariableInfo.Kind.TRAINING_STATE).toList();
+  }
+
   public long nonTrainableParams() {
     return totalParams() - trainableParams();
   }

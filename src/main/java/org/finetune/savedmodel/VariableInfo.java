@@ -13,13 +13,29 @@ import java.util.Objects;
  * @param trainable per the object graph's SavedVariable (or the TF1 trainable collection)
  * @param handle the top-level graph node the serving function reads it through; empty when the
  *     signature does not read it
- * @param rngState true for a random generator's state (a Keras 3 SeedGenerator's
- *     {@code seed_generator_state}): saved with the model, read by dropout, but not a weight, so
- *     Keras does not count it among the parameters and neither do we
+ * @param kind a weight, or saved state that Keras does not count among the parameters
  */
 public record VariableInfo(String name, String layer, List<Long> shape, String dtype, boolean trainable,
-    String handle, boolean rngState) {
+    String handle, Kind kind) {
+  /** What a saved variable is to the model. */
+  public enum Kind {
+    /** A weight, trainable or not: a parameter. */
+    WEIGHT,
+    /**
+     * A random generator's state (a Keras 3 SeedGenerator's {@code seed_generator_state}): saved
+     * with the model, read by dropout, not a weight.
+     */
+    RNG_STATE,
+    /**
+     * Training state a compiled tf_keras model saves beside its weights: the optimizer's
+     * iteration, learning rate and slots ({@code optimizer/...}), the metrics' totals and counts
+     * ({@code keras_api/metrics/...}).
+     */
+    TRAINING_STATE
+  }
+
   public VariableInfo {
+    Objects.requireNonNull(kind, "kind");
     Objects.requireNonNull(name, "name");
     Objects.requireNonNull(layer, "layer");
     Objects.requireNonNull(dtype, "dtype");
@@ -32,7 +48,12 @@ public record VariableInfo(String name, String layer, List<Long> shape, String d
 
   /** True when it counts as a model parameter (a weight, trainable or not). */
   public boolean weight() {
-    return !rngState;
+    return kind == Kind.WEIGHT;
+  }
+
+  /** True for a random generator's state. */
+  public boolean rngState() {
+    return kind == Kind.RNG_STATE;
   }
 
   /** The number of scalars it holds. */

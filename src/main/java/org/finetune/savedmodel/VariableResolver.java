@@ -133,7 +133,7 @@ final class VariableResolver {
       variables.add(new VariableInfo(node.getName(), layerOf(node.getName()),
           shape == null ? List.of() : dims(shape.getShape()),
           DTypes.name(dtype == null ? DataType.DT_INVALID : dtype.getType()),
-          trainable.contains(node.getName()), isRead ? node.getName() : "", false));
+          trainable.contains(node.getName()), isRead ? node.getName() : "", VariableInfo.Kind.WEIGHT));
     }
     return new Resolved(variables, indexByHandle, calls);
   }
@@ -171,8 +171,11 @@ final class VariableResolver {
     }
     boolean rngState = !v.getTrainable() && (name.equals(VariableInfo.SEED_STATE_NAME)
         || name.endsWith("/" + VariableInfo.SEED_STATE_NAME));
+    boolean trainingState = !v.getTrainable() && (objectPath.startsWith("optimizer/")
+        || objectPath.startsWith("keras_api/metrics/"));
     return new VariableInfo(name, layerOf(name), dims(v.getShape()), DTypes.name(v.getDtype()), v.getTrainable(),
-        handle, rngState);
+        handle, rngState ? VariableInfo.Kind.RNG_STATE
+            : trainingState ? VariableInfo.Kind.TRAINING_STATE : VariableInfo.Kind.WEIGHT);
   }
 
   private static String aliasKey(VariableInfo v) {

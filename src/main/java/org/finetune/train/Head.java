@@ -112,7 +112,7 @@ final class Head {
         dims.add(d);
       }
       variables.add(new Variable(new VariableInfo(layer + "/" + name, layer, dims, "float32", true,
-          handle.op().name(), false), handle.op().name(), read.asOutput().op().name() + ":0"));
+          handle.op().name(), VariableInfo.Kind.WEIGHT), handle.op().name(), read.asOutput().op().name() + ":0"));
       return read;
     };
     PlaceholderWithDefault<TFloat32> rate = tf.withName("dropout_rate").placeholderWithDefault(tf.constant(0f),

@@ -80,6 +80,20 @@ class FixtureInspectionTest {
     assertEquals(before, TreeDigest.of(fixture.model()));
   }
 
+  /**
+   * A compiled tf_keras model that was fit saves its optimizer's and metrics' variables beside its
+   * weights; they are listed apart and counted nowhere, so the totals are Keras's (the
+   * parameterized totals test holds them to expected.json).
+   */
+  @Test
+  void aCompiledModelsOptimizerAndMetricsAreNoParameters() {
+    ModelInfo info = SavedModelInspector.inspect(Fixture.of("recurrent/tf_keras").model());
+    List<String> state = info.trainingState().stream().map(VariableInfo::name).toList();
+    assertTrue(state.contains("iteration") && state.contains("learning_rate") && state.contains("total"), state.toString());
+    assertTrue(state.stream().anyMatch(n -> n.startsWith("Adam/m/")), state.toString());
+    assertEquals(List.of("lstm", "gru", "value"), info.layers().stream().map(LayerInfo::name).toList());
+  }
+
   @Test
   void aConditionalIsAnOpWithoutGradientAndNamesTheLayersBehindIt() {
     Fixture f = Fixture.graphs().filter(g -> g.id().endsWith("cond")).findFirst().orElseThrow();
