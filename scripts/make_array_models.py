@@ -217,7 +217,10 @@ def any_length_lstm(rng):
 
 
 def efficientnet_b0(rng):
-    model = keras.applications.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=3)
+    # A named input: keras.applications would name it keras_tensor_<n>, n counting every tensor the
+    # process made before.
+    model = keras.applications.EfficientNetB0(weights=None, input_tensor=keras.Input((32, 32, 3), name="image"),
+                                              classes=3)
     images = (255 * rng.random((16, 32, 32, 3))).astype(np.float32)
     labels = rng.integers(0, 3, size=16).astype(np.int64)
     data = {"train.npz": lambda path: np.savez(path, image=images),

@@ -247,7 +247,7 @@ class ArrayTaskTest {
     for (int i = 0; i < targets.length; i++) {
       targets[i] = i % 3 == i / 3 % 3 ? 1f : 0f;
     }
-    oneSgdStepMatchesTensorFlow(dir.resolve("keras3_export"), "keras_tensor", x, targets, "EfficientNetB0 (swish)");
+    oneSgdStepMatchesTensorFlow(dir.resolve("keras3_export"), "image", x, targets, "EfficientNetB0 (swish)");
   }
 
   /**
