@@ -88,6 +88,7 @@ final class Flags {
     boolean libraryFix = !e.fix().isEmpty();
     String fix = switch (e.setting()) {
       case HEAD -> "add --head to train a new classifier with one output per class folder";
+      case FEATURES -> "name it with --features-at LAYER";
       case IMAGE_SIZE -> "give one with --image-size HxW";
       case EXPORT -> "choose another or add --overwrite";
       case GROUPS -> "give --groups G1,G2,... (top first)";

@@ -38,11 +38,12 @@ final class TrainCommand implements Command {
   @Override
   public String details() {
     return "DIR holds one sub-folder per class. Images are decoded, resized and preprocessed as Keras's\n"
-        + "image_dataset_from_directory and preprocess_input would (VGG16: caffe, InceptionV3: tf; else\n"
-        + "--preprocess). --head puts a new classifier (one output per class) on the features\n"
-        + "(VGG16: block5_pool, InceptionV3: mixed10, or --features-at); by default only the head trains.\n"
-        + "--unfreeze gradual:K adds one layer group from the top every K epochs (VGG16: block5, block4,\n"
-        + "...; InceptionV3: mixed9, mixed8, ...; or --groups), each at 1/2.6 the rate of the one above\n"
+        + "image_dataset_from_directory and preprocess_input would (the family's: every keras.applications\n"
+        + "family is known; else --preprocess). --head puts a new classifier (one output per class) on the\n"
+        + "family's features (VGG16: block5_pool, ResNet: conv5_block3_out, ...), else in place of the\n"
+        + "model's final layer, or on --features-at; by default only the head trains.\n"
+        + "--unfreeze gradual:K adds one layer group from the top every K epochs (the family's, e.g. VGG16:\n"
+        + "block5, block4, ...; or --groups), each at 1/2.6 the rate of the one above\n"
         + "(--discriminative-lr). --plan FILE takes the whole plan from JSON instead; the resolved plan\n"
         + "is printed and kept in the export's assets/finetune.json. Checkpoints (--checkpoints DIR) hold\n"
         + "the optimizer state and data position: --resume DIR/last continues exactly.\n\n"

@@ -10,6 +10,8 @@ public enum Setting {
   MODEL,
   /** A new classification head. */
   HEAD,
+  /** The layer whose output a new head takes. */
+  FEATURES,
   /** The image size of a model that takes any size. */
   IMAGE_SIZE,
   /** The export directory: another one, or overwriting it. */

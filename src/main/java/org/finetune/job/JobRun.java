@@ -194,22 +194,39 @@ final class JobRun {
   }
 
   /**
-   * A new head where the job puts it: on the named layer or the family's feature layer (else on
-   * the signature output, said in a warning), with the hidden layer the job asks for.
+   * A new head where the job puts it: on the named layer or the family's feature layer, else in
+   * place of the model's final classifier (said in a line), with the hidden layer the job asks for.
    */
   HeadSpec placed(HeadSpec head, ModelFamily family) {
     HeadSpec spec = head;
     Optional<String> at = job.settings.featuresAt.or(family::featureLayer);
-    if (at.isPresent()) {
-      spec = spec.at(at.get());
-    } else {
-      listener.warning("the model is of no known family, so the new head goes on its signature output; name the"
-          + " layer whose output it should take if that is not its features");
-    }
+    spec = spec.at(at.orElseGet(() -> classifierInput(family)));
     if (job.settings.hiddenUnits.isPresent()) {
       spec = spec.hidden(job.settings.hiddenUnits.getAsInt(), job.settings.dropout);
     }
     return spec;
+  }
+
+  /**
+   * The layer whose output the model's final classifier takes, for a model whose family names no
+   * feature layer; a model whose output is no classifier's is refused with its last layers listed.
+   */
+  private String classifierInput(ModelFamily family) {
+    Optional<org.finetune.graph.ClassifierTop> top = ApplicationFamilies.classifierTop(model);
+    Optional<String> layer = top.flatMap(t -> ApplicationFamilies.layerOutputting(model, t.input()));
+    if (layer.isEmpty()) {
+      List<String> layers = model.info().layers().stream().map(org.finetune.savedmodel.LayerInfo::name).toList();
+      throw new JobException("the model is " + (family.known() ? "a " + family.name() + " whose feature layer was not"
+          + " found" : "of no known family") + (top.isEmpty() ? " and its output is not a classifier's (a softmax or"
+          + " sigmoid on a weighted layer)" : " and no layer outputs what its classifier " + top.get().classifierLayer()
+          + " takes") + ", so where a new head goes cannot be inferred; its last layers with weights are "
+          + String.join(", ", layers.subList(Math.max(0, layers.size() - 6), layers.size())), Setting.FEATURES,
+          "name the layer whose output the new head takes");
+    }
+    listener.message("Head: in place of the final layer " + top.get().classifierLayer()
+        + top.get().activation().map(a -> " (" + a.toLowerCase(Locale.ROOT) + ")").orElse(" (no activation)")
+        + ", on the output of layer " + layer.get() + (family.known() ? "" : " (the model is of no known family)"));
+    return layer.get();
   }
 
   private TrainingPlan plan(Optional<HeadSpec> head, List<String> groups, LossSpec loss, long totalSteps) {

@@ -17,7 +17,7 @@ import org.finetune.savedmodel.TensorSpec;
  * gradual unfreezing, top (output side) first. A model of no known family is {@link #GENERIC}:
  * it has none of these, and a job states or asks for each instead of guessing.
  *
- * @param name the family's name (VGG16, InceptionV3, GPT-2, or generic)
+ * @param name the family's name (VGG16, ResNet, EfficientNet, ..., GPT-2, or generic)
  * @param preprocess Keras's {@code preprocess_input} mode for its images (empty: not an image family)
  * @param featureLayer the layer whose output feeds a new head (empty: none known)
  * @param groups layer-group selectors for gradual unfreezing, top first (empty: none known)
@@ -47,14 +47,19 @@ public record ModelFamily(String name, Optional<ImageOps.Preprocess> preprocess,
   }
 
   /**
-   * The family of {@code model}'s selected signature: VGG16 by its {@code block1_conv1} ..
-   * {@code block5_conv3} layers; a GPT-2 causal language model (keras-hub's {@code GPT2CausalLM}:
+   * The family of {@code model}'s selected signature: a {@code keras.applications} family by the
+   * names Keras gives its layers (see {@link ApplicationFamilies}); VGG16 by its
+   * {@code block1_conv1} .. {@code block5_conv3} layers; a GPT-2 causal language model (keras-hub's {@code GPT2CausalLM}:
    * inputs {@code token_ids} and {@code padding_mask}, {@code transformer_layer_N} layers), whose
    * groups are the last transformer layer with the final layer norm, each layer below, then the
    * embeddings; InceptionV3 by its {@code mixed10} block in the flattened graph; else generic.
    */
   public static ModelFamily detect(KerasSavedModel model) {
     List<String> layers = model.info().layers().stream().map(LayerInfo::name).toList();
+    Optional<ModelFamily> application = ApplicationFamilies.detect(model, layers);
+    if (application.isPresent()) {
+      return application.get();
+    }
     if (layers.contains("block1_conv1") && layers.contains("block5_conv3")) {
       return VGG16;
     }

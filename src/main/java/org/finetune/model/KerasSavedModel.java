@@ -389,6 +389,8 @@ public final class KerasSavedModel implements AutoCloseable {
     sig.outputs().forEach(t -> outputs.put(t.key(), t.tensorName()));
     FunctionFlattener.FlatGraph graph = FunctionFlattener.flatten(files.metaGraph().getGraphDef(), inputs, outputs,
         fixedShapes, files.metaGraph().getObjectGraphDef(), OpDefs.runtime());
+    graph = new FunctionFlattener.FlatGraph(org.finetune.graph.GroupedConvolutions.rewrite(graph.graphDef()),
+        graph.inputs(), graph.outputs(), graph.variables(), graph.loops(), graph.customGradients());
     String prefix = "finetune_flat_" + signature;
     // Training goes through this copy: its matrix products get the faster gradients of
     // MarkedGradients. Exports are written from the clean graph FlatSignature keeps.

@@ -203,8 +203,8 @@ class ArrayTaskTest {
   @Test
   void aTfKerasLstmUnderAGruTakesTensorFlowsOwnStep() throws IOException {
     Fixture fixture = Fixture.of("recurrent/tf_keras");
-    oneSgdStepMatchesTensorFlow(fixture.model(), "series", fixture.sampleFile("sample/input_series.npy"),
-        new float[] {0.5f, -0.5f, 1f, -1f}, "tf_keras LSTM + GRU");
+    OneStepParity.check(tmp, fixture.model(), "series", fixture.sampleFile("sample/input_series.npy"),
+        new float[] {0.5f, -0.5f, 1f, -1f}, "tf_keras LSTM + GRU", "0.1");
   }
 
   /**
@@ -215,8 +215,8 @@ class ArrayTaskTest {
   @Test
   void aSavedCustomGradientTrainsAsTensorFlowTrainsIt() throws IOException {
     Fixture fixture = Fixture.graphs().filter(f -> f.id().endsWith("straight_through")).findFirst().orElseThrow();
-    oneSgdStepMatchesTensorFlow(fixture.model(), "x", fixture.sampleFile("sample/input_x.npy"),
-        new float[] {1f, -1f, 0.5f, 2f, 0f, -2f}, "straight-through custom gradient");
+    OneStepParity.check(tmp, fixture.model(), "x", fixture.sampleFile("sample/input_x.npy"),
+        new float[] {1f, -1f, 0.5f, 2f, 0f, -2f}, "straight-through custom gradient", "0.1");
   }
 
   /**
@@ -227,8 +227,8 @@ class ArrayTaskTest {
   @Test
   void fakeQuantizationTrainsItsKernelsAndRangesAsTensorFlowDoes() throws IOException {
     Fixture fixture = Fixture.graphs().filter(f -> f.id().endsWith("fake_quant")).findFirst().orElseThrow();
-    oneSgdStepMatchesTensorFlow(fixture.model(), "x", fixture.sampleFile("sample/input_x.npy"),
-        new float[] {1f, -1f, 0.5f, 2f, 0f, -2f}, "fake quantization (QAT)");
+    OneStepParity.check(tmp, fixture.model(), "x", fixture.sampleFile("sample/input_x.npy"),
+        new float[] {1f, -1f, 0.5f, 2f, 0f, -2f}, "fake quantization (QAT)", "0.1");
   }
 
   /**
@@ -247,47 +247,7 @@ class ArrayTaskTest {
     for (int i = 0; i < targets.length; i++) {
       targets[i] = i % 3 == i / 3 % 3 ? 1f : 0f;
     }
-    oneSgdStepMatchesTensorFlow(dir.resolve("keras3_export"), "image", x, targets, "EfficientNetB0 (swish)");
-  }
-
-  /**
-   * One SGD step (MSE, all rows of {@code x} in one batch) from the CLI; scripts/python_step.py
-   * takes TensorFlow's own step (GradientTape through the loaded signature) on the same rows; the
-   * two models' outputs after the step agree within {@link #TOLERANCE}, the step moved them, and
-   * no trainable variable was left out.
-   */
-  private void oneSgdStepMatchesTensorFlow(Path model, String input, Path x, float[] targets, String what)
-      throws IOException {
-    NpyArray before;
-    try (KerasSavedModel base = KerasSavedModel.open(model)) {
-      before = org.finetune.export.ExportTest.signatureOutputs(base, java.util.Map.of(input, NpyArray.read(x)))
-          .values().iterator().next();
-    }
-    Path target = tmp.resolve("target.npy");
-    java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(4 * targets.length).order(java.nio.ByteOrder.LITTLE_ENDIAN);
-    for (float v : targets) {
-      b.putFloat(v);
-    }
-    new NpyArray("float32", before.shape(), b.array()).write(target);
-    Path out = tmp.resolve("export");
-    CliRun run = CliRun.of("train", model.toString(), "--task", "arrays", "--data", x.toString(), "--targets",
-        target.toString(), "--loss", "mse", "--batch-size", Long.toString(before.shape()[0]), "--epochs", "1",
-        "--no-shuffle", "--optimizer", "sgd", "--lr", "0.1", "--momentum", "0", "--out", out.toString());
-    assertEquals(0, run.exit(), run.err());
-    assertTrue(!run.err().contains("left out"), run.err());
-    Python.run("python_step.py", "--model", model.toString(), "--input", input + "=" + x, "--target",
-        target.toString(), "--lr", "0.1", "--out", tmp.resolve("python").toString());
-    NpyArray python = NpyArray.read(tmp.resolve("python/after.npy"));
-    try (KerasSavedModel trained = KerasSavedModel.open(out)) {
-      NpyArray jvm = org.finetune.export.ExportTest.signatureOutputs(trained, java.util.Map.of(input, NpyArray.read(x)))
-          .values().iterator().next();
-      double diff = NpyArray.relativeDifference(python.toDoubles(), jvm.toDoubles());
-      double moved = NpyArray.relativeDifference(before.toDoubles(), python.toDoubles());
-      System.out.printf("%s, one SGD step: Java vs TensorFlow %.3e (the step moved the outputs by %.3e)%n", what,
-          diff, moved);
-      assertTrue(moved > 100 * TOLERANCE, "the step moves the outputs: " + moved);
-      assertTrue(diff <= TOLERANCE, "Java's step vs TensorFlow's: " + diff);
-    }
+    OneStepParity.check(tmp, dir.resolve("keras3_export"), "image", x, targets, "EfficientNetB0 (swish)", "0.1");
   }
 
   /**
