@@ -39,6 +39,11 @@ recurrent layers: masked, stacked, bidirectional, returning sequences) with data
                     swish activations are saved as tf.custom_gradient (IdentityN + a gradient
                     function); data/train.npz (image, float32 [16, 32, 32, 3] in 0..255) and
                     data/labels.npy (int64 [16])
+  sequential_cnn    keras.Sequential named "sequential": Input image (16, 16, 1), greyscale -> Conv2D conv
+                    (4, 3x3, relu) -> BatchNormalization norm -> GlobalAveragePooling2D pool -> Dense
+                    classes (3, softmax); Keras 3 saves its variables as sequential/conv/kernel, ...;
+                    data/train.npz (image, float32 [96, 16, 16, 1] in 0..1) and data/labels.npy
+                    (int64 [96]): which third of the image is brightest
   any_length_lstm   Input series (None, 3): sequences of any length -> LSTM (6) -> Dense value (1);
                     data/train.npz (series, float32 [96, 8, 3]: this data's sequences have 8
                     steps) and data/target.npy (float32 [96])
@@ -255,15 +260,33 @@ def bert_classifier(rng):
     return model, data, sample
 
 
+def sequential_cnn(rng):
+    model = keras.Sequential([keras.Input((16, 16, 1), name="image"),
+                              layers.Conv2D(4, 3, activation="relu", name="conv"),
+                              layers.BatchNormalization(name="norm"),
+                              layers.GlobalAveragePooling2D(name="pool"),
+                              layers.Dense(3, activation="softmax", name="classes")], name="sequential")
+    n = 96
+    labels = rng.integers(0, 3, size=n).astype(np.int64)
+    images = 0.3 * rng.random((n, 16, 16, 1))
+    for i, label in enumerate(labels):
+        images[i, :, 5 * label:5 * label + 6, 0] += 0.6
+    images = images.astype(np.float32)
+    data = {"train.npz": lambda path: np.savez(path, image=images),
+            "labels.npy": lambda path: np.save(path, labels)}
+    return model, data, images[:4]
+
+
 CASES = {"tabular_mlp": tabular_mlp, "token_classifier": token_classifier,
          "image_tabular": image_tabular, "lstm_regressor": lstm_regressor, "bert_classifier": bert_classifier,
          "gru_classifier": gru_classifier, "recurrent_stack": recurrent_stack, "sequence_tagger": sequence_tagger,
-         "any_length_lstm": any_length_lstm, "efficientnet_b0": efficientnet_b0}
+         "any_length_lstm": any_length_lstm, "efficientnet_b0": efficientnet_b0, "sequential_cnn": sequential_cnn}
 DATA_FILES = {"tabular_mlp": ["houses.csv", "houses_val.csv"], "token_classifier": ["train.npz", "labels.npy"],
               "image_tabular": ["train.npz", "kind.npy", "size.npy"], "lstm_regressor": ["train.npz", "target.npy"],
               "bert_classifier": ["train.npz", "labels.npy"], "gru_classifier": ["train.npz", "labels.npy"],
               "recurrent_stack": ["train.npz", "target.npy"], "sequence_tagger": ["train.npz", "tags.npy"],
-              "any_length_lstm": ["train.npz", "target.npy"], "efficientnet_b0": ["train.npz", "labels.npy"]}
+              "any_length_lstm": ["train.npz", "target.npy"], "efficientnet_b0": ["train.npz", "labels.npy"],
+              "sequential_cnn": ["train.npz", "labels.npy"]}
 
 
 # ---------------------------------------------------------------- checking the export

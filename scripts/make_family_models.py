@@ -50,6 +50,7 @@ FAMILIES = {
     "MobileNetV3Small": (lambda: A.MobileNetV3Small, lambda: A.mobilenet_v3, 32, {"alpha": 0.75}),
     "EfficientNetV2B0": (lambda: A.EfficientNetV2B0, lambda: A.efficientnet_v2, 32, {}),
     "DenseNet121": (lambda: A.DenseNet121, lambda: A.densenet, 32, {}),
+    "NASNetMobile": (lambda: A.NASNetMobile, lambda: A.nasnet, 32, {}),
     "ConvNeXtTiny": (lambda: A.ConvNeXtTiny, lambda: A.convnext, 32, {}),
     "RegNetX002": (None, None, 32, {}),
 }
@@ -57,7 +58,7 @@ FAMILIES = {
 REPORTED = {"VGG19": "VGG19", "ResNet50": "ResNet", "ResNet50V2": "ResNetV2", "InceptionResNetV2": "InceptionResNetV2",
             "Xception": "Xception", "MobileNet": "MobileNet", "MobileNetV2": "MobileNetV2",
             "MobileNetV3Small": "MobileNetV3", "EfficientNetV2B0": "EfficientNetV2", "DenseNet121": "DenseNet",
-            "ConvNeXtTiny": "ConvNeXt", "RegNetX002": "RegNet"}
+            "NASNetMobile": "NASNet", "ConvNeXtTiny": "ConvNeXt", "RegNetX002": "RegNet"}
 
 
 def settle_batch_norm(model, layers_module, images, call):

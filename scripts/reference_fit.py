@@ -26,6 +26,8 @@ binary_crossentropy, mean_squared_error, mean_absolute_error, huber, ...) or --l
 {"<output>": NAME} keyed by output layer name, optional --loss-weights JSON; --optimizer JSON such as
 {"name": "sgd", "learning_rate": 0.01, "momentum": 0.9} (the Keras optimizer's own defaults for
 whatever is not given). Compiled with no metrics, jit_compile=False, not eagerly.
+BatchNormalization layers normalise with their moving statistics during the fit (gamma and beta
+train), as finetune keeps them: Keras's advice for fine-tuning; dropout is left as Keras runs it.
 
 Variables that are not weights (an LSTM's ``seed_generator_state``: ``model.keras`` does not store
 it) start from the base export's values, as finetune's do.
@@ -136,6 +138,29 @@ def logits(name, from_logits):
     return name
 
 
+def batch_norm_in_inference_mode(model):
+    """BatchNormalization normalises with its moving statistics in fit too, as finetune keeps it
+    (Keras's advice for fine-tuning); gamma and beta still train, dropout still drops."""
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            call = layer.call
+            layer.call = lambda inputs, training=None, mask=None, call=call: call(inputs, training=False, mask=mask)
+
+
+def structure(model, which):
+    """model.input or model.output; None for a loaded Sequential, which Keras 3.8 gives none until called."""
+    try:
+        return getattr(model, which)
+    except AttributeError:
+        return None
+
+
+def output_names_of(model):
+    """A Functional model's output names; a Sequential (which has none in Keras 3.8), its one output's."""
+    names = getattr(model, "output_names", None)
+    return list(names) if names else [t.name for t in model.outputs]
+
+
 def losses_and_weights(args, output_names):
     """The ``loss`` and ``loss_weights`` arguments of ``compile``."""
     if args.loss_json is not None:
@@ -237,7 +262,7 @@ def like_inputs(model, arrays):
         a = arrays[t.name]
         return a.astype(np.int32) if a.dtype == np.int64 and t.dtype == "int32" else a
 
-    if isinstance(model.input, dict):
+    if isinstance(structure(model, "input"), dict):
         return {k: cast(t) for k, t in model.input.items()}
     if len(model.inputs) == 1:
         return cast(model.inputs[0])
@@ -245,11 +270,12 @@ def like_inputs(model, arrays):
 
 
 def like_outputs(model, targets):
-    if isinstance(model.output, dict):
+    if isinstance(structure(model, "output"), dict):
         return {k: targets[k] for k in model.output}
-    if len(model.output_names) == 1:
-        return targets[model.output_names[0]]
-    return [targets[n] for n in model.output_names]
+    names = output_names_of(model)
+    if len(names) == 1:
+        return targets[names[0]]
+    return [targets[n] for n in names]
 
 
 def first_rows(data, n):
@@ -342,7 +368,7 @@ def compare(model, initial, java):
 def run(args):
     model = keras.saving.load_model(existing(args.model, "--model"), compile=False)
     input_names = [t.name for t in model.inputs]
-    output_names = list(model.output_names)
+    output_names = output_names_of(model)
     target_columns = [c for c in (args.target_columns or "").split(",") if c]
     loss, loss_weights = losses_and_weights(args, output_names)
     optimizer = make_optimizer(parse_json(args.optimizer, "--optimizer"))
@@ -355,6 +381,7 @@ def run(args):
     existing(args.java_export, "--java-export")
 
     order_check = start_from_base(model, export_variables(args.base_export, "the base export", model))
+    batch_norm_in_inference_mode(model)
     initial = [np.asarray(v.numpy()) for v in model.variables]
     keras.utils.set_random_seed(SEED)
     losses = fit(model, x, y, args, loss, loss_weights, optimizer)

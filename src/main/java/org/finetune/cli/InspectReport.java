@@ -27,7 +27,10 @@ final class InspectReport {
     for (LayerInfo layer : info.layers()) {
       boolean first = true;
       for (VariableInfo v : layer.variables()) {
-        String variable = v.name().substring(Math.min(v.name().length(), layer.name().length() + 1));
+        // The name within the layer: after the layer's own segment (a Sequential's or a name
+        // scope's segments come before it).
+        int at = ("/" + v.name()).indexOf("/" + layer.name() + "/");
+        String variable = at < 0 ? v.name() : v.name().substring(at + layer.name().length() + 1);
         String var = (variable.isEmpty() ? v.name() : variable) + " " + shape(v.shape()) + " " + v.dtype()
             + (v.trainable() ? "" : " (non-trainable)");
         rows.add(first

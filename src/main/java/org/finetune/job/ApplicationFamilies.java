@@ -30,6 +30,8 @@ final class ApplicationFamilies {
 
   private static final Pattern NUMBERED = Pattern.compile("expanded_conv_(\\d+)_.*");
   private static final Pattern STAGE = Pattern.compile("block(\\d)[a-z]_.*");
+  private static final Pattern NORMAL_CELL = Pattern.compile("normal_conv_1_(\\d+)");
+  private static final Pattern REDUCTION_CELL = Pattern.compile("reduction_conv_1_reduce_(\\d+)");
 
   /** The family of a model with these weight layers, else empty. */
   static Optional<ModelFamily> detect(KerasSavedModel model, List<String> layers) {
@@ -70,6 +72,9 @@ final class ApplicationFamilies {
     if (has.contains("stem_conv") && has.contains("top_conv") && has.contains("block1a_project_conv")) {
       return Optional.of(new ModelFamily(has.contains("block1a_dwconv") ? "EfficientNet" : "EfficientNetV2",
           Optional.of(Preprocess.NONE), Optional.of("top_activation"), efficientNetGroups(layers)));
+    }
+    if (has.contains("stem_conv1") && layers.stream().anyMatch(l -> l.startsWith("normal_conv_1_"))) {
+      return Optional.of(new ModelFamily("NASNet", Optional.of(Preprocess.TF), beforePooling(model), nasNetGroups(layers)));
     }
     Optional<String> convnext = prefix(layers, "(.*)_stage_0_block_0_depthwise_conv");
     if (convnext.isPresent() && has.contains(convnext.get() + "_stem")) {
@@ -147,6 +152,27 @@ final class ApplicationFamilies {
         groups.add("regex:" + regex);
       }
     }
+    return groups;
+  }
+
+  /**
+   * NASNet's cells, top first: above the last normal cell's input, above each reduction cell, above
+   * the stem's second reduction.
+   */
+  private static List<String> nasNetGroups(List<String> layers) {
+    int last = largest(layers, NORMAL_CELL, 0);
+    List<Integer> reductions = new ArrayList<>();
+    for (String l : layers) {
+      Matcher m = REDUCTION_CELL.matcher(l);
+      if (m.matches() && !reductions.contains(Integer.parseInt(m.group(1)))) {
+        reductions.add(Integer.parseInt(m.group(1)));
+      }
+    }
+    reductions.sort(java.util.Comparator.reverseOrder());
+    List<String> groups = new ArrayList<>();
+    groups.add("normal_concat_" + (last - 1));
+    reductions.forEach(r -> groups.add("reduction_concat_reduce_" + r));
+    groups.add("reduction_concat_stem_2");
     return groups;
   }
 

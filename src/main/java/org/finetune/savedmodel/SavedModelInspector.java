@@ -37,9 +37,14 @@ public final class SavedModelInspector {
     String chosen = chooseSignature(model.dir(), signatures, signature);
     SignatureInfo sig = signatures.get(chosen);
     VariableResolver.Resolved resolved = VariableResolver.resolve(model.metaGraph(), sig);
+    ExportPath path = exportPath(model);
+    if (path == ExportPath.KERAS3_EXPORT || path == ExportPath.TF_SAVED_MODEL_KERAS3) {
+      resolved = new VariableResolver.Resolved(KerasLayerNames.named(model.metaGraph(), resolved.variables()),
+          resolved.indexByHandle(), resolved.calls());
+    }
     List<LayerInfo> layers = groupLayers(resolved.variables());
     OpAudit.Result audit = OpAudit.run(model.metaGraph(), sig, resolved, layers);
-    return new ModelInfo(model.dir(), exportPath(model), Set.copyOf(model.metaGraph().getMetaInfoDef().getTagsList()),
+    return new ModelInfo(model.dir(), path, Set.copyOf(model.metaGraph().getMetaInfoDef().getTagsList()),
         signatures, chosen, resolved.variables(), layers, audit.opCounts(), audit.gaps());
   }
 

@@ -56,6 +56,11 @@ public record VariableInfo(String name, String layer, List<Long> shape, String d
     return kind == Kind.RNG_STATE;
   }
 
+  /** The same variable as a weight of layer {@code owner}. */
+  public VariableInfo withLayer(String owner) {
+    return new VariableInfo(name, owner, shape, dtype, trainable, handle, kind);
+  }
+
   /** The number of scalars it holds. */
   public long size() {
     long n = 1;

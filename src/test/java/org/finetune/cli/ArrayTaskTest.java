@@ -251,6 +251,16 @@ class ArrayTaskTest {
   }
 
   /**
+   * A Keras 3 Sequential model (its variables saved as sequential/conv/kernel, ...) trains every
+   * layer as Keras's fit does.
+   */
+  @Test
+  void aKeras3SequentialModelTrainsAsKerasFitDoes() throws IOException {
+    recurrentMatchesKerasFit("sequential_cnn", "image", "labels", "sparse_categorical_crossentropy",
+        "Sequential CNN (conv, norm, classes)");
+  }
+
+  /**
    * Keras 3's recurrent layers run as While loops over TensorList ops, which have no gradient in
    * the runtime. Over a fixed number of time steps the flattener unrolls them, so every weight of
    * the recurrent layers trains with the layers above, as in Keras's fit; no variable is left out.

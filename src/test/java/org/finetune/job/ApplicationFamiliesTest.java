@@ -29,7 +29,7 @@ import org.junit.jupiter.params.provider.MethodSource;
  */
 class ApplicationFamiliesTest {
   static final List<String> FAMILIES = List.of("VGG19", "ResNet50", "ResNet50V2", "InceptionResNetV2", "Xception",
-      "MobileNet", "MobileNetV2", "MobileNetV3Small", "EfficientNetV2B0", "DenseNet121", "ConvNeXtTiny", "RegNetX002");
+      "MobileNet", "MobileNetV2", "MobileNetV3Small", "EfficientNetV2B0", "DenseNet121", "NASNetMobile", "ConvNeXtTiny", "RegNetX002");
   @TempDir
   Path tmp;
 
