@@ -50,13 +50,13 @@ public final class GroupedConvolutions {
         Shape in = op.input(0).shape();
         Shape filter = op.input(1).shape();
         Shape out = op.output(0).shape();
-        if (in.numDimensions() != 4 || filter.numDimensions() != 4 || out.numDimensions() != 4 || in.size(3) < 0
-            || filter.size(2) < 0 || in.size(3) == filter.size(2)) {
+        if (in.numDimensions() != 4 || filter.numDimensions() != 4 || out.numDimensions() != 4 || in.get(3) < 0
+            || filter.get(2) < 0 || in.get(3) == filter.get(2)) {
           continue;
         }
         grouped.add(n);
-        shapes.add(new long[] {in.size(3), filter.size(0), filter.size(1), filter.size(2), filter.size(3), out.size(1),
-            out.size(2)});
+        shapes.add(new long[] {in.get(3), filter.get(0), filter.get(1), filter.get(2), filter.get(3), out.get(1),
+            out.get(2)});
       }
     }
     if (grouped.isEmpty()) {

@@ -59,7 +59,7 @@ class GroupedConvolutionsTest {
       try (Tensor out = s.runner().feed("x", xt).feed("f", ft).fetch("layer/conv").run().get(0)) {
         Shape shape = out.shape();
         y = StdArrays.array4dCopyOf((TFloat32) out);
-        assertEquals(o, shape.size(3));
+        assertEquals(o, shape.get(3));
       }
     }
     int groups = c / k;
