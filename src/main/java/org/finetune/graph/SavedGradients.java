@@ -43,13 +43,12 @@ public final class SavedGradients {
   /**
    * Where one marked IdentityN's gradient comes from.
    *
-   * @param function the saved gradient function
    * @param inputs how many inputs the IdentityN has of its own; the function's captures follow
    *     them as extra inputs (the gradient callback cannot look nodes up by name: the graph is
    *     locked while gradients are added)
    * @param outputOf per own input, the function output that is its gradient, or -1 (none)
    */
-  record Site(String function, int inputs, List<Integer> outputOf) {}
+  record Site(int inputs, List<Integer> outputOf) {}
 
   /**
    * A site's key, and what to append to the IdentityN's inputs: flat tensors (with their types),
@@ -97,8 +96,8 @@ public final class SavedGradients {
   }
 
   /**
-   * Marks the flat IdentityN {@code flatNode} (with {@code inputs} inputs of its own), whose saved
-   * gradient is {@code function}; {@code capture} resolves a captured tensor's name in
+   * Marks an IdentityN of the flat graph (with {@code inputs} inputs of its own) whose saved
+   * gradient is {@code gradient}, the function saved for concrete function {@code function}; {@code capture} resolves a captured tensor's name in
    * {@code inFunction} (as the object graph gives it, {@code node:index} or {@code arg:0}) to its
    * flat tensor. Empty when a capture cannot be resolved: the IdentityN then has no gradient.
    */
@@ -141,7 +140,7 @@ public final class SavedGradients {
       outputOf.add(v.hasNoneValue() ? -1 : next++);
     }
     String key = "site" + NEXT.incrementAndGet();
-    SITES.put(key, new Site(function, inputs, outputOf));
+    SITES.put(key, new Site(inputs, outputOf));
     return Optional.of(new Mark(key, captures, types, outputOf));
   }
 
