@@ -59,6 +59,13 @@ Usage:
       --inputs FILE [--targets FILE.npy | --target-columns price] [--targets-by-output JSON]
       --loss NAME | --loss-json JSON [--loss-weights JSON]
       --optimizer JSON --batch-size N --steps N --out result.json
+      [--onednn on|off] [--save-keras DIR] [--keras-floor DIR]
+
+--onednn names TensorFlow's kernel library for this run (its default depends on the CPU);
+--save-keras writes Keras's fitted variables (DIR/<index>.npy), and --keras-floor compares this
+run's with those of another run (with the other kernel library): each variable then carries
+"keras_floor", how far Keras moves from itself with the kernel library alone, and the result
+"max_keras_floor".
 """
 import argparse
 import json
@@ -66,6 +73,9 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# --onednn on|off must take effect before TensorFlow is imported.
+if "--onednn" in sys.argv[1:-1]:
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = {"on": "1", "off": "0"}.get(sys.argv[sys.argv.index("--onednn") + 1], "1")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import numpy as np  # noqa: E402
@@ -387,6 +397,14 @@ def run(args):
     losses = fit(model, x, y, args, loss, loss_weights, optimizer)
     java = export_variables(args.java_export, "the Java export", model)
     variables = compare(model, initial, java)
+    if args.save_keras:
+        os.makedirs(args.save_keras, exist_ok=True)
+        for i, v in enumerate(model.variables):
+            np.save(os.path.join(args.save_keras, f"{i}.npy"), np.asarray(v.numpy()))
+    if args.keras_floor:
+        for i, v in enumerate(model.variables):
+            other = np.load(existing(os.path.join(args.keras_floor, f"{i}.npy"), "--keras-floor"))
+            variables[i]["keras_floor"] = relative_diff(np.asarray(v.numpy()), other)
     endpoints = through_tfsm_layer(args.java_export, model, first_rows(x, 4))
 
     trainable_moves = [r["moved"] for r in variables if r["trainable"]]
@@ -398,6 +416,7 @@ def run(args):
         "step_losses_are": "each step's own loss, k * losses[k] - (k - 1) * losses[k - 1] (1-based k)",
         "variables": variables,
         "max_java_vs_keras": max((r["java_vs_keras"] for r in variables), default=0.0),
+        "max_keras_floor": max((r.get("keras_floor", 0.0) for r in variables), default=0.0),
         "max_moved": max((r["moved"] for r in variables), default=0.0),
         "min_moved_trainable": min(trainable_moves, default=0.0),
         "tfsm": endpoints,
@@ -455,6 +474,9 @@ def main(argv):
     parser.add_argument("--batch-size", type=int, required=True)
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--out", required=True, help="where to write the result (JSON)")
+    parser.add_argument("--onednn", choices=["on", "off"], help="TensorFlow's kernel library for this run")
+    parser.add_argument("--save-keras", help="write Keras's fitted variables to DIR/<index>.npy")
+    parser.add_argument("--keras-floor", help="compare with the variables another run saved in DIR")
     try:
         args = parser.parse_args(argv)
         if args.batch_size < 1 or args.steps < 1:

@@ -37,11 +37,15 @@ final class CheckCommand implements Command {
     return "Flattens the signature into a differentiable graph and compares it with the original on random\n"
         + "inputs; lists the layers gradients reach and those they cannot, with the reason; runs one SGD step\n"
         + "on random data with a loss suited to the output (cross-entropy for a softmax, the causal-LM loss\n"
-        + "for token logits, else mean squared error) and prints the loss before and after, then a verdict.\n"
+        + "for token logits, else mean squared error) at a learning rate of 0.01 and prints the loss before\n"
+        + "and after, then a verdict. When that step does not lower the loss and the gradients are finite,\n"
+        + "steps a tenth as long are tried from the same weights, down to 1e-6, until one lowers it; the\n"
+        + "rate it took is the one to start at.\n"
         + "Random integers stay below the rows of the tables they index; --input gives real examples instead\n"
         + "(int64 ids are cast to int32 as Keras casts them).\n"
         + "Exit codes: 0 every trainable layer can be fine-tuned and the step is finite, 3 only some layers\n"
-        + "can, 1 none can or the step made the loss NaN or infinite, 2 bad input.";
+        + "can, 1 none can, the gradients are not finite or every step down to 1e-6 made the loss NaN or\n"
+        + "infinite, 2 bad input.";
   }
 
   @Override
@@ -102,8 +106,11 @@ final class CheckCommand implements Command {
       String losses = report.losses().size() == 1 ? report.losses().values().iterator().next().kerasName()
           : String.join(" + ", report.losses().entrySet().stream().map(e -> e.getValue().kerasName() + " on "
               + e.getKey()).toList());
-      out.printf(Locale.ROOT, "One SGD step (learning rate 0.01) with %s on %s data: loss %.6g -> %.6g%n",
-          losses, given.isEmpty() ? "random" : "the given", report.lossBefore(), report.lossAfter());
+      String data = given.isEmpty() ? "random" : "the given";
+      for (ModelCheck.Step step : report.steps()) {
+        out.printf(Locale.ROOT, "One SGD step (learning rate %s) with %s on %s data: loss %.6g -> %.6g%n",
+            rate(step.rate()), losses, data, report.lossBefore(), step.lossAfter());
+      }
       return verdict(report, out, err);
     }
   }
@@ -116,15 +123,27 @@ final class CheckCommand implements Command {
       err.println("finetune check: the flattened graph differs from the original by " + report.flatDifference());
       return ExitCode.FAILED;
     }
-    if (!Double.isFinite(report.lossBefore()) || !Double.isFinite(report.lossAfter())) {
-      out.println("Verdict: cannot be fine-tuned as it is: " + (Double.isFinite(report.lossBefore())
-          ? "one step made the loss " + report.lossAfter() : "the loss is " + report.lossBefore() + " before any step")
+    if (!Double.isFinite(report.lossBefore()) || !report.gradientsFinite() || !report.finiteStep()) {
+      String why = !Double.isFinite(report.lossBefore()) ? "the loss is " + report.lossBefore() + " before any step"
+          : !report.gradientsFinite() ? "its gradients are not all finite (a step made the loss "
+              + report.lossAfter() + ")"
+          : report.steps().size() == 1 ? "one step made the loss " + report.lossAfter()
+          : "every step, down to a learning rate of " + rate(ModelCheck.LOWEST_RATE) + ", made the loss NaN or"
+              + " infinite";
+      out.println("Verdict: cannot be fine-tuned as it is: " + why
           + " (look for layers that divide by a statistic, such as BatchNormalization with zero variance)");
       return ExitCode.FAILED;
     }
-    if (report.lossAfter() > report.lossBefore()) {
-      out.printf(Locale.ROOT, "warning: the step raised the loss (x%.3g): a learning rate of 0.01 overshoots on this"
-          + " model and these examples; start lower%n", report.lossAfter() / report.lossBefore());
+    if (report.steps().size() > 1) {
+      String first = "at a learning rate of " + rate(ModelCheck.RATE) + " one step took the loss from "
+          + String.format(Locale.ROOT, "%.6g to %.6g", report.lossBefore(), report.lossAfter());
+      out.println("warning: " + first + report.descent()
+          .map(d -> "; the largest rate that lowered it is " + rate(d.rate()) + ": start there or lower")
+          .orElse("; no step down to " + rate(ModelCheck.LOWEST_RATE) + " lowered it on these examples"));
+    } else if (report.lossAfter() > report.lossBefore()) {
+      out.printf(Locale.ROOT, "warning: the step raised the loss (x%.3g): a learning rate of %s overshoots on this"
+          + " model and these examples; start lower%n", report.lossAfter() / report.lossBefore(),
+          rate(ModelCheck.RATE));
     }
     if (report.untrainableLayers().isEmpty()) {
       out.println("Verdict: can be fine-tuned: gradients reach all " + layers + " layers with weights, and the step is"
@@ -134,6 +153,10 @@ final class CheckCommand implements Command {
     out.println("Verdict: partly: " + report.trainableLayers().size() + " of " + layers + " layers with weights can be"
         + " fine-tuned");
     return ExitCode.PARTLY;
+  }
+
+  private static String rate(double rate) {
+    return new java.math.BigDecimal(rate).round(new java.math.MathContext(3)).stripTrailingZeros().toPlainString();
   }
 
   /** The {@code --input} arrays, each checked against the signature's rank and fixed dimensions. */

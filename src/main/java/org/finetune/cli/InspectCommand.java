@@ -10,6 +10,8 @@ import java.util.Set;
 import org.apache.commons.cli.CommandLine;
 import org.apache.commons.cli.Option;
 import org.apache.commons.cli.Options;
+import org.finetune.job.ModelFamily;
+import org.finetune.model.FlatSignature;
 import org.finetune.savedmodel.ModelInfo;
 import org.finetune.savedmodel.SavedModelDirectory;
 import org.finetune.savedmodel.SavedModelInspector;
@@ -61,6 +63,16 @@ final class InspectCommand implements Command {
     SavedModelDirectory dir = SavedModelDirectory.open(Path.of(args.get(0)), tags);
     ModelInfo info = SavedModelInspector.inspect(dir, Optional.ofNullable(line.getOptionValue("signature")));
     org.finetune.savedmodel.UnsafeOps.Report audit = org.finetune.savedmodel.UnsafeOps.audit(dir.metaGraph());
+    // Read from the graph, not loaded: inspect runs nothing of the model.
+    Optional<ModelFamily> family;
+    String familyLine;
+    try {
+      family = Optional.of(ModelFamily.detect(info, () -> FlatSignature.unloaded(dir.metaGraph(), info)));
+      familyLine = InspectReport.family(family.get());
+    } catch (RuntimeException e) {
+      family = Optional.empty();
+      familyLine = "Family: not determined (the signature cannot be flattened: " + e.getMessage() + ")";
+    }
     if (line.hasOption("json")) {
       com.google.gson.JsonObject json = com.google.gson.JsonParser.parseString(InspectReport.json(info))
           .getAsJsonObject();
@@ -77,10 +89,12 @@ final class InspectCommand implements Command {
       com.google.gson.JsonArray assets = new com.google.gson.JsonArray();
       audit.escapingAssets().forEach(assets::add);
       json.add("escaping_assets", assets);
+      family.ifPresent(f -> json.add("family", InspectReport.familyJson(f)));
       out.println(new com.google.gson.GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create().toJson(json));
     } else {
       InspectReport.table(info, out);
       out.println();
+      out.println(familyLine);
       out.println(audit.clean() ? "Unsafe ops: none (no file, network or Python ops outside the saver)"
           : "Unsafe ops (loading is refused unless --allow-unsafe-ops): " + audit.summary());
     }

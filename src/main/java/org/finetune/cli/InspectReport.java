@@ -8,6 +8,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import org.finetune.job.ModelFamily;
 import org.finetune.savedmodel.GradientGap;
 import org.finetune.savedmodel.LayerInfo;
 import org.finetune.savedmodel.ModelInfo;
@@ -104,6 +105,36 @@ final class InspectReport {
   }
 
   /** At most {@code n} names, then how many more. */
+  /** One line on the model's family: what a job takes from it, or that there is none to take. */
+  static String family(ModelFamily family) {
+    if (!family.known()) {
+      return "Family: none known (a job states the preprocessing, a new head's input and layer groups it"
+          + " chooses, or asks for them)";
+    }
+    List<String> parts = new ArrayList<>();
+    parts.add("Family: " + family.name());
+    family.preprocess().ifPresent(p -> parts.add(p == org.finetune.data.ImageOps.Preprocess.NONE
+        ? "preprocessing none (the model preprocesses its images)"
+        : "preprocessing " + p.name().toLowerCase(Locale.ROOT)));
+    family.featureLayer().ifPresent(l -> parts.add("a new head goes on " + l));
+    if (!family.groups().isEmpty()) {
+      parts.add(family.groups().size() + " layer groups for gradual unfreezing, top first");
+    }
+    return String.join("; ", parts);
+  }
+
+  static JsonObject familyJson(ModelFamily family) {
+    JsonObject o = new JsonObject();
+    o.addProperty("name", family.name());
+    o.addProperty("known", family.known());
+    family.preprocess().ifPresent(p -> o.addProperty("preprocess", p.name().toLowerCase(Locale.ROOT)));
+    family.featureLayer().ifPresent(l -> o.addProperty("feature_layer", l));
+    JsonArray groups = new JsonArray();
+    family.groups().forEach(groups::add);
+    o.add("groups", groups);
+    return o;
+  }
+
   static String fewOf(List<String> names, int n) {
     return names.size() <= n ? String.join(", ", names)
         : String.join(", ", names.subList(0, n)) + " and " + (names.size() - n) + " more layers";

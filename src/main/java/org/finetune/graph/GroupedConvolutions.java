@@ -121,32 +121,40 @@ public final class GroupedConvolutions {
     }
     if (k == 1) {
       // The depthwise output's channel c*m + j is group c's output j: already Conv2D's order.
-      for (String in : conv.getInputList()) {
-        if (in.startsWith("^")) {
-          depthwise.addInput(in);
-        }
-      }
-      nodes.add(depthwise.build());
+      nodes.add(withControlInputs(depthwise, conv));
       return nodes;
     }
     nodes.add(depthwise.build());
-    // [n, H, W, C*m] -> [n, H, W, g, k, m], summed over k -> [n, H, W, g, m] -> [n, H, W, g*m].
+    nodes.addAll(sums(conv, base + "/depthwise", k, g, m, outH, outW));
+    return nodes;
+  }
+
+  /**
+   * The nodes that turn the depthwise output {@code [n, H, W, g*k*m]} into the grouped
+   * convolution's: reshaped to {@code [n, H, W, g, k, m]}, summed over k, reshaped to
+   * {@code [n, H, W, g*m]}; the last is named as {@code conv}.
+   */
+  private static List<NodeDef> sums(NodeDef conv, String depthwise, long k, long g, long m, long outH, long outW) {
+    String base = conv.getName() + "/finetune_grouped";
+    String device = conv.getDevice();
+    AttrValue t = conv.getAttrOrThrow("T");
+    List<NodeDef> nodes = new ArrayList<>();
     nodes.add(constant(base + "/partial_shape", new long[] {-1, outH, outW, g, k, m}, device));
-    nodes.add(op("Reshape", base + "/partials", device, t, base + "/depthwise", base + "/partial_shape").build());
+    nodes.add(op("Reshape", base + "/partials", device, t, depthwise, base + "/partial_shape").build());
     // int32 axes: the runtime's Sum gradient adds them to an int32 rank.
     nodes.add(constant(base + "/group_axis", new long[] {4}, DataType.DT_INT32, device));
     nodes.add(op("Sum", base + "/sums", device, t, base + "/partials", base + "/group_axis")
         .putAttr("keep_dims", AttrValue.newBuilder().setB(false).build())
         .putAttr("Tidx", AttrValue.newBuilder().setType(DataType.DT_INT32).build()).build());
-    nodes.add(constant(base + "/out_shape", new long[] {-1, outH, outW, o}, device));
-    NodeDef.Builder last = op("Reshape", conv.getName(), device, t, base + "/sums", base + "/out_shape");
-    for (String in : conv.getInputList()) {
-      if (in.startsWith("^")) {
-        last.addInput(in);
-      }
-    }
-    nodes.add(last.build());
+    nodes.add(constant(base + "/out_shape", new long[] {-1, outH, outW, g * m}, device));
+    nodes.add(withControlInputs(op("Reshape", conv.getName(), device, t, base + "/sums", base + "/out_shape"), conv));
     return nodes;
+  }
+
+  /** {@code node} with the control inputs of {@code conv}, which it takes the place of. */
+  private static NodeDef withControlInputs(NodeDef.Builder node, NodeDef conv) {
+    conv.getInputList().stream().filter(in -> in.startsWith("^")).forEach(node::addInput);
+    return node.build();
   }
 
   private static NodeDef.Builder op(String type, String name, String device, AttrValue t, String... inputs) {

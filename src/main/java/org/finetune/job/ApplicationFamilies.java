@@ -6,13 +6,14 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
+import java.util.function.Supplier;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.finetune.data.ImageOps.Preprocess;
 import org.finetune.graph.ClassifierTop;
 import org.finetune.graph.OpDefs;
 import org.finetune.model.FlatSignature;
-import org.finetune.model.KerasSavedModel;
+import org.finetune.savedmodel.ModelInfo;
 import org.finetune.savedmodel.TensorNames;
 import org.finetune.savedmodel.VariableInfo;
 
@@ -33,8 +34,11 @@ final class ApplicationFamilies {
   private static final Pattern NORMAL_CELL = Pattern.compile("normal_conv_1_(\\d+)");
   private static final Pattern REDUCTION_CELL = Pattern.compile("reduction_conv_1_reduce_(\\d+)");
 
-  /** The family of a model with these weight layers, else empty. */
-  static Optional<ModelFamily> detect(KerasSavedModel model, List<String> layers) {
+  /**
+   * The family of a model with these weight layers, else empty; {@code flat} (its selected
+   * signature flattened) is asked for only where the names do not tell the feature layer.
+   */
+  static Optional<ModelFamily> detect(ModelInfo info, Supplier<FlatSignature> flat, List<String> layers) {
     Set<String> has = Set.copyOf(layers);
     if (has.contains("block1_conv1") && has.contains("block5_conv4")) {
       return known("VGG19", Preprocess.CAFFE, "block5_pool", "block5", "block4", "block3", "block2", "block1");
@@ -66,7 +70,7 @@ final class ApplicationFamilies {
           "block_2_add");
     }
     if (has.contains("conv") && has.contains("conv_1") && has.contains("expanded_conv_project")) {
-      return Optional.of(new ModelFamily("MobileNetV3", Optional.of(Preprocess.NONE), beforePooling(model),
+      return Optional.of(new ModelFamily("MobileNetV3", Optional.of(Preprocess.NONE), beforePooling(info, flat),
           mobileNetV3Groups(layers)));
     }
     if (has.contains("stem_conv") && has.contains("top_conv") && has.contains("block1a_project_conv")) {
@@ -74,14 +78,15 @@ final class ApplicationFamilies {
           Optional.of(Preprocess.NONE), Optional.of("top_activation"), efficientNetGroups(layers)));
     }
     if (has.contains("stem_conv1") && layers.stream().anyMatch(l -> l.startsWith("normal_conv_1_"))) {
-      return Optional.of(new ModelFamily("NASNet", Optional.of(Preprocess.TF), beforePooling(model), nasNetGroups(layers)));
+      return Optional.of(new ModelFamily("NASNet", Optional.of(Preprocess.TF), beforePooling(info, flat),
+          nasNetGroups(layers)));
     }
     Optional<String> convnext = prefix(layers, "(.*)_stage_0_block_0_depthwise_conv");
     if (convnext.isPresent() && has.contains(convnext.get() + "_stem")) {
       String p = Pattern.quote(convnext.get());
       String head = convnext.get() + "_head_layernorm";
       return Optional.of(new ModelFamily("ConvNeXt", Optional.of(Preprocess.NONE),
-          has.contains(head) ? Optional.of(head) : beforePooling(model),
+          has.contains(head) ? Optional.of(head) : beforePooling(info, flat),
           List.of("regex:" + p + "_(stage_3_.*|downsampling_block_2|head_layernorm)",
               "regex:" + p + "_(stage_2_.*|downsampling_block_1)", "regex:" + p + "_(stage_1_.*|downsampling_block_0)",
               "regex:" + p + "_(stage_0_.*|stem)")));
@@ -192,18 +197,17 @@ final class ApplicationFamilies {
    * walking back from its output to the classifier and on to the nearest pooling; empty when there
    * is no such path or no layer outputs exactly that tensor.
    */
-  static Optional<String> beforePooling(KerasSavedModel model) {
-    return classifierTop(model).flatMap(top -> top.unpooled().flatMap(t -> layerOutputting(model, t)));
+  static Optional<String> beforePooling(ModelInfo info, Supplier<FlatSignature> flat) {
+    return classifierTop(info, flat.get()).flatMap(top -> top.unpooled().flatMap(t -> layerOutputting(flat.get(), t)));
   }
 
   /** The final classifier of the model's selected signature (see {@link ClassifierTop#find}). */
-  static Optional<ClassifierTop> classifierTop(KerasSavedModel model) {
-    FlatSignature flat = model.flatSignature(model.info().signature());
+  static Optional<ClassifierTop> classifierTop(ModelInfo info, FlatSignature flat) {
     if (flat.outputs().size() != 1) {
       return Optional.empty();
     }
     Map<String, String> readLayers = new HashMap<>();
-    for (VariableInfo v : model.info().variables()) {
+    for (VariableInfo v : info.variables()) {
       String read = flat.reads().get(v.handle());
       if (read != null && v.weight()) {
         readLayers.put(TensorNames.nodeOf(flat.local(read)), v.layer());
@@ -212,12 +216,9 @@ final class ApplicationFamilies {
     return ClassifierTop.find(flat.graphDef(), flat.local(flat.outputs().values().iterator().next()), readLayers);
   }
 
-  /** The layer of the model's selected signature whose output is {@code tensor} (a local name). */
-  static Optional<String> layerOutputting(KerasSavedModel model, String tensor) {
-    FlatSignature flat = model.flatSignature(model.info().signature());
-    Set<String> inputs = new java.util.HashSet<>();
-    flat.inputs().values().forEach(t -> inputs.add(TensorNames.nodeOf(flat.local(t))));
-    return ClassifierTop.layerOutputting(flat.graphDef(), tensor, inputs,
+  /** The layer of the flat signature whose output is {@code tensor} (a local name). */
+  static Optional<String> layerOutputting(FlatSignature flat, String tensor) {
+    return ClassifierTop.layerOutputting(flat.graphDef(), tensor, flat.inputNodes(),
         flat.outputs().values().stream().map(flat::local).toList(), OpDefs.runtime());
   }
 }

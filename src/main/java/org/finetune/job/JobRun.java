@@ -26,6 +26,7 @@ import org.finetune.export.Exporter;
 import org.finetune.export.Provenance;
 import org.finetune.export.TrainingPosition;
 import org.finetune.hint.Setting;
+import org.finetune.model.FlatSignature;
 import org.finetune.model.KerasSavedModel;
 import org.finetune.text.Gpt2Tokenizer;
 import org.finetune.train.CsvLogger;
@@ -212,8 +213,9 @@ final class JobRun {
    * feature layer; a model whose output is no classifier's is refused with its last layers listed.
    */
   private String classifierInput(ModelFamily family) {
-    Optional<org.finetune.graph.ClassifierTop> top = ApplicationFamilies.classifierTop(model);
-    Optional<String> layer = top.flatMap(t -> ApplicationFamilies.layerOutputting(model, t.input()));
+    FlatSignature flat = model.flatSignature(model.info().signature());
+    Optional<org.finetune.graph.ClassifierTop> top = ApplicationFamilies.classifierTop(model.info(), flat);
+    Optional<String> layer = top.flatMap(t -> ApplicationFamilies.layerOutputting(flat, t.input()));
     if (layer.isEmpty()) {
       List<String> layers = model.info().layers().stream().map(org.finetune.savedmodel.LayerInfo::name).toList();
       throw new JobException("the model is " + (family.known() ? "a " + family.name() + " whose feature layer was not"

@@ -5,10 +5,13 @@ import java.util.List;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.Set;
+import java.util.function.Supplier;
 import org.finetune.data.ImageOps;
 import org.finetune.graph.LayerScopes;
+import org.finetune.model.FlatSignature;
 import org.finetune.model.KerasSavedModel;
 import org.finetune.savedmodel.LayerInfo;
+import org.finetune.savedmodel.ModelInfo;
 import org.finetune.savedmodel.TensorSpec;
 
 /**
@@ -55,20 +58,40 @@ public record ModelFamily(String name, Optional<ImageOps.Preprocess> preprocess,
    * embeddings; InceptionV3 by its {@code mixed10} block in the flattened graph; else generic.
    */
   public static ModelFamily detect(KerasSavedModel model) {
-    List<String> layers = model.info().layers().stream().map(LayerInfo::name).toList();
-    Optional<ModelFamily> application = ApplicationFamilies.detect(model, layers);
+    return detect(model.info(), () -> model.flatSignature(model.info().signature()));
+  }
+
+  /**
+   * The family of a model that need not be loaded: {@code info} as read from its directory, and
+   * its selected signature flattened, asked for (at most once) only where layer names do not
+   * decide (InceptionV3's blocks, the feature layer of MobileNetV3, NASNet and RegNet).
+   */
+  public static ModelFamily detect(ModelInfo info, Supplier<FlatSignature> flat) {
+    Supplier<FlatSignature> once = new Supplier<>() {
+      private FlatSignature value;
+
+      @Override
+      public FlatSignature get() {
+        if (value == null) {
+          value = flat.get();
+        }
+        return value;
+      }
+    };
+    List<String> layers = info.layers().stream().map(LayerInfo::name).toList();
+    Optional<ModelFamily> application = ApplicationFamilies.detect(info, once, layers);
     if (application.isPresent()) {
       return application.get();
     }
     if (layers.contains("block1_conv1") && layers.contains("block5_conv3")) {
       return VGG16;
     }
-    Set<String> inputs = Set.copyOf(model.info().selectedSignature().inputs().stream().map(TensorSpec::key).toList());
+    Set<String> inputs = Set.copyOf(info.selectedSignature().inputs().stream().map(TensorSpec::key).toList());
     if (inputs.equals(Set.of("token_ids", "padding_mask")) && layers.contains("transformer_layer_0")) {
       return gpt2(layers);
     }
-    if (model.info().selectedSignature().inputs().size() == 1
-        && !LayerScopes.nodesOf(model.flatSignature(model.info().signature()).graphDef(), "mixed10").isEmpty()) {
+    if (info.selectedSignature().inputs().size() == 1
+        && !LayerScopes.nodesOf(once.get().graphDef(), "mixed10").isEmpty()) {
       return INCEPTION_V3;
     }
     return GENERIC;

@@ -43,9 +43,32 @@ public record FlatSignature(String signature, String prefix, Map<String, String>
     return tensor.startsWith(prefix + "/") ? tensor.substring(prefix.length() + 1) : tensor;
   }
 
+  /** The nodes of {@link #graphDef()} (local names) that the signature's inputs are fed to. */
+  public java.util.Set<String> inputNodes() {
+    java.util.Set<String> out = new java.util.HashSet<>();
+    inputs.values().forEach(t -> out.add(org.finetune.savedmodel.TensorNames.nodeOf(local(t))));
+    return out;
+  }
+
   /** A tensor or node name of {@link #graphDef()} as imported. */
   public String imported(String local) {
     return prefix + "/" + local;
+  }
+
+  /**
+   * The selected signature of {@code info} flattened from the MetaGraph alone, without loading the
+   * model (no session runs, no init op): for reading the model's structure. Its names carry the
+   * prefix {@code unloaded}, which no graph holds.
+   */
+  public static FlatSignature unloaded(org.tensorflow.proto.MetaGraphDef meta, org.finetune.savedmodel.ModelInfo info) {
+    org.finetune.savedmodel.SignatureInfo sig = info.selectedSignature();
+    Map<String, String> inputs = new LinkedHashMap<>();
+    sig.inputs().forEach(t -> inputs.put(t.key(), t.tensorName()));
+    Map<String, String> outputs = new LinkedHashMap<>();
+    sig.outputs().forEach(t -> outputs.put(t.key(), t.tensorName()));
+    FunctionFlattener.FlatGraph graph = FunctionFlattener.flatten(meta.getGraphDef(), inputs, outputs, Map.of(),
+        meta.getObjectGraphDef(), org.finetune.graph.OpDefs.runtime());
+    return imported(info.signature(), "unloaded", graph);
   }
 
   static FlatSignature imported(String signature, String prefix, FunctionFlattener.FlatGraph flat) {

@@ -1,19 +1,16 @@
 package org.finetune.train;
 
 import java.util.ArrayList;
-import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
-import java.util.Set;
 import org.finetune.graph.LayerScopes;
 import org.finetune.graph.OpDefs;
 import org.finetune.model.FlatSignature;
 import org.finetune.model.KerasSavedModel;
 import org.finetune.savedmodel.LayerInfo;
 import org.finetune.savedmodel.SignatureInfo;
-import org.finetune.savedmodel.TensorNames;
 import org.tensorflow.Graph;
 import org.tensorflow.Output;
 import org.tensorflow.op.Ops;
@@ -34,7 +31,7 @@ record LossPlacement(Optional<Head> head, List<String> sources, String outputTen
     SignatureInfo sig = model.info().signatures().get(plan.signature());
     if (plan.head().isPresent() && plan.head().get().at().isPresent()) {
       HeadSpec spec = plan.head().get();
-      String features = flat.imported(LayerScopes.outputOf(flat.graphDef(), spec.at().get(), inputNodes(flat),
+      String features = flat.imported(LayerScopes.outputOf(flat.graphDef(), spec.at().get(), flat.inputNodes(),
           flat.outputs().values().stream().map(flat::local).toList(), OpDefs.runtime()));
       Head head = buildHead(model, flat, tf, spec, features);
       return placed(Optional.of(head), List.of(flat.local(features)), head.output(), plan, flat, graph, tf);
@@ -93,12 +90,5 @@ record LossPlacement(Optional<Head> head, List<String> sources, String outputTen
     Graph graph = model.graph();
     Optional<Output<?>> padding = Optional.ofNullable(flat.inputs().get("padding_mask")).map(graph::output);
     return Head.build(graph, model.session(), tf.withSubScope("head"), spec, graph.output(features), padding);
-  }
-
-  /** The flat graph's input nodes (local names). */
-  static Set<String> inputNodes(FlatSignature flat) {
-    Set<String> out = new HashSet<>();
-    flat.inputs().values().forEach(t -> out.add(TensorNames.nodeOf(flat.local(t))));
-    return out;
   }
 }

@@ -7,6 +7,7 @@ import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Random;
 import java.util.Set;
 import org.finetune.data.NpyArray;
@@ -33,17 +34,45 @@ public final class ModelCheck {
    * @param untrainableLayers layer to the reason it cannot be trained
    * @param losses the loss of each output the step trained (all of them, summed, when several)
    * @param lossBefore the loss on the random batch before the step
-   * @param lossAfter the loss on the same batch after it
+   * @param steps the steps taken from the same starting weights, in order: at {@link #RATE}, then,
+   *     while a step does not lower the loss (it raises it, or makes it NaN or infinite) and the
+   *     gradients are finite, at a tenth of the rate before, down to {@link #LOWEST_RATE}
+   * @param gradientsFinite whether every gradient at the starting weights is finite
    */
   public record Report(double flatDifference, List<String> trainableLayers, Map<String, String> untrainableLayers,
-      Map<String, LossSpec> losses, double lossBefore, double lossAfter, List<String> warnings) {
+      Map<String, LossSpec> losses, double lossBefore, List<Step> steps, boolean gradientsFinite,
+      List<String> warnings) {
     public Report {
       losses = java.util.Collections.unmodifiableMap(new LinkedHashMap<>(losses));
       trainableLayers = List.copyOf(trainableLayers);
       untrainableLayers = java.util.Collections.unmodifiableMap(new LinkedHashMap<>(untrainableLayers));
+      steps = List.copyOf(steps);
       warnings = List.copyOf(warnings);
     }
+
+    /** The loss after the first step, at {@link #RATE}. */
+    public double lossAfter() {
+      return steps.get(0).lossAfter();
+    }
+
+    /** The first step that lowered the loss, if any did. */
+    public Optional<Step> descent() {
+      return steps.stream().filter(step -> step.lossAfter() < lossBefore).findFirst();
+    }
+
+    /** Whether some step kept the loss finite. */
+    public boolean finiteStep() {
+      return steps.stream().anyMatch(step -> Double.isFinite(step.lossAfter()));
+    }
   }
+
+  /** One SGD step from the starting weights: its learning rate and the loss after it. */
+  public record Step(double rate, double lossAfter) {}
+
+  /** The learning rate of the check's step. */
+  public static final double RATE = 0.01;
+  /** The lowest rate tried when steps at higher rates make the loss NaN or infinite. */
+  public static final double LOWEST_RATE = 1e-6;
 
   private ModelCheck() {}
 
@@ -86,7 +115,7 @@ public final class ModelCheck {
       }
     }
     TrainingPlan.Builder builder = TrainingPlan.builder().signature(signature)
-        .optimizer(new OptimizerSpec.Sgd(0.01, 0, false));
+        .optimizer(new OptimizerSpec.Sgd(RATE, 0, false));
     Map<String, LossSpec> losses = new LinkedHashMap<>();
     Batch batch;
     if (sig.outputs().size() > 1) {
@@ -123,10 +152,73 @@ public final class ModelCheck {
       }
       untrainable.keySet().removeAll(trainedLayers);
       double before = trainer.evaluate(batch).loss();
-      trainer.step(batch);
-      double after = trainer.evaluate(batch).loss();
-      return new Report(flatDiff, new ArrayList<>(trainedLayers), untrainable, losses, before, after,
+      List<Step> steps = new ArrayList<>();
+      boolean gradientsFinite = steps(trainer, batch, before, steps);
+      return new Report(flatDiff, new ArrayList<>(trainedLayers), untrainable, losses, before, steps, gradientsFinite,
           trainer.warnings());
+    }
+  }
+
+  /**
+   * A step at {@link #RATE}; when it does not lower a finite loss, the weights go back to where
+   * they started, and, if the gradients there are finite (so that the step was too long rather than
+   * its direction undefined), steps a tenth as long are tried in turn until one lowers it (when the
+   * starting weights can be saved: a TF1 model's reference variables cannot). Returns whether the
+   * gradients are finite (true when not looked at).
+   */
+  private static boolean steps(Trainer trainer, Batch batch, double before, List<Step> steps) {
+    java.nio.file.Path saved = null;
+    try {
+      if (Double.isFinite(before)) {
+        saved = java.nio.file.Files.createTempDirectory("finetune-check");
+        try {
+          trainer.saveState(saved.resolve("start"));
+        } catch (RuntimeException e) {
+          // Reference variables (TF1) cannot be written from Java: one step, no shorter ones.
+          deleteTree(saved);
+          saved = null;
+        }
+      }
+      trainer.step(batch);
+      steps.add(new Step(RATE, trainer.evaluate(batch).loss()));
+      if (saved == null || steps.get(0).lossAfter() < before) {
+        return true;
+      }
+      trainer.restoreState(saved.resolve("start"));
+      for (NpyArray g : trainer.gradients(batch).values()) {
+        for (double v : g.toDoubles()) {
+          if (!Double.isFinite(v)) {
+            return false;
+          }
+        }
+      }
+      for (double scale = 0.1; RATE * scale >= LOWEST_RATE * (1 - 1e-9); scale /= 10) {
+        trainer.restoreState(saved.resolve("start"));
+        trainer.setRateScale(scale);
+        trainer.step(batch);
+        double after = trainer.evaluate(batch).loss();
+        steps.add(new Step(RATE * scale, after));
+        if (after < before) {
+          break;
+        }
+      }
+      return true;
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    } finally {
+      if (saved != null) {
+        deleteTree(saved);
+      }
+    }
+  }
+
+  private static void deleteTree(java.nio.file.Path dir) {
+    try (java.util.stream.Stream<java.nio.file.Path> paths = java.nio.file.Files.walk(dir)) {
+      for (java.nio.file.Path p : paths.sorted(java.util.Comparator.reverseOrder()).toList()) {
+        java.nio.file.Files.deleteIfExists(p);
+      }
+    } catch (java.io.IOException e) {
+      // A temporary directory left behind is harmless; the check's result stands.
     }
   }
 

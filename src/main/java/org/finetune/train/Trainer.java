@@ -98,7 +98,7 @@ public final class Trainer implements AutoCloseable {
       compiled.add(null);
     }
     this.compiler = new StageCompiler(new StageCompiler.Parts(plan, flat, graph, session, tf, lossGraph, optimizer,
-        learningRate, variables, selectable, sources, LossPlacement.inputNodes(flat), headVariables(),
+        learningRate, variables, selectable, sources, flat.inputNodes(), headVariables(),
         head.isPresent(), warnings));
     compiler.checkSelectors();
     this.stateFiles = new StateFiles(graph, session, tf);

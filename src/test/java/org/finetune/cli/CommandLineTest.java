@@ -50,6 +50,21 @@ class CommandLineTest {
   }
 
   @Test
+  void inspectNamesTheModelsFamilyOrThatItHasNone() {
+    CliRun vgg = CliRun.of("inspect", Fixture.of("vgg16_small/keras3_export").model().toString());
+    assertTrue(vgg.out().contains("Family: VGG16; preprocessing caffe; a new head goes on block5_pool; 5 layer groups"),
+        vgg.out());
+    CliRun inception = CliRun.of("inspect", "--json", Fixture.of("inception_v3_small/keras3_export").model().toString());
+    JsonObject family = JsonParser.parseString(inception.out()).getAsJsonObject().getAsJsonObject("family");
+    assertEquals("InceptionV3", family.get("name").getAsString(), inception.out());
+    assertEquals("mixed10", family.get("feature_layer").getAsString(), inception.out());
+    assertEquals("tf", family.get("preprocess").getAsString(), inception.out());
+    CliRun generic = CliRun.of("inspect", Fixture.of("tf1_linear/tf1").model().toString());
+    assertEquals(ExitCode.OK, generic.exit(), generic.err());
+    assertTrue(generic.out().contains("Family: none known"), generic.out());
+  }
+
+  @Test
   void inspectJsonCarriesTheSameTotalsAsKeras() {
     Fixture f = Fixture.of("inception_v3_small/keras3_export");
     CliRun run = CliRun.of("inspect", "--json", f.model().toString());

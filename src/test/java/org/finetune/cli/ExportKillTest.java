@@ -19,6 +19,7 @@ import org.finetune.testing.Fixture;
 import org.finetune.testing.Images;
 import org.finetune.testing.TreeDigest;
 import org.finetune.testing.Trees;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -32,6 +33,7 @@ import org.junit.jupiter.api.io.TempDir;
  * that (the JVM and TensorFlow start first), so the other half wait until the temporary
  * directory appears and then kill at a random moment up to 1.3 times the measured writing time.
  */
+@Tag("serial")
 class ExportKillTest {
   @TempDir
   Path tmp;

@@ -18,8 +18,10 @@ import org.junit.jupiter.params.provider.ValueSource;
  * Whole-model training steps of keras.applications families whose graphs need more than plain
  * ops (scripts/make_family_models.py writes them): ConvNeXt's depthwise convolutions (Keras runs
  * them as grouped convolutions through XLA; finetune rewrites them, see GroupedConvolutionsTest),
- * MobileNetV3's hard-swish and squeeze-and-excitation, Xception's separable convolutions. One SGD
- * step on every variable from the CLI equals TensorFlow's step through the signature.
+ * MobileNetV3's hard-swish and squeeze-and-excitation, Xception's separable convolutions,
+ * EfficientNetV2's fused blocks; and ResNet50, whose random-input loss {@code check} cannot lower at
+ * any rate (its step is right: the loss is steep). One SGD step on every variable from the CLI
+ * equals TensorFlow's step through the signature.
  *
  * <p>RegNetX002 is not here: with random weights its gradients are so large that a step of 1e-3
  * moves its outputs 87-fold and one of 1e-6 still by 0.45, so that the order of float sums (XLA's
@@ -31,7 +33,7 @@ class FamilyStepTest {
   Path tmp;
 
   @ParameterizedTest
-  @ValueSource(strings = {"ConvNeXtTiny", "MobileNetV3Small", "Xception"})
+  @ValueSource(strings = {"ConvNeXtTiny", "MobileNetV3Small", "Xception", "ResNet50", "EfficientNetV2B0"})
   void oneStepOfTheWholeModelEqualsTensorFlows(String constructor) throws IOException {
     Path model = Fixture.projectRoot().resolve("savedmodels/generated/families").resolve(constructor)
         .resolve("keras3_export");

@@ -10,6 +10,7 @@ import java.util.List;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.finetune.testing.Fixture;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -24,6 +25,7 @@ import org.junit.jupiter.api.io.TempDir;
  * an AVX2-only AMD EPYC L2-SP cut 29.9%. A figure of one machine's pretrained weights is reported
  * in the README, not asserted.)
  */
+@Tag("long")
 class LegalStudyTest {
   private static final Pattern ROW = Pattern.compile(
       "\\| (.+?) \\| ([0-9.]+) -> ([0-9.]+) \\| ([-+][0-9.]+)% \\| ([0-9.]+) -> ([0-9.]+) \\| ([-+][0-9.]+)% \\|.*");

@@ -21,6 +21,7 @@ import org.finetune.testing.Fixture;
 import org.finetune.testing.Images;
 import org.finetune.testing.TreeDigest;
 import org.finetune.testing.Trees;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -40,6 +41,7 @@ import org.junit.jupiter.api.io.TempDir;
  * here). A run that ends before its kill (a faster machine than the reference run saw) is checked
  * like the others but does not count: the test goes on until ten runs were killed.
  */
+@Tag("serial")
 class TrainKillTest {
   @TempDir
   Path tmp;

@@ -9,10 +9,12 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import org.finetune.data.NpyArray;
 import org.finetune.testing.Fixture;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** A model whose init op writes a file: inspect names the op, predict refuses it unless trusted. */
+@Tag("serial")
 class UntrustedModelCommandTest {
   private static final Path MARKER = Path.of("/tmp/finetune-untrusted-init-op-wrote-this.txt");
 

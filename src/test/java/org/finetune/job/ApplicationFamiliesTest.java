@@ -12,7 +12,11 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.stream.Stream;
 import org.finetune.data.ImageOps;
+import org.finetune.model.FlatSignature;
 import org.finetune.model.KerasSavedModel;
+import org.finetune.savedmodel.ModelInfo;
+import org.finetune.savedmodel.SavedModelDirectory;
+import org.finetune.savedmodel.SavedModelInspector;
 import org.finetune.testing.Fixture;
 import org.finetune.testing.Images;
 import org.finetune.train.Fit;
@@ -58,6 +62,11 @@ class ApplicationFamiliesTest {
       assertEquals(keras.get("family").getAsString(), family.name());
       assertEquals(keras.get("feature_layer").getAsString(), family.featureLayer().orElse("(none)"), "feature layer");
       assertTrue(family.groups().size() >= 3, "layer groups " + family.groups());
+      // What inspect reports, from the directory without loading the model, is the same family.
+      SavedModelDirectory files = SavedModelDirectory.open(d.resolve("keras3_export"), SavedModelDirectory.SERVE);
+      ModelInfo read = SavedModelInspector.inspect(files, java.util.Optional.empty());
+      assertEquals(family, ModelFamily.detect(read, () -> FlatSignature.unloaded(files.metaGraph(), read)),
+          "the family read without loading");
 
       float[] pixels = floats(keras, "preprocess_in");
       float[] expected = floats(keras, "preprocess_out");

@@ -15,6 +15,7 @@ import org.finetune.graph.OpDefs;
 import org.finetune.hint.Setting;
 import org.finetune.model.KerasSavedModel;
 import org.finetune.testing.Fixture;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -25,6 +26,7 @@ import org.tensorflow.proto.OpDef;
  * The unsafe-op audit on models crafted to misbehave ({@code scripts/make_untrusted_models.py},
  * {@code testdata/untrusted/}) and on every fixture we trust.
  */
+@Tag("serial")
 class UnsafeOpsTest {
   private static final Path MARKER = Path.of("/tmp/finetune-untrusted-init-op-wrote-this.txt");
 

@@ -22,6 +22,7 @@ import org.finetune.model.KerasSavedModel;
 import org.finetune.savedmodel.VariableInfo;
 import org.finetune.testing.Fixture;
 import org.finetune.testing.Python;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
@@ -34,6 +35,7 @@ import org.junit.jupiter.params.provider.MethodSource;
  * the same losses and the same updated variables after 1 and 5 steps (1 for the full-size models),
  * for SGD with momentum and for Adam; everything not trained stays bit-identical.
  */
+@Tag("long")
 class KerasParityTest {
   static final double TOLERANCE = 1e-5;
   /**
