@@ -17,6 +17,11 @@ Data:
   --target-columns C   CSV columns that are the targets (comma-separated): float32 [n] for
                        one column, [n, k] for several
   --targets-by-output  JSON {"<output>": "<file.npy>"} for a model with several outputs
+  --image-folder DIR   instead of --inputs: a folder of class folders, read as Keras's
+                       image_dataset_from_directory reads it (unshuffled; labels from the
+                       folders) at --image-size HxW, --color-mode rgb|grayscale, then
+                       --preprocess none|tf (x / 127.5 - 1)
+  --epochs N           epochs of --steps batches (default 1)
 
 int64 arrays feed int32 inputs as int32, as Keras's data adapter would. The first
 steps * batch_size rows are used, in order (``shuffle=False``, one epoch).
@@ -65,7 +70,9 @@ Usage:
 --save-keras writes Keras's fitted variables (DIR/<index>.npy), and --keras-floor compares this
 run's with those of another run (with the other kernel library): each variable then carries
 "keras_floor", how far Keras moves from itself with the kernel library alone, and the result
-"max_keras_floor".
+"max_keras_floor". --java-floor DIR names a second finetune export of the same training with
+the examples in another order: each variable then carries "java_floor", how far the order of
+float sums alone moves it.
 """
 import argparse
 import json
@@ -240,6 +247,25 @@ def read_inputs(path, input_names, target_columns):
     raise BadArguments(f"--inputs must be .npz, .npy, .csv or a folder of .npy files, not {path}")
 
 
+def read_image_folder(args, input_names):
+    """({input: images}, labels) from a folder of class folders, as Keras's
+    image_dataset_from_directory reads it (unshuffled), then the preprocessing named."""
+    if len(input_names) != 1:
+        raise BadArguments(f"an image folder feeds one input; the model has {input_names}")
+    h, w = (int(v) for v in args.image_size.lower().split("x"))
+    data = keras.utils.image_dataset_from_directory(
+        existing(args.image_folder, "--image-folder"), labels="inferred", label_mode="int",
+        color_mode=args.color_mode, batch_size=None, image_size=(h, w), shuffle=False, interpolation="bilinear")
+    images, labels = [], []
+    for x, y in data:
+        images.append(x.numpy())
+        labels.append(y.numpy())
+    images = np.stack(images).astype(np.float32)
+    if args.preprocess == "tf":
+        images = images / 127.5 - 1.0
+    return {input_names[0]: images.astype(np.float32)}, np.asarray(labels, dtype=np.int32)
+
+
 def read_targets(args, output_names, csv_targets):
     """{output name: array}."""
     if args.targets_by_output is not None:
@@ -356,7 +382,7 @@ def fit(model, x, y, args, loss, loss_weights, optimizer):
     model.compile(optimizer=optimizer, loss=loss, loss_weights=loss_weights,
                   jit_compile=False, run_eagerly=False)
     recorder = LossRecorder()
-    model.fit(x, y, batch_size=args.batch_size, epochs=1, shuffle=False, verbose=0, callbacks=[recorder])
+    model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, shuffle=False, verbose=0, callbacks=[recorder])
     return recorder.losses
 
 
@@ -382,7 +408,10 @@ def run(args):
     target_columns = [c for c in (args.target_columns or "").split(",") if c]
     loss, loss_weights = losses_and_weights(args, output_names)
     optimizer = make_optimizer(parse_json(args.optimizer, "--optimizer"))
-    arrays, csv_targets = read_inputs(existing(args.inputs, "--inputs"), input_names, target_columns)
+    if args.image_folder:
+        arrays, csv_targets = read_image_folder(args, input_names)
+    else:
+        arrays, csv_targets = read_inputs(existing(args.inputs, "--inputs"), input_names, target_columns)
     targets = read_targets(args, output_names, csv_targets)
     rows = args.steps * args.batch_size
     x = first_rows(like_inputs(model, arrays), rows)
@@ -401,6 +430,10 @@ def run(args):
         os.makedirs(args.save_keras, exist_ok=True)
         for i, v in enumerate(model.variables):
             np.save(os.path.join(args.save_keras, f"{i}.npy"), np.asarray(v.numpy()))
+    if args.java_floor:
+        other = export_variables(args.java_floor, "the other Java export", model)
+        for i, values in enumerate(java):
+            variables[i]["java_floor"] = relative_diff(values, other[i])
     if args.keras_floor:
         for i, v in enumerate(model.variables):
             other = np.load(existing(os.path.join(args.keras_floor, f"{i}.npy"), "--keras-floor"))
@@ -417,6 +450,7 @@ def run(args):
         "variables": variables,
         "max_java_vs_keras": max((r["java_vs_keras"] for r in variables), default=0.0),
         "max_keras_floor": max((r.get("keras_floor", 0.0) for r in variables), default=0.0),
+        "max_java_floor": max((r.get("java_floor", 0.0) for r in variables), default=0.0),
         "max_moved": max((r["moved"] for r in variables), default=0.0),
         "min_moved_trainable": min(trainable_moves, default=0.0),
         "tfsm": endpoints,
@@ -460,7 +494,13 @@ def main(argv):
     parser.add_argument("--model", required=True, help="the Keras model (model.keras)")
     parser.add_argument("--base-export", required=True, help="the SavedModel that training started from")
     parser.add_argument("--java-export", required=True, help="the SavedModel finetune exported after training")
-    parser.add_argument("--inputs", required=True, help=".npz, .npy or .csv")
+    sources = parser.add_mutually_exclusive_group(required=True)
+    sources.add_argument("--inputs", help=".npz, .npy or .csv")
+    sources.add_argument("--image-folder", help="a folder of class folders of images (labels from the folders)")
+    parser.add_argument("--image-size", default="0x0", help="HxW the images are resized to (--image-folder)")
+    parser.add_argument("--color-mode", default="rgb", choices=["rgb", "grayscale"], help="as Keras names it")
+    parser.add_argument("--preprocess", default="none", choices=["none", "tf"], help="applied to the images")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs of --steps batches each")
     parser.add_argument("--targets", help="the targets (.npy) of a single-output model")
     parser.add_argument("--target-columns", help="CSV target column(s), comma-separated")
     parser.add_argument("--targets-by-output", help='JSON {"<output>": "<file.npy>"}')
@@ -477,6 +517,8 @@ def main(argv):
     parser.add_argument("--onednn", choices=["on", "off"], help="TensorFlow's kernel library for this run")
     parser.add_argument("--save-keras", help="write Keras's fitted variables to DIR/<index>.npy")
     parser.add_argument("--keras-floor", help="compare with the variables another run saved in DIR")
+    parser.add_argument("--java-floor", help="another finetune export of the same training, its examples in"
+                        " another order: each variable gets java_floor, how far the order alone moves it")
     try:
         args = parser.parse_args(argv)
         if args.batch_size < 1 or args.steps < 1:

@@ -8,7 +8,9 @@ For each file named on standard input (one path per line) writes, under ``--out`
 inverse DCT), ``<i>_accurate.npy`` for JPEGs (``dct_method="INTEGER_ACCURATE"``), ``<i>_resized.npy`` (``tf.image.resize``
 to ``--size``, bilinear, float32) and ``<i>_<mode>.npy`` for each preprocessing mode (``caffe``:
 ``keras.applications.vgg16.preprocess_input``; ``tf``: ``inception_v3``; ``torch``:
-``densenet``), or ``<i>_error.txt`` when TensorFlow cannot decode the file.
+``densenet``), or ``<i>_error.txt`` when TensorFlow cannot decode the file. Grey, as
+``color_mode="grayscale"`` decodes (``channels=1``): ``<i>_grey.npy``, for JPEGs also
+``<i>_grey_accurate.npy``, or ``<i>_grey_error.txt`` when TensorFlow decodes the file in colour only.
 
 Usage: scripts/reference_images.py --size H W --out DIR < files.txt
 """
@@ -46,6 +48,15 @@ def main(argv):
             continue
         np.save(os.path.join(args.out, f"{i}_decoded.npy"), decoded.numpy())
         contents = tf.io.read_file(path)
+        try:
+            grey = tf.io.decode_image(contents, channels=1, expand_animations=False)
+            np.save(os.path.join(args.out, f"{i}_grey.npy"), grey.numpy())
+            if tf.io.is_jpeg(contents):
+                grey = tf.io.decode_jpeg(contents, channels=1, dct_method="INTEGER_ACCURATE")
+                np.save(os.path.join(args.out, f"{i}_grey_accurate.npy"), grey.numpy())
+        except (tf.errors.InvalidArgumentError, tf.errors.OpError) as e:
+            with open(os.path.join(args.out, f"{i}_grey_error.txt"), "w") as f:
+                f.write(str(e).splitlines()[0] if str(e) else type(e).__name__)
         if tf.io.is_jpeg(contents):
             accurate = tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE")
             np.save(os.path.join(args.out, f"{i}_accurate.npy"), accurate.numpy())

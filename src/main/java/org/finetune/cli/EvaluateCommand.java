@@ -111,8 +111,7 @@ final class EvaluateCommand implements Command {
             + folder.classes().size() + " class folders; evaluate on a folder with one sub-folder per class the model"
             + " was trained on (sorted by name), or train a head for these classes (finetune train --head)");
       }
-      ImageDataset.Options options = ImageDataset.Options.of(image.height(), image.width(), preprocess,
-          (int) Flags.longValue(line, "batch-size", 32)).shuffled(false);
+      ImageDataset.Options options = options(image, preprocess, (int) Flags.longValue(line, "batch-size", 32));
       List<ImageClassifier.Prediction> predictions;
       try (ImageDataset data = image.frames() > 0 ? ImageDataset.clips(folder.items(), image.frames(), options)
           : ImageDataset.open(folder.items(), options)) {
@@ -199,6 +198,16 @@ final class EvaluateCommand implements Command {
         throw new UsageException(Flags.message(e));
       }
     }
+  }
+
+  /** Unshuffled batches of the model's images: RGB or grey as it takes them, preprocessed by {@code preprocess}. */
+  static ImageDataset.Options options(ImageInput image, ImageOps.Preprocess preprocess, int batchSize) {
+    if (!ImageOps.fits(preprocess, image.channels())) {
+      throw new UsageException("the model takes grey images and " + preprocess.name().toLowerCase(java.util.Locale.ROOT)
+          + " preprocessing subtracts a mean per RGB channel; give --preprocess tf or none");
+    }
+    return ImageDataset.Options.of(image.height(), image.width(), preprocess, batchSize).channels(image.channels())
+        .shuffled(false);
   }
 
   /**

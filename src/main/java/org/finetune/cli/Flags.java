@@ -103,6 +103,7 @@ final class Flags {
       case NON_FINITE -> "--on-non-finite skip skips such batches instead";
       case STRICT_DATA -> "replace or remove it (without --strict an unreadable image is skipped with a warning)";
       case FROM_LOGITS -> "leave out --from-logits: the loss would apply it again";
+      case PREPROCESS -> "give --preprocess tf or none";
       case LOSS -> "give --loss" + (e.fix().startsWith("name the loss") ? e.fix().substring("name the loss".length())
           : " NAME");
       default -> e.fix();

@@ -124,8 +124,7 @@ final class PredictCommand implements Command {
       org.finetune.data.ImageOps.Preprocess preprocess = EvaluateCommand.preprocess(line, model);
       List<String> names = ImageClassifier.recordedClasses(modelDir);
       List<ImageClassifier.Prediction> predictions;
-      var options = org.finetune.data.ImageDataset.Options.of(image.height(), image.width(), preprocess, 32)
-          .shuffled(false);
+      var options = EvaluateCommand.options(image, preprocess, 32);
       try (org.finetune.data.ImageDataset data = clips ? org.finetune.data.ImageDataset.clips(items, image.frames(),
           options) : org.finetune.data.ImageDataset.open(items, options)) {
         predictions = ImageClassifier.run(model, image, data);

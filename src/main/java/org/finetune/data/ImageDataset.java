@@ -43,10 +43,19 @@ public final class ImageDataset implements AutoCloseable {
    * @param cacheBytes keep resized images in memory up to this many bytes
    * @param zoom random zoom-in: a crop of {@code 1 - zoom} to 1 of each side, resized back (0: off)
    * @param brightness random brightness: add up to {@code brightness * 255} either way, clipped (0: off)
+   * @param channels samples per pixel the model takes: 3 (RGB) or 1 (grey, as Keras's
+   *     {@code color_mode="grayscale"} decodes)
    */
   public record Options(int height, int width, ImageOps.Preprocess preprocess, int batchSize, boolean shuffle, long seed,
-      boolean strict, boolean flip, long cacheBytes, double zoom, double brightness) {
+      boolean strict, boolean flip, long cacheBytes, double zoom, double brightness, int channels) {
     public Options {
+      if (channels != 1 && channels != 3) {
+        throw new IllegalArgumentException("images have 1 (grey) or 3 (RGB) channels, got " + channels);
+      }
+      if (!ImageOps.fits(preprocess, channels)) {
+        throw new IllegalArgumentException(preprocess.name().toLowerCase(java.util.Locale.ROOT) + " preprocessing"
+            + " subtracts a mean per RGB channel; grey images take tf or none");
+      }
       if (height < 1 || width < 1) {
         throw new IllegalArgumentException("image size must be positive, got " + height + "x" + width);
       }
@@ -67,40 +76,54 @@ public final class ImageDataset implements AutoCloseable {
     }
 
     public Options zooming(double z) {
-      return new Options(height, width, preprocess, batchSize, shuffle, seed, strict, flip, cacheBytes, z, brightness);
+      return new Options(height, width, preprocess, batchSize, shuffle, seed, strict, flip,
+          cacheBytes, z, brightness, channels);
     }
 
     public Options brightening(double b) {
-      return new Options(height, width, preprocess, batchSize, shuffle, seed, strict, flip, cacheBytes, zoom, b);
+      return new Options(height, width, preprocess, batchSize, shuffle, seed, strict, flip,
+          cacheBytes, zoom, b, channels);
     }
 
     public static Options of(int height, int width, ImageOps.Preprocess preprocess, int batchSize) {
-      return new Options(height, width, preprocess, batchSize, true, 1234, false, false, 1L << 30, 0, 0);
+      return new Options(height, width, preprocess, batchSize, true, 1234, false, false, 1L << 30, 0, 0, 3);
     }
 
     public Options shuffled(boolean on) {
-      return new Options(height, width, preprocess, batchSize, on, seed, strict, flip, cacheBytes, zoom, brightness);
+      return new Options(height, width, preprocess, batchSize, on, seed, strict, flip,
+          cacheBytes, zoom, brightness, channels);
     }
 
     public Options seeded(long s) {
-      return new Options(height, width, preprocess, batchSize, shuffle, s, strict, flip, cacheBytes, zoom, brightness);
+      return new Options(height, width, preprocess, batchSize, shuffle, s, strict, flip,
+          cacheBytes, zoom, brightness, channels);
     }
 
     public Options strictly(boolean on) {
-      return new Options(height, width, preprocess, batchSize, shuffle, seed, on, flip, cacheBytes, zoom, brightness);
+      return new Options(height, width, preprocess, batchSize, shuffle, seed, on, flip,
+          cacheBytes, zoom, brightness, channels);
     }
 
     public Options flipping(boolean on) {
-      return new Options(height, width, preprocess, batchSize, shuffle, seed, strict, on, cacheBytes, zoom, brightness);
+      return new Options(height, width, preprocess, batchSize, shuffle, seed, strict, on,
+          cacheBytes, zoom, brightness, channels);
+    }
+
+    /** Images of {@code c} samples per pixel: 3 (RGB) or 1 (grey). */
+    public Options channels(int c) {
+      return new Options(height, width, preprocess, batchSize, shuffle, seed, strict, flip,
+          cacheBytes, zoom, brightness,
+          c);
     }
 
     public Options caching(long bytes) {
-      return new Options(height, width, preprocess, batchSize, shuffle, seed, strict, flip, bytes, zoom, brightness);
+      return new Options(height, width, preprocess, batchSize, shuffle, seed, strict, flip,
+          bytes, zoom, brightness, channels);
     }
   }
 
   /**
-   * One batch: images {@code [n, height, width, 3]} float32, labels {@code [n]} int32 (for
+   * One batch: images {@code [n, height, width, channels]} float32, labels {@code [n]} int32 (for
    * clips: {@code [n / frames]}, one per clip), and their files.
    */
   public record Batch(NpyArray images, NpyArray labels, List<Path> files) {}
@@ -124,7 +147,7 @@ public final class ImageDataset implements AutoCloseable {
       t.setDaemon(true);
       return t;
     });
-    long bytes = (long) items.size() * options.height() * options.width() * 3 * 4;
+    long bytes = (long) items.size() * options.height() * options.width() * options.channels() * 4;
     this.cache = bytes <= options.cacheBytes() ? new float[items.size()][] : null;
     for (int i = 0; i < this.items.size(); i++) {
       index.put(this.items.get(i), i);
@@ -323,7 +346,7 @@ public final class ImageDataset implements AutoCloseable {
     for (float[] img : images) {
       n += img == null ? 0 : 1;
     }
-    int size = options.height() * options.width() * 3;
+    int size = options.height() * options.width() * options.channels();
     ByteBuffer x = ByteBuffer.allocate(n * size * 4).order(ByteOrder.LITTLE_ENDIAN);
     if (group > 1 && n != part.size()) {
       throw new IllegalStateException("a clip has an unreadable frame");
@@ -341,13 +364,18 @@ public final class ImageDataset implements AutoCloseable {
         files.add(part.get(i).file());
       }
     }
-    return new Batch(new NpyArray("float32", new long[] {n, options.height(), options.width(), 3}, x.array()),
+    return new Batch(new NpyArray("float32", new long[] {n, options.height(), options.width(), options.channels()},
+        x.array()),
         new NpyArray("int32", new long[] {n / group}, y.array()), files);
   }
 
   /** Decoded and resized (0..255), or null when unreadable and not strict. */
   private float[] load(ImageFolder.Item item) {
     try {
+      if (options.channels() == 1) {
+        ImageDecoder.GreyImage img = ImageDecoder.decodeGrey(item.file());
+        return ImageOps.resizeBilinear(img.grey(), img.height(), img.width(), options.height(), options.width(), 1);
+      }
       ImageDecoder.Image img = ImageDecoder.decode(item.file());
       return ImageOps.resizeBilinear(img.rgb(), img.height(), img.width(), options.height(), options.width());
     } catch (IOException e) {
@@ -362,6 +390,7 @@ public final class ImageDataset implements AutoCloseable {
 
   /** Augmentation (seeded by epoch and position), then Keras's preprocessing. */
   private float[] prepare(float[] rgb, int epoch, int position) {
+    int n = options.channels();
     Random r = new Random(options.seed() * 31 + epoch * 1_000_003L + position);
     boolean flipNow = r.nextBoolean();
     if (options.zoom() > 0) {
@@ -372,11 +401,11 @@ public final class ImageDataset implements AutoCloseable {
       int cw = Math.max(1, (int) Math.round(w * scale));
       int y0 = r.nextInt(h - ch + 1);
       int x0 = r.nextInt(w - cw + 1);
-      float[] crop = new float[ch * cw * 3];
+      float[] crop = new float[ch * cw * n];
       for (int y = 0; y < ch; y++) {
-        System.arraycopy(rgb, ((y0 + y) * w + x0) * 3, crop, y * cw * 3, cw * 3);
+        System.arraycopy(rgb, ((y0 + y) * w + x0) * n, crop, y * cw * n, cw * n);
       }
-      rgb = ImageOps.resizeBilinear(crop, ch, cw, h, w);
+      rgb = ImageOps.resizeBilinear(crop, ch, cw, h, w, n);
     }
     if (options.brightness() > 0) {
       float delta = (float) ((r.nextDouble() * 2 - 1) * options.brightness() * 255);
@@ -389,9 +418,9 @@ public final class ImageDataset implements AutoCloseable {
         int w = options.width();
         for (int y = 0; y < options.height(); y++) {
           for (int x = 0; x < w / 2; x++) {
-            for (int c = 0; c < 3; c++) {
-              int a = (y * w + x) * 3 + c;
-              int b = (y * w + (w - 1 - x)) * 3 + c;
+            for (int c = 0; c < n; c++) {
+              int a = (y * w + x) * n + c;
+              int b = (y * w + (w - 1 - x)) * n + c;
               float t = rgb[a];
               rgb[a] = rgb[b];
               rgb[b] = t;

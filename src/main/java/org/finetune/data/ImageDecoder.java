@@ -64,6 +64,47 @@ public final class ImageDecoder {
     }
   }
 
+  /** A decoded grey image: {@code height x width} samples, 0..255, row-major. */
+  public record GreyImage(int width, int height, float[] grey) {
+    public GreyImage {
+      if (grey.length != width * height) {
+        throw new IllegalArgumentException("expected " + width * height + " samples, got " + grey.length);
+      }
+    }
+  }
+
+  /**
+   * {@code file} with one grey sample per pixel, as TensorFlow decodes it with {@code channels=1}
+   * (Keras's {@code color_mode="grayscale"}): a YCbCr JPEG gives its luma plane, read at the raster
+   * before any colour conversion, as libjpeg gives it; any other image the grey of its RGB
+   * ({@link ImageOps#grey}).
+   */
+  public static GreyImage decodeGrey(Path file) throws IOException {
+    byte[] bytes = Files.readAllBytes(file);
+    if (sniff(bytes) == Format.JPEG) {
+      Jpeg jpeg = Jpeg.scan(bytes);
+      boolean ycc = jpeg.components() == 3 && jpeg.adobeTransform().orElse(1) == 1;
+      if (ycc) {
+        Raster raster = jpegRaster(file, bytes);
+        if (raster.getNumBands() != 3) {
+          throw new UnreadableImageException(file, "a three-component JPEG that decodes to " + raster.getNumBands()
+              + " bands", null);
+        }
+        int w = raster.getWidth();
+        int h = raster.getHeight();
+        float[] grey = new float[w * h];
+        for (int y = 0; y < h; y++) {
+          for (int x = 0; x < w; x++) {
+            grey[y * w + x] = raster.getSample(raster.getMinX() + x, raster.getMinY() + y, 0);
+          }
+        }
+        return new GreyImage(w, h, grey);
+      }
+    }
+    Image rgb = decode(file);
+    return new GreyImage(rgb.width(), rgb.height(), ImageOps.grey(rgb.rgb()));
+  }
+
   /** A file that is not an image we can decode (empty, truncated, another format, damaged). */
   public static final class UnreadableImageException extends IOException {
     public UnreadableImageException(Path file, String why, Throwable cause) {
@@ -264,8 +305,8 @@ public final class ImageDecoder {
     }
   }
 
-  /** A four-component JPEG read at the raster and converted to RGB as TensorFlow does (see the class doc). */
-  private static Image cmykToRgb(Path file, byte[] bytes, Jpeg jpeg) throws IOException {
+  /** A JPEG's decoded samples at the raster, before any colour conversion. */
+  private static Raster jpegRaster(Path file, byte[] bytes) throws IOException {
     Raster raster;
     try (ImageInputStream in = ImageIO.createImageInputStream(new ByteArrayInputStream(bytes))) {
       ImageReader reader = ImageIO.getImageReadersByFormatName("jpeg").next();
@@ -275,6 +316,8 @@ public final class ImageDecoder {
         reader.addIIOReadWarningListener((source, warning) -> warnings.add(warning));
         checkSize(file, Format.JPEG, reader.getWidth(0), reader.getHeight(0), bytes.length);
         raster = reader.readRaster(0, null);
+      } catch (RuntimeException e) {
+        throw new UnreadableImageException(file, "cannot decode this JPEG (" + e.getMessage() + ")", e);
       } finally {
         reader.dispose();
       }
@@ -282,6 +325,12 @@ public final class ImageDecoder {
         throw new UnreadableImageException(file, "damaged JPEG (" + String.join("; ", warnings) + ")", null);
       }
     }
+    return raster;
+  }
+
+  /** A four-component JPEG read at the raster and converted to RGB as TensorFlow does (see the class doc). */
+  private static Image cmykToRgb(Path file, byte[] bytes, Jpeg jpeg) throws IOException {
+    Raster raster = jpegRaster(file, bytes);
     if (raster.getNumBands() != 4) {
       throw new UnreadableImageException(file, "a four-component JPEG that decodes to " + raster.getNumBands()
           + " bands", null);

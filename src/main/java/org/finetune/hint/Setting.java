@@ -45,5 +45,7 @@ public enum Setting {
   /** The loss an array task minimises. */
   LOSS,
   /** Whether an array task's outputs are logits. */
-  FROM_LOGITS
+  FROM_LOGITS,
+  /** How images are preprocessed for the model. */
+  PREPROCESS
 }

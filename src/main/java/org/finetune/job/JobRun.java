@@ -122,6 +122,10 @@ final class JobRun {
     ImageInput image = ImageInput.of(model, job.settings.imageSize);
     ModelFamily family = ModelFamily.detect(model);
     ImageOps.Preprocess preprocess = job.settings.preprocess.or(family::preprocess).orElse(ImageOps.Preprocess.NONE);
+    if (!ImageOps.fits(preprocess, image.channels())) {
+      throw new JobException("the model takes grey images and " + preprocess.name().toLowerCase(Locale.ROOT)
+          + " preprocessing subtracts a mean per RGB channel", Setting.PREPROCESS, "use tf or none");
+    }
     long totalSteps = (long) job.settings.epochs * ((data.trainExamples() + batchSize - 1) / batchSize);
     TrainingPlan plan = resume.map(Checkpoint.Info::plan).or(() -> job.settings.plan)
         .orElseGet(() -> plan(head(family, data), family.groups(), LossSpec.SPARSE_CATEGORICAL_CROSSENTROPY, totalSteps));
@@ -133,7 +137,8 @@ final class JobRun {
     }
     ImageDataset.Options options;
     try {
-      options = ImageDataset.Options.of(image.height(), image.width(), preprocess, batchSize).seeded(job.settings.seed)
+      options = ImageDataset.Options.of(image.height(), image.width(), preprocess, batchSize)
+          .channels(image.channels()).seeded(job.settings.seed)
           .strictly(job.settings.strict).flipping(job.settings.flip).zooming(job.settings.zoom).brightening(job.settings.brightness);
     } catch (IllegalArgumentException e) {
       throw JobException.of(Setting.AUGMENTATION, e);
@@ -144,11 +149,13 @@ final class JobRun {
             : data.open(data.validation(), options.shuffled(false).flipping(false).zooming(0).brightening(0));
         Trainer trainer = new Trainer(model, plan)) {
       // Said once the data has been read, so that a bad image (when strict) comes before anything else.
-      listener.message(String.format(Locale.ROOT, "Model: %s (%s, input %s %dx%d, preprocessing %s)",
+      listener.message(String.format(Locale.ROOT, "Model: %s (%s, input %s %dx%d%s, preprocessing %s)",
           model.info().dir(), family.name(), image.input(), image.height(), image.width(),
+          image.channels() == 1 ? " grey" : "",
           preprocess.name().toLowerCase(Locale.ROOT)));
       if (job.settings.preprocess.isEmpty() && family.preprocess().isEmpty()) {
-        listener.warning("the model is of no known family, so its images are fed as decoded (0-255 RGB, no"
+        listener.warning("the model is of no known family, so its images are fed as decoded (0-255 "
+            + (image.channels() == 1 ? "grey" : "RGB") + ", no"
             + " preprocessing); set the preprocessing it was trained with if it expects another");
       }
       listener.message(String.format(Locale.ROOT, "Data: %s: %d classes (%s), %d %s for training, %d for validation",

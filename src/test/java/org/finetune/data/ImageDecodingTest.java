@@ -195,9 +195,40 @@ class ImageDecodingTest {
         assertTrue(d <= 2e-5, name + " " + mode + ": differs from Keras's preprocess_input by " + d);
         worstMode = Math.max(worstMode, d);
       }
-      System.out.printf("image %-18s decode %.0f%s, resize %.3g, preprocess %.3g%n", name, decodeDiff, jpegNote,
-          resizeDiff, worstMode);
+      String grey = greyAgainstTensorFlow(out, i, name, files.get(name), jpeg);
+      System.out.printf("image %-18s decode %.0f%s, resize %.3g, preprocess %.3g, grey %s%n", name, decodeDiff,
+          jpegNote, resizeDiff, worstMode, grey);
     }
+  }
+
+  /**
+   * Grey pixels (what a model of one channel is fed) against TensorFlow's {@code channels=1}
+   * decode, as Keras's {@code color_mode="grayscale"} reads the file: equal; a JPEG's luma plane
+   * equal to TensorFlow's accurate IDCT's, and its distance to the default fast IDCT reported.
+   */
+  private static String greyAgainstTensorFlow(Path out, int i, String name, Path file, boolean jpeg)
+      throws IOException {
+    float[] grey = ImageDecoder.decodeGrey(file).grey();
+    if (Files.exists(out.resolve(i + "_grey_error.txt"))) {
+      return "(TensorFlow decodes it in colour only: " + Files.readString(out.resolve(i + "_grey_error.txt")).trim()
+          + ")";
+    }
+    if (!jpeg) {
+      double d = maxAbsDiff(NpyArray.read(out.resolve(i + "_grey.npy")).toDoubles(), grey);
+      if (name.equals("rgb16.png")) {
+        // libpng takes the grey of the 16-bit samples, then their high byte; ours is the grey of
+        // the high bytes: the two differ by less than one level before truncating, so by 0 or 1.
+        assertTrue(d <= 1, name + ": grey pixels differ from TensorFlow's channels=1 decode by " + d);
+        return String.format("%.0f (16-bit colour: grey of the high bytes)", d);
+      }
+      assertEquals(0.0, d, name + ": grey pixels differ from TensorFlow's channels=1 decode");
+      return "0";
+    }
+    double accurate = maxAbsDiff(NpyArray.read(out.resolve(i + "_grey_accurate.npy")).toDoubles(), grey);
+    assertTrue(accurate <= 1, name + ": grey pixels differ from TensorFlow's accurate IDCT by " + accurate);
+    double[] fast = NpyArray.read(out.resolve(i + "_grey.npy")).toDoubles();
+    return String.format("%.0f vs INTEGER_ACCURATE (vs the fast IDCT: max %.0f, mean %.3f)", accurate,
+        maxAbsDiff(fast, grey), meanAbsDiff(fast, grey));
   }
 
   @Test
