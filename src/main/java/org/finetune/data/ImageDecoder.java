@@ -92,16 +92,10 @@ public final class ImageDecoder {
         }
         int w = raster.getWidth();
         int h = raster.getHeight();
-        float[] grey = new float[w * h];
-        for (int y = 0; y < h; y++) {
-          for (int x = 0; x < w; x++) {
-            grey[y * w + x] = raster.getSample(raster.getMinX() + x, raster.getMinY() + y, 0);
-          }
-        }
-        return new GreyImage(w, h, grey);
+        return new GreyImage(w, h, raster.getSamples(raster.getMinX(), raster.getMinY(), w, h, 0, new float[w * h]));
       }
     }
-    Image rgb = decode(file);
+    Image rgb = decode(file, bytes);
     return new GreyImage(rgb.width(), rgb.height(), ImageOps.grey(rgb.rgb()));
   }
 
@@ -116,7 +110,10 @@ public final class ImageDecoder {
   enum Format { JPEG, PNG, GIF, BMP, TIFF }
 
   public static Image decode(Path file) throws IOException {
-    byte[] bytes = Files.readAllBytes(file);
+    return decode(file, Files.readAllBytes(file));
+  }
+
+  private static Image decode(Path file, byte[] bytes) throws IOException {
     Format format = sniff(bytes);
     if (format == null) {
       throw new UnreadableImageException(file, bytes.length == 0 ? "empty file"

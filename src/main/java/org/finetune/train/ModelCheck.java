@@ -192,7 +192,9 @@ public final class ModelCheck {
           }
         }
       }
-      for (double scale = 0.1; RATE * scale >= LOWEST_RATE * (1 - 1e-9); scale /= 10) {
+      long shorter = Math.round(Math.log10(RATE / LOWEST_RATE));
+      for (int k = 1; k <= shorter; k++) {
+        double scale = Math.pow(10, -k);
         trainer.restoreState(saved.resolve("start"));
         trainer.setRateScale(scale);
         trainer.step(batch);
