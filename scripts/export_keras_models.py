@@ -29,6 +29,12 @@ Models (``--models``; default: all of them, skipping those already written):
                       Dense (1) over 10 steps of 4 features; tf_keras saves each recurrent layer
                       as a call (with its cuDNN twin beside it) into a While loop over TensorLists;
                       compiled (Adam, MSE, MAE metric) and fit one step before it is saved
+  qat                 quantization-aware training as tfmot builds it (tf_keras): a small CNN
+                      (Conv2D conv -> Flatten -> Dense hidden -> Dense classes) through
+                      ``tfmot.quantization.keras.quantize_model``: fake quantization of inputs,
+                      kernels and activations (FakeQuantWithMinMaxVars, per channel for the
+                      convolution's kernel) in ranges that Keras's fit calibrates (compiled, 2
+                      epochs of 64 images); saved with ``model.save(path, save_format="tf")``
   tf1_linear          a TF1-style SavedModel (SavedModelBuilder): no object graph, no functions
                       (export path ``tf1`` only)
 
@@ -60,9 +66,9 @@ import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 
 SEED = 1234
-SMALL = ["vgg16_small", "inception_v3_small", "gpt2_small", "text_embedding", "recurrent", "tf1_linear"]
+SMALL = ["vgg16_small", "inception_v3_small", "gpt2_small", "text_embedding", "recurrent", "qat", "tf1_linear"]
 FULL = ["vgg16", "inception_v3", "gpt2_base"]
-COMMITTED = ["vgg16_small", "inception_v3_small", "text_embedding", "recurrent", "tf1_linear"]
+COMMITTED = ["vgg16_small", "inception_v3_small", "text_embedding", "recurrent", "qat", "tf1_linear"]
 
 
 # ---------------------------------------------------------------- width-reduced replicas
@@ -396,6 +402,40 @@ def export_recurrent(out):
                   lambda p: model.save(p, save_format="tf"), model, y, x, "recurrent")
 
 
+def export_qat(out):
+    # tfmot wraps tf_keras layers; it is installed without its dependencies (see scripts/python-env).
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    import tf_keras
+    import tensorflow_model_optimization as tfmot
+
+    tf_keras.utils.set_random_seed(SEED)
+    base = tf_keras.Sequential([
+        tf_keras.Input((8, 8, 1), name="image"),
+        tf_keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+        tf_keras.layers.Flatten(name="flatten"),
+        tf_keras.layers.Dense(8, activation="relu", name="hidden"),
+        tf_keras.layers.Dense(3, activation="softmax", name="classes"),
+    ], name="qat")
+    model = tfmot.quantization.keras.quantize_model(base)
+    rng = np.random.default_rng(SEED)
+    labels = rng.integers(0, 3, size=64)
+    images = 0.3 * rng.random((64, 8, 8, 1))
+    for i, label in enumerate(labels):
+        images[i, :, 2 * label:2 * label + 3, 0] += 0.7  # the class is where a bright band is
+    images = images.astype(np.float32)
+    # Quantization ranges start empty; fit calibrates them (and trains), as a QAT model comes.
+    model.compile(optimizer=tf_keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(images, labels, epochs=2, batch_size=16, verbose=0)
+    x = images[:4]
+    y = model(x, training=False).numpy()
+    if float(np.std(y)) < 1e-3:
+        raise SystemExit(f"qat: outputs do not depend on the input (std {np.std(y):.2g}); ranges not calibrated")
+    with tfmot.quantization.keras.quantize_scope():
+        write_fixture(os.path.join(out, "qat", "tf_keras"), "tf_keras",
+                      lambda p: model.save(p, save_format="tf"), model, y, x, "qat")
+
+
 class Tf1Variable:
     def __init__(self, variable):
         self.shape = variable.shape.as_list()
@@ -484,12 +524,13 @@ def main(argv):
         "gpt2_base": lambda out: export_gpt2(out, "gpt2_base", "base", args.weights),
         "text_embedding": lambda out: export_text_embedding(out),
         "recurrent": lambda out: export_recurrent(out),
+        "qat": lambda out: export_qat(out),
         "tf1_linear": lambda out: export_tf1_linear(out),
     }
     for name in names:
         out = root if name in COMMITTED else os.path.join(root, "generated")
         markers = [os.path.join(out, name, "keras", "model.keras"), os.path.join(out, name, "keras3_export", "expected.json")]
-        if name in ("text_embedding", "recurrent", "tf1_linear"):
+        if name in ("text_embedding", "recurrent", "qat", "tf1_linear"):
             markers = [os.path.join(out, name)]
         if all(os.path.exists(m) for m in markers) and not args.force:
             print(f"kept {os.path.join(out, name)} (complete; --force rewrites it)", flush=True)

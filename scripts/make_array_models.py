@@ -44,6 +44,12 @@ recurrent layers: masked, stacked, bidirectional, returning sequences) with data
                     classes (3, softmax); Keras 3 saves its variables as sequential/conv/kernel, ...;
                     data/train.npz (image, float32 [96, 16, 16, 1] in 0..1) and data/labels.npy
                     (int64 [96]): which third of the image is brightest
+  text_lookup       Inputs text (a string per example) -> TextVectorization vectorize (adapted on
+                    the data: 16 tokens, 8 per text) -> Embedding words (16, 8) ->
+                    GlobalAveragePooling1D; and colour (a string) -> StringLookup lookup (red, green,
+                    blue; unknown -> 0) -> Embedding colours (4, 4); joined -> Dense classes (3,
+                    softmax); data/train.npz (text, colour: NumPy str arrays [96]) and
+                    data/labels.npy (int64 [96]): more good words, more bad words, or a blue item
   any_length_lstm   Input series (None, 3): sequences of any length -> LSTM (6) -> Dense value (1);
                     data/train.npz (series, float32 [96, 8, 3]: this data's sequences have 8
                     steps) and data/target.npy (float32 [96])
@@ -53,6 +59,7 @@ Each case is written as
   <out>/<case>/model.keras       the Keras 3 model (native format), for the oracle to call and fit
   <out>/<case>/keras3_export/    Keras 3 ``model.export()``: the SavedModel finetune trains
   <out>/<case>/data/...          the training arrays
+  <out>/<case>/keras.json        what Keras counts: total, trainable and non-trainable parameters
 
 Weights and data come from fixed seeds, so every run writes the same thing. A case is written
 into a temporary sibling and renamed into place, so a killed run leaves no half-written case.
@@ -69,6 +76,7 @@ Usage:
 import argparse
 import contextlib
 import io
+import json
 import os
 import shutil
 import sys
@@ -277,16 +285,48 @@ def sequential_cnn(rng):
     return model, data, images[:4]
 
 
+GOOD = ["good", "great", "fine", "lovely"]
+BAD = ["bad", "poor", "awful", "dull"]
+PLAIN = ["the", "a", "film", "plot", "acting", "music"]
+
+
+def text_lookup(rng):
+    text = keras.Input(shape=(), dtype="string", name="text")
+    colour = keras.Input(shape=(), dtype="string", name="colour")
+    n = 96
+    lengths = rng.integers(3, 9, size=n)
+    words = GOOD + BAD + PLAIN
+    texts = np.array([" ".join(rng.choice(words, k)) for k in lengths])
+    colours = np.array(rng.choice(["red", "green", "blue", "grey"], n))  # grey is out of the vocabulary
+    good = np.array([sum(w in GOOD for w in t.split()) for t in texts])
+    bad = np.array([sum(w in BAD for w in t.split()) for t in texts])
+    labels = np.where(colours == "blue", 2, np.where(good >= bad, 0, 1)).astype(np.int64)
+
+    vectorize = layers.TextVectorization(max_tokens=16, output_sequence_length=8, name="vectorize")
+    vectorize.adapt(texts)
+    x = layers.Embedding(16, 8, name="words")(vectorize(text))
+    x = layers.GlobalAveragePooling1D(name="pool")(x)
+    c = layers.Embedding(4, 4, name="colours")(layers.StringLookup(vocabulary=["red", "green", "blue"],
+                                                                   name="lookup")(colour))
+    joined = layers.Concatenate(name="joined")([x, c])
+    model = keras.Model([text, colour], layers.Dense(3, activation="softmax", name="classes")(joined),
+                        name="text_lookup")
+    data = {"train.npz": lambda path: np.savez(path, text=texts, colour=colours),
+            "labels.npy": lambda path: np.save(path, labels)}
+    return model, data, [texts[:4], colours[:4]]
+
+
 CASES = {"tabular_mlp": tabular_mlp, "token_classifier": token_classifier,
          "image_tabular": image_tabular, "lstm_regressor": lstm_regressor, "bert_classifier": bert_classifier,
          "gru_classifier": gru_classifier, "recurrent_stack": recurrent_stack, "sequence_tagger": sequence_tagger,
-         "any_length_lstm": any_length_lstm, "efficientnet_b0": efficientnet_b0, "sequential_cnn": sequential_cnn}
+         "any_length_lstm": any_length_lstm, "efficientnet_b0": efficientnet_b0, "sequential_cnn": sequential_cnn,
+         "text_lookup": text_lookup}
 DATA_FILES = {"tabular_mlp": ["houses.csv", "houses_val.csv"], "token_classifier": ["train.npz", "labels.npy"],
               "image_tabular": ["train.npz", "kind.npy", "size.npy"], "lstm_regressor": ["train.npz", "target.npy"],
               "bert_classifier": ["train.npz", "labels.npy"], "gru_classifier": ["train.npz", "labels.npy"],
               "recurrent_stack": ["train.npz", "target.npy"], "sequence_tagger": ["train.npz", "tags.npy"],
               "any_length_lstm": ["train.npz", "target.npy"], "efficientnet_b0": ["train.npz", "labels.npy"],
-              "sequential_cnn": ["train.npz", "labels.npy"]}
+              "sequential_cnn": ["train.npz", "labels.npy"], "text_lookup": ["train.npz", "labels.npy"]}
 
 
 # ---------------------------------------------------------------- checking the export
@@ -346,7 +386,8 @@ def check_variable_order(label, variables, model, states_may_differ=False):
 
 
 def complete(case_dir, name):
-    needed = [os.path.join(case_dir, "model.keras"), os.path.join(case_dir, "keras3_export", "saved_model.pb")]
+    needed = [os.path.join(case_dir, "model.keras"), os.path.join(case_dir, "keras3_export", "saved_model.pb"),
+              os.path.join(case_dir, "keras.json")]
     needed += [os.path.join(case_dir, "data", f) for f in DATA_FILES[name]]
     return all(os.path.exists(p) for p in needed)
 
@@ -374,6 +415,14 @@ def write_case(root, name, index):
         reloaded = keras.saving.load_model(os.path.join(tmp, "model.keras"), compile=False)
         check_variable_order("model.keras reloaded", reloaded.variables, model, states_may_differ=True)
         signature = describe_signature(loaded)
+        trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+        frozen = int(sum(np.prod(w.shape) for w in model.non_trainable_weights))
+        if trainable + frozen != model.count_params():
+            raise SystemExit(f"{name}: weights count {trainable + frozen}, count_params {model.count_params()}")
+        with open(os.path.join(tmp, "keras.json"), "w") as f:
+            json.dump({"total_params": trainable + frozen, "trainable_params": trainable,
+                       "non_trainable_params": frozen}, f, indent=1)
+            f.write("\n")
 
         if os.path.exists(target):
             shutil.rmtree(target)

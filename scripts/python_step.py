@@ -7,14 +7,21 @@ mean squared error between the signature's output and ``--target`` through the v
 signature captures (or, with ``--through object``, the loaded object's ``trainable_variables``), writes the outputs after the step to ``--out/after.npy`` and saves the restored
 object, trained, with ``tf.saved_model.save`` to ``--out/model``.
 
+``--onednn on|off`` names TensorFlow's kernel library for the step (oneDNN or Eigen), whatever the
+CPU's default: two runs that differ only in it measure how far the order of float sums alone moves
+TensorFlow's own step (a floor for comparing another runtime's step with it).
+
 Usage: scripts/python_step.py --model DIR --input NAME=FILE.npy [...] --target FILE.npy --out DIR [--lr 0.01]
-       [--through signature|object]
+       [--through signature|object] [--onednn on|off]
 """
 import argparse
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# --onednn on|off must take effect before TensorFlow is imported.
+if "--onednn" in sys.argv[1:-1]:
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = {"on": "1", "off": "0"}.get(sys.argv[sys.argv.index("--onednn") + 1], "1")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import numpy as np  # noqa: E402
@@ -32,6 +39,7 @@ def main(argv):
     parser.add_argument("--through", choices=["signature", "object"], default="signature",
                         help="train the variables the signature captures, or the loaded object's "
                              "trainable_variables as a Keras export lists them")
+    parser.add_argument("--onednn", choices=["on", "off"], help="TensorFlow's kernel library (default: the CPU's)")
     args = parser.parse_args(argv)
     loaded = tf.saved_model.load(args.model)
     fn = loaded.signatures[args.signature]

@@ -293,9 +293,12 @@ def read_targets(args, output_names, csv_targets):
 
 def like_inputs(model, arrays):
     """The arrays in the structure the model takes (one array, a list or a dict), int64 -> int32
-    where the input is int32."""
+    where the input is int32; text (NumPy str or bytes arrays) as string tensors, which Keras's
+    fit takes where it refuses NumPy's text dtypes."""
     def cast(t):
         a = arrays[t.name]
+        if a.dtype.kind in "US":
+            return tf.constant(a)
         return a.astype(np.int32) if a.dtype == np.int64 and t.dtype == "int32" else a
 
     if isinstance(structure(model, "input"), dict):

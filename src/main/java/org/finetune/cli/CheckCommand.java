@@ -102,6 +102,7 @@ final class CheckCommand implements Command {
         out.println("Layers that cannot (" + report.untrainableLayers().size() + "):");
         report.untrainableLayers().forEach((layer, why) -> out.println("  " + layer + ": " + why));
       }
+      report.notes().forEach(out::println);
       report.warnings().forEach(w -> out.println("warning: " + w));
       String losses = report.losses().size() == 1 ? report.losses().values().iterator().next().kerasName()
           : String.join(" + ", report.losses().entrySet().stream().map(e -> e.getValue().kerasName() + " on "

@@ -24,6 +24,7 @@ import org.tensorflow.types.TFloat32;
 import org.tensorflow.types.TFloat64;
 import org.tensorflow.types.TInt32;
 import org.tensorflow.types.TInt64;
+import org.tensorflow.types.TString;
 import org.tensorflow.types.TUint8;
 import org.tensorflow.types.family.TType;
 
@@ -32,7 +33,8 @@ import org.tensorflow.types.family.TType;
  * arrays travel between our Python scripts and Java. Holds the raw little-endian bytes.
  *
  * @param dtype NumPy's name: {@code float32}, {@code float64}, {@code int32}, {@code int64},
- *     {@code uint8} or {@code bool}
+ *     {@code uint8} or {@code bool}; for text, NumPy's type code and width: {@code U<n>} (Unicode,
+ *     n code points each, UTF-32) or {@code S<n>} (bytes, n each), padded with NULs as NumPy pads them
  * @param shape the dimensions
  * @param data the elements, little-endian, C order
  */
@@ -43,11 +45,14 @@ public record NpyArray(String dtype, long[] shape, byte[] data) implements Examp
   private static final Pattern DESCR_FIELD = Pattern.compile("'descr'\\s*:\\s*'([^']*)'");
   private static final Pattern ORDER_FIELD = Pattern.compile("'fortran_order'\\s*:\\s*(True|False)");
   private static final Pattern SHAPE_FIELD = Pattern.compile("'shape'\\s*:\\s*\\(([^)]*)\\)");
+  /** NumPy's text dtypes: {@code <U5} (five UTF-32 code points each), {@code |S5} (five bytes each). */
+  private static final Pattern TEXT_DESCR = Pattern.compile("[<|=]?([US])(\\d+)");
 
   public NpyArray {
     Objects.requireNonNull(dtype, "dtype");
-    if (!DESCR.containsValue(dtype)) {
-      throw new IllegalArgumentException("unsupported dtype " + dtype + "; supported: " + DESCR.values());
+    if (!DESCR.containsValue(dtype) && !isText(dtype)) {
+      throw new IllegalArgumentException("unsupported dtype " + dtype + "; supported: " + DESCR.values()
+          + " and text (U<n>, S<n>)");
     }
     shape = shape.clone();
     data = data.clone();
@@ -116,9 +121,11 @@ public record NpyArray(String dtype, long[] shape, byte[] data) implements Examp
     }
     String header = new String(bytes, headerStart, headerLength, StandardCharsets.ISO_8859_1);
     String descr = group(DESCR_FIELD, header, file);
-    String dtype = DESCR.get(descr);
+    Matcher text = TEXT_DESCR.matcher(descr);
+    String dtype = text.matches() ? text.group(1) + text.group(2) : DESCR.get(descr);
     if (dtype == null) {
-      throw new IOException(file + " holds dtype " + descr + "; supported: " + DESCR.keySet());
+      throw new IOException(file + " holds dtype " + descr + "; supported: " + DESCR.keySet()
+          + " and text (<U<n>, |S<n>; not object arrays)");
     }
     if (group(ORDER_FIELD, header, file).equals("True")) {
       throw new IOException(file + " is in Fortran order; save it with np.ascontiguousarray");
@@ -137,7 +144,8 @@ public record NpyArray(String dtype, long[] shape, byte[] data) implements Examp
 
   /** Writes this array as a version 1.0 {@code .npy} file. */
   public void write(Path file) throws IOException {
-    String descr = DESCR.entrySet().stream().filter(e -> e.getValue().equals(dtype)).findFirst().orElseThrow().getKey();
+    String descr = text() ? (dtype.startsWith("U") ? "<" : "|") + dtype
+        : DESCR.entrySet().stream().filter(e -> e.getValue().equals(dtype)).findFirst().orElseThrow().getKey();
     StringBuilder dims = new StringBuilder();
     for (long d : shape) {
       dims.append(d).append(", ");
@@ -155,13 +163,74 @@ public record NpyArray(String dtype, long[] shape, byte[] data) implements Examp
     }
   }
 
-  /** A new tensor holding a copy of the elements. Caller closes. */
+  /** A new tensor holding a copy of the elements (a string tensor, UTF-8, for text). Caller closes. */
   public Tensor toTensor() {
+    if (text()) {
+      String[] values = strings();
+      return TString.tensorOf(Shape.of(shape), DataBuffers.ofObjects(values));
+    }
     return Tensor.of(tensorType(dtype), Shape.of(shape), DataBuffers.of(data, true, false));
   }
 
-  /** Copies a dense numeric tensor out of the runtime. */
+  /** Whether the elements are text ({@code U<n>} or {@code S<n>}). */
+  public boolean text() {
+    return isText(dtype);
+  }
+
+  private static boolean isText(String dtype) {
+    return dtype.matches("[US][0-9]+");
+  }
+
+  /**
+   * The elements of a text array, C order, without NumPy's trailing NUL padding; {@code S<n>}
+   * bytes are read as UTF-8.
+   */
+  public String[] strings() {
+    if (!text()) {
+      throw new IllegalStateException("strings needs a text array, this one is " + dtype);
+    }
+    int width = itemSize(dtype);
+    int n = (int) elementCount(shape);
+    String[] out = new String[n];
+    for (int i = 0; i < n; i++) {
+      int start = i * width;
+      int end = start + width;
+      if (dtype.startsWith("U")) {
+        while (end > start && data[end - 4] == 0 && data[end - 3] == 0 && data[end - 2] == 0 && data[end - 1] == 0) {
+          end -= 4;
+        }
+        out[i] = new String(data, start, end - start, java.nio.charset.Charset.forName("UTF-32LE"));
+      } else {
+        while (end > start && data[end - 1] == 0) {
+          end--;
+        }
+        out[i] = new String(data, start, end - start, StandardCharsets.UTF_8);
+      }
+    }
+    return out;
+  }
+
+  /** A Unicode text array ({@code U<n>}, n the longest element's code points), as NumPy makes one. */
+  public static NpyArray ofStrings(long[] shape, String[] values) {
+    int width = Math.max(1, Arrays.stream(values).mapToInt(v -> v.codePointCount(0, v.length())).max().orElse(1));
+    ByteBuffer b = ByteBuffer.allocate(Math.multiplyExact(values.length, 4 * width)).order(ByteOrder.LITTLE_ENDIAN);
+    for (String v : values) {
+      int[] points = v.codePoints().toArray();
+      for (int i = 0; i < width; i++) {
+        b.putInt(i < points.length ? points[i] : 0);
+      }
+    }
+    return new NpyArray("U" + width, shape, b.array());
+  }
+
+  /** Copies a dense tensor out of the runtime (a string tensor's elements as Unicode text). */
   public static NpyArray of(Tensor tensor) {
+    if (tensor.dataType() == DataType.DT_STRING) {
+      String[] values = new String[(int) tensor.shape().size()];
+      int[] i = {0};
+      ((TString) tensor).scalars().forEach(s -> values[i[0]++] = s.getObject());
+      return ofStrings(tensor.shape().asArray(), values);
+    }
     String dtype = npyType(tensor.dataType());
     RawTensor raw = tensor.asRawTensor();
     byte[] bytes = new byte[(int) raw.numBytes()];
@@ -188,6 +257,9 @@ public record NpyArray(String dtype, long[] shape, byte[] data) implements Examp
 
   /** The elements widened to doubles, for comparisons. */
   public double[] toDoubles() {
+    if (text()) {
+      throw new IllegalStateException("a text array (" + dtype + ") has no numeric values");
+    }
     ByteBuffer b = ByteBuffer.wrap(data).order(ByteOrder.LITTLE_ENDIAN);
     int n = (int) elementCount(shape);
     double[] out = new double[n];
@@ -253,8 +325,11 @@ public record NpyArray(String dtype, long[] shape, byte[] data) implements Examp
    *     on its way to an integer type, naming the first such element
    */
   public NpyArray castTo(String target) {
-    if (dtype.equals(target)) {
+    if (dtype.equals(target) || text() && target.equals("string")) {
       return this;
+    }
+    if (text()) {
+      throw new IllegalArgumentException("text (" + dtype + ") cannot be cast to " + target);
     }
     int size = itemSize(target);
     double[] values = toDoubles();
@@ -293,6 +368,9 @@ public record NpyArray(String dtype, long[] shape, byte[] data) implements Examp
 
   /** Whether every element is a whole number (always for integer and bool arrays). */
   public boolean integral() {
+    if (text()) {
+      return false;
+    }
     if (!dtype.startsWith("float")) {
       return true;
     }
@@ -333,6 +411,10 @@ public record NpyArray(String dtype, long[] shape, byte[] data) implements Examp
   }
 
   private static int itemSize(String dtype) {
+    if (isText(dtype)) {
+      int width = Integer.parseInt(dtype.substring(1));
+      return dtype.startsWith("U") ? Math.multiplyExact(4, width) : width;
+    }
     switch (dtype) {
       case "float64": case "int64": return 8;
       case "uint8": case "bool": return 1;

@@ -94,7 +94,13 @@ record ArrayExamples(Path source, Map<String, ExampleArray> inputs, Map<String, 
     for (TensorSpec in : sig.inputs()) {
       ExampleArray a = raw.get(in.key());
       checkShape(data.inputs(), in, a);
-      if (!a.dtype().equals(in.dtype())) {
+      boolean text = a.dtype().matches("[US][0-9]+");
+      if (in.dtype().equals("string") != text) {
+        throw new JobException("input '" + in.key() + "' takes " + in.dtype() + " and " + data.inputs() + " holds "
+            + a.dtype(), Setting.DATA, in.dtype().equals("string") ? "save it as text (a NumPy str array)"
+            : "save it as " + in.dtype());
+      }
+      if (!text && !a.dtype().equals(in.dtype())) {
         if (!NUMERIC.contains(in.dtype()) || !NUMERIC.contains(a.dtype())) {
           throw new JobException("input '" + in.key() + "' takes " + in.dtype() + " and " + data.inputs() + " holds "
               + a.dtype(), Setting.DATA, "save it as " + in.dtype());

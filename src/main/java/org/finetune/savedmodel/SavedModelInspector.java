@@ -42,7 +42,22 @@ public final class SavedModelInspector {
       resolved = new VariableResolver.Resolved(KerasLayerNames.named(model.metaGraph(), resolved.variables()),
           resolved.indexByHandle(), resolved.calls());
     }
+    List<String> order = List.of();
+    if (path == ExportPath.TF_KERAS) {
+      TfKerasLayerNames.Named named = TfKerasLayerNames.named(model.dir().resolve("keras_metadata.pb"),
+          model.metaGraph(), resolved.variables());
+      resolved = new VariableResolver.Resolved(named.variables(), resolved.indexByHandle(), resolved.calls());
+      order = named.layerOrder();
+    }
     List<LayerInfo> layers = groupLayers(resolved.variables());
+    if (!order.isEmpty()) {
+      // Keras's order (model.layers), where the read order puts a layer whose weights the serving
+      // function never reads (a quantization wrapper's step counter) last; layers it does not name after.
+      List<String> keras = order;
+      layers = new ArrayList<>(layers);
+      layers.sort(java.util.Comparator.comparingInt(l -> keras.contains(l.name()) ? keras.indexOf(l.name())
+          : Integer.MAX_VALUE));
+    }
     OpAudit.Result audit = OpAudit.run(model.metaGraph(), sig, resolved, layers);
     return new ModelInfo(model.dir(), path, Set.copyOf(model.metaGraph().getMetaInfoDef().getTagsList()),
         signatures, chosen, resolved.variables(), layers, audit.opCounts(), audit.gaps());

@@ -10,4 +10,10 @@ public final class TensorNames {
     int colon = t.indexOf(':');
     return colon < 0 ? t : t.substring(0, colon);
   }
+
+  /** The output index a tensor name gives: {@code a:1} is 1, {@code a} is 0. */
+  public static int indexOf(String tensor) {
+    int colon = tensor.indexOf(':');
+    return colon < 0 ? 0 : Integer.parseInt(tensor.substring(colon + 1));
+  }
 }

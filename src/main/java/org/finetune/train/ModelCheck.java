@@ -38,16 +38,19 @@ public final class ModelCheck {
    *     while a step does not lower the loss (it raises it, or makes it NaN or infinite) and the
    *     gradients are finite, at a tenth of the rate before, down to {@link #LOWEST_RATE}
    * @param gradientsFinite whether every gradient at the starting weights is finite
+   * @param warnings what the trainer warned of
+   * @param notes how inputs that are not plain random numbers were made (text from a vocabulary)
    */
   public record Report(double flatDifference, List<String> trainableLayers, Map<String, String> untrainableLayers,
       Map<String, LossSpec> losses, double lossBefore, List<Step> steps, boolean gradientsFinite,
-      List<String> warnings) {
+      List<String> warnings, List<String> notes) {
     public Report {
       losses = java.util.Collections.unmodifiableMap(new LinkedHashMap<>(losses));
       trainableLayers = List.copyOf(trainableLayers);
       untrainableLayers = java.util.Collections.unmodifiableMap(new LinkedHashMap<>(untrainableLayers));
       steps = List.copyOf(steps);
       warnings = List.copyOf(warnings);
+      notes = List.copyOf(notes);
     }
 
     /** The loss after the first step, at {@link #RATE}. */
@@ -89,6 +92,7 @@ public final class ModelCheck {
     SignatureInfo sig = model.info().signatures().get(signature);
     Random random = new Random(seed);
     Map<String, NpyArray> inputs = new LinkedHashMap<>();
+    List<String> notes = new ArrayList<>();
     // The examples' shape fixes free dimensions, so that loops over them unroll as in training.
     Map<String, long[]> shapes = new LinkedHashMap<>();
     for (TensorSpec spec : sig.inputs()) {
@@ -101,8 +105,22 @@ public final class ModelCheck {
       model.fixInputShapes(shapes);
     }
     Map<String, Long> bounds = IndexRanges.of(model.flatSignature(signature), model.info());
+    Map<String, StringInputs.Vocabulary> words = sig.inputs().stream().anyMatch(
+        s -> s.dtype().equals("string") && !given.containsKey(s.key()))
+        ? StringInputs.of(model, model.flatSignature(signature)) : Map.of();
     for (TensorSpec spec : sig.inputs()) {
       NpyArray g = given.get(spec.key());
+      if (g == null && spec.dtype().equals("string")) {
+        StringInputs.Vocabulary vocabulary = words.get(spec.key());
+        if (vocabulary == null) {
+          throw new IllegalArgumentException("cannot make text for string input '" + spec.key()
+              + "': its values reach no lookup table whose words could be drawn; give sample inputs");
+        }
+        inputs.put(spec.key(), StringInputs.random(shapeOf(spec), vocabulary, random));
+        notes.add("text input '" + spec.key() + "': " + (vocabulary.split() ? "1 to 8 words" : "one word")
+            + " each, drawn from the " + vocabulary.words().size() + " of the lookup table it reaches");
+        continue;
+      }
       inputs.put(spec.key(), g != null ? g.castTo(spec.dtype())
           : randomArray(spec, random, bounds.getOrDefault(spec.key(), 100L)));
     }
@@ -155,7 +173,7 @@ public final class ModelCheck {
       List<Step> steps = new ArrayList<>();
       boolean gradientsFinite = steps(trainer, batch, before, steps);
       return new Report(flatDiff, new ArrayList<>(trainedLayers), untrainable, losses, before, steps, gradientsFinite,
-          trainer.warnings());
+          trainer.warnings(), notes);
     }
   }
 

@@ -259,6 +259,47 @@ class ArrayTaskTest {
   }
 
   /**
+   * A model quantization-aware trained with tfmot (tf_keras; savedmodels/qat): fake quantization of
+   * inputs, kernels (per channel for the convolution) and activations in ranges Keras's fit
+   * calibrated. The kernels and biases train through TensorFlow's straight-through gradients
+   * (the ranges are not trainable in tfmot), and the step equals TensorFlow's.
+   */
+  @Test
+  void aTfmotQuantizationAwareModelTakesTensorFlowsOwnStep() throws IOException {
+    Fixture fixture = Fixture.of("qat/tf_keras");
+    float[] targets = new float[12];
+    for (int i = 0; i < targets.length; i++) {
+      targets[i] = i % 3 == i / 3 % 3 ? 1f : 0f;
+    }
+    OneStepParity.check(tmp, fixture.model(), "image", fixture.sampleFile("sample/input_image.npy"), targets,
+        "tfmot QAT CNN", "0.1");
+  }
+
+  /**
+   * Text in, as Keras users feed it: a TextVectorization (lowercased, split into words, looked up
+   * in the vocabulary it was adapted on) and a StringLookup of one word, each before an Embedding,
+   * fed NumPy str arrays from an .npz. Every weight trains as in Keras's fit on the same strings.
+   */
+  @Test
+  void aTextVectorizationAndStringLookupModelTrainsAsKerasFitDoes() throws IOException {
+    Path dir = arrayCase("text_lookup");
+    Path x = tmp.resolve("x.npz");
+    npz(x, List.of(firstRows(dir.resolve("data/train.npz"), "text"), firstRows(dir.resolve("data/train.npz"),
+        "colour")));
+    Path y = firstRows(dir.resolve("data/labels.npy"), "labels");
+    Path out = tmp.resolve("export");
+    CliRun run = CliRun.of("train", dir.resolve("keras3_export").toString(), "--task", "arrays", "--data",
+        x.toString(), "--targets", y.toString(), "--batch-size", Integer.toString(BATCH), "--epochs", "1",
+        "--no-shuffle", "--optimizer", "adam", "--lr", "0.01", "--out", out.toString());
+    assertEquals(0, run.exit(), run.err());
+    assertTrue(run.out().contains("(colour [80] U5, text [80] U"), run.out());
+    assertTrue(!run.err().contains("left out"), run.err());
+    assertMatches(oracle(dir, out, "{\"name\": \"adam\", \"learning_rate\": 0.01}", "--inputs", x.toString(),
+        "--targets", y.toString(), "--loss", "sparse_categorical_crossentropy"),
+        "TextVectorization + StringLookup classifier, Adam", 2);
+  }
+
+  /**
    * EfficientNetB0's swish is saved as a custom gradient at every activation (an IdentityN each);
    * with the saved gradient functions every layer trains, and the step equals TensorFlow's
    * (BatchNormalization in inference mode on both sides, as the signature runs it).

@@ -29,6 +29,39 @@ class CheckCommandTest {
     assertTrue(Double.parseDouble(m.group(2)) < Double.parseDouble(m.group(1)), "one step lowers the loss: " + m.group());
   }
 
+  /**
+   * String inputs: check draws text from the model's own lookup tables (a TextVectorization's
+   * adapted vocabulary, joined into several words since it splits its text; a StringLookup's words
+   * one at a time), so that the examples reach the embeddings' rows rather than only the
+   * out-of-vocabulary row; or takes the examples it is given.
+   */
+  @Test
+  void stringInputsTakeWordsFromTheModelsOwnVocabularies(@org.junit.jupiter.api.io.TempDir java.nio.file.Path tmp)
+      throws java.io.IOException {
+    java.nio.file.Path dir = ArrayTaskTest.arrayCase("text_lookup");
+    CliRun run = CliRun.of("check", dir.resolve("keras3_export").toString());
+    assertEquals(ExitCode.OK, run.exit(), run.out() + run.err());
+    assertTrue(run.out().contains("text input 'colour': one word each, drawn from the 3 of the lookup table it reaches\n"
+        + "text input 'text': 1 to 8 words each, drawn from the 14 of the lookup table it reaches"), run.out());
+    assertTrue(run.out().contains("Layers that can be fine-tuned (3): words, colours, classes\nLayers that cannot:"
+        + " none"), run.out());
+    assertTrue(run.out().contains("Verdict: can be fine-tuned"), run.out());
+
+    java.util.List<String> args = new java.util.ArrayList<>(java.util.List.of("check",
+        dir.resolve("keras3_export").toString()));
+    for (String input : java.util.List.of("text", "colour")) {
+      org.finetune.data.NpyArray a = org.finetune.data.ArrayTable.read(dir.resolve("data/train.npz"), input)
+          .get(input).all().rows(new int[] {0, 1, 2, 3});
+      java.nio.file.Path npy = tmp.resolve(input + ".npy");
+      a.write(npy);
+      args.addAll(java.util.List.of("--input", input + "=" + npy));
+    }
+    CliRun given = CliRun.of(args.toArray(String[]::new));
+    assertEquals(ExitCode.OK, given.exit(), given.out() + given.err());
+    assertTrue(!given.out().contains("text input"), given.out());
+    assertTrue(given.out().contains("Verdict: can be fine-tuned"), given.out());
+  }
+
   static Stream<String> families() throws java.io.IOException {
     try (Stream<java.nio.file.Path> dirs = java.nio.file.Files.list(FAMILIES)) {
       return dirs.map(d -> d.getFileName().toString()).sorted().toList().stream();

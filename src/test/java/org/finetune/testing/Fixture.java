@@ -24,6 +24,7 @@ public record Fixture(String id, Path root) {
       "inception_v3_small/keras3_export",
       "text_embedding/tf_keras",
       "recurrent/tf_keras",
+      "qat/tf_keras",
       "tf1_linear/tf1",
       "generated/gpt2_small/keras3_export",
       "generated/vgg16/keras3_export",
