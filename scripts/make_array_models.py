@@ -50,6 +50,12 @@ recurrent layers: masked, stacked, bidirectional, returning sequences) with data
                     blue; unknown -> 0) -> Embedding colours (4, 4); joined -> Dense classes (3,
                     softmax); data/train.npz (text, colour: NumPy str arrays [96]) and
                     data/labels.npy (int64 [96]): more good words, more bad words, or a blue item
+  nested_base       a base model called as a layer, as a keras.applications base is in transfer
+                    learning: Functional "backbone" (Input pixels (16, 16, 3) -> Conv2D conv (4,
+                    relu) -> BatchNormalization norm -> GlobalAveragePooling2D pool) inside
+                    Functional "nested_base" (Input image -> backbone -> Dense classes (3,
+                    softmax)); Keras's summary lists backbone as one layer; data/train.npz (image,
+                    float32 [96, 16, 16, 3]) and data/labels.npy (int64 [96]): the brightest channel
   any_length_lstm   Input series (None, 3): sequences of any length -> LSTM (6) -> Dense value (1);
                     data/train.npz (series, float32 [96, 8, 3]: this data's sequences have 8
                     steps) and data/target.npy (float32 [96])
@@ -316,17 +322,33 @@ def text_lookup(rng):
     return model, data, [texts[:4], colours[:4]]
 
 
+def nested_base(rng):
+    pixels = keras.Input(shape=(16, 16, 3), name="pixels")
+    x = layers.Conv2D(4, 3, activation="relu", name="conv")(pixels)
+    x = layers.BatchNormalization(name="norm")(x)
+    backbone = keras.Model(pixels, layers.GlobalAveragePooling2D(name="pool")(x), name="backbone")
+    image = keras.Input(shape=(16, 16, 3), name="image")
+    model = keras.Model(image, layers.Dense(3, activation="softmax", name="classes")(backbone(image)),
+                        name="nested_base")
+    images = rng.random((96, 16, 16, 3), dtype=np.float32)
+    labels = np.argmax(images.mean(axis=(1, 2)), axis=1).astype(np.int64)
+    data = {"train.npz": lambda path: np.savez(path, image=images),
+            "labels.npy": lambda path: np.save(path, labels)}
+    return model, data, images[:4]
+
+
 CASES = {"tabular_mlp": tabular_mlp, "token_classifier": token_classifier,
          "image_tabular": image_tabular, "lstm_regressor": lstm_regressor, "bert_classifier": bert_classifier,
          "gru_classifier": gru_classifier, "recurrent_stack": recurrent_stack, "sequence_tagger": sequence_tagger,
          "any_length_lstm": any_length_lstm, "efficientnet_b0": efficientnet_b0, "sequential_cnn": sequential_cnn,
-         "text_lookup": text_lookup}
+         "text_lookup": text_lookup, "nested_base": nested_base}
 DATA_FILES = {"tabular_mlp": ["houses.csv", "houses_val.csv"], "token_classifier": ["train.npz", "labels.npy"],
               "image_tabular": ["train.npz", "kind.npy", "size.npy"], "lstm_regressor": ["train.npz", "target.npy"],
               "bert_classifier": ["train.npz", "labels.npy"], "gru_classifier": ["train.npz", "labels.npy"],
               "recurrent_stack": ["train.npz", "target.npy"], "sequence_tagger": ["train.npz", "tags.npy"],
               "any_length_lstm": ["train.npz", "target.npy"], "efficientnet_b0": ["train.npz", "labels.npy"],
-              "sequential_cnn": ["train.npz", "labels.npy"], "text_lookup": ["train.npz", "labels.npy"]}
+              "sequential_cnn": ["train.npz", "labels.npy"], "text_lookup": ["train.npz", "labels.npy"],
+              "nested_base": ["train.npz", "labels.npy"]}
 
 
 # ---------------------------------------------------------------- checking the export

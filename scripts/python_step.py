@@ -7,14 +7,21 @@ mean squared error between the signature's output and ``--target`` through the v
 signature captures (or, with ``--through object``, the loaded object's ``trainable_variables``), writes the outputs after the step to ``--out/after.npy`` and saves the restored
 object, trained, with ``tf.saved_model.save`` to ``--out/model``.
 
+With ``--java-export DIR`` (the same model after finetune's step) it also writes, for comparing
+variable by variable: ``--out/variables.json`` (each trained variable's name and shape, in the
+signature's order) and ``--out/variables/<i>.npy`` (its value after TensorFlow's step),
+``--out/before/<i>.npy`` (before it) and ``--out/java/<i>.npy`` (the Java export's variable of the
+same name).
+
 ``--onednn on|off`` names TensorFlow's kernel library for the step (oneDNN or Eigen), whatever the
 CPU's default: two runs that differ only in it measure how far the order of float sums alone moves
 TensorFlow's own step (a floor for comparing another runtime's step with it).
 
 Usage: scripts/python_step.py --model DIR --input NAME=FILE.npy [...] --target FILE.npy --out DIR [--lr 0.01]
-       [--through signature|object] [--onednn on|off]
+       [--through signature|object] [--onednn on|off] [--java-export DIR]
 """
 import argparse
+import json
 import os
 import sys
 
@@ -40,6 +47,7 @@ def main(argv):
                         help="train the variables the signature captures, or the loaded object's "
                              "trainable_variables as a Keras export lists them")
     parser.add_argument("--onednn", choices=["on", "off"], help="TensorFlow's kernel library (default: the CPU's)")
+    parser.add_argument("--java-export", help="finetune's export after the same step, to compare variables with")
     args = parser.parse_args(argv)
     loaded = tf.saved_model.load(args.model)
     fn = loaded.signatures[args.signature]
@@ -57,6 +65,7 @@ def main(argv):
         variables = list(fn.trainable_variables)
     if not variables:
         raise SystemExit(f"{args.model} has no trainable variable ({args.through})")
+    before = [v.numpy().copy() for v in variables]
     with tf.GradientTape() as tape:
         output = next(iter(fn(**feeds).values()))
         loss = tf.reduce_mean(tf.square(output - target))
@@ -69,8 +78,36 @@ def main(argv):
     after = next(iter(fn(**feeds).values()))
     os.makedirs(args.out, exist_ok=True)
     np.save(os.path.join(args.out, "after.npy"), after.numpy())
+    if args.java_export:
+        dump_variables(args, variables, before)
     tf.saved_model.save(loaded, os.path.join(args.out, "model"), signatures={args.signature: fn})
     print(f"python step on {args.model}: loss {float(loss):.6f}, {len(variables)} variables", flush=True)
+
+
+def dump_variables(args, variables, before):
+    exported = tf.saved_model.load(args.java_export)  # held: its variables live as long as it does
+    theirs = list(exported.signatures[args.signature].trainable_variables)
+    names = [v.name for v in variables]
+    if len(set(names)) == len(names):
+        java = {v.name: v for v in theirs}
+        missing = [n for n in names if n not in java]
+        if missing:
+            raise SystemExit(f"{args.java_export} has no trainable variable named {missing[:5]}")
+    elif len(theirs) == len(variables):  # names repeat: the same order, as the export keeps it
+        java = dict(zip(range(len(theirs)), theirs))
+        names = list(range(len(theirs)))
+    else:
+        raise SystemExit(f"{args.java_export} has {len(theirs)} trainable variables, the model {len(variables)}")
+    described = []
+    for kind in ("variables", "before", "java"):
+        os.makedirs(os.path.join(args.out, kind), exist_ok=True)
+    for i, v in enumerate(variables):
+        np.save(os.path.join(args.out, "variables", f"{i}.npy"), v.numpy())
+        np.save(os.path.join(args.out, "before", f"{i}.npy"), before[i])
+        np.save(os.path.join(args.out, "java", f"{i}.npy"), java[names[i]].numpy())
+        described.append({"name": v.name, "shape": list(v.shape)})
+    with open(os.path.join(args.out, "variables.json"), "w") as f:
+        json.dump(described, f, indent=0)
 
 
 if __name__ == "__main__":

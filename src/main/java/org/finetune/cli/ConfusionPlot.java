@@ -29,6 +29,11 @@ final class ConfusionPlot {
     List<String> reversed = new ArrayList<>(classes);
     java.util.Collections.reverse(reversed);
     chart.addSeries("counts", classes, reversed, cells);
+    savePng(chart, file);
+  }
+
+  /** Writes a chart as a PNG, creating its folder. */
+  static void savePng(org.knowm.xchart.internal.chartpart.Chart<?, ?> chart, Path file) {
     try {
       if (file.getParent() != null) {
         Files.createDirectories(file.getParent());

@@ -59,6 +59,12 @@ final class InspectReport {
     out.println("Non-trainable params: " + number(info.nonTrainableParams()));
     out.println("Layers with weights: " + info.layers().size() + "    Weights: "
         + info.variables().stream().filter(VariableInfo::weight).count());
+    info.nestedModels().forEach((model, held) -> {
+      long params = info.layers().stream().filter(l -> held.contains(l.name()))
+          .mapToLong(l -> l.trainableParams() + l.nonTrainableParams()).sum();
+      out.println("Nested model " + model + " (one layer in Keras's summary, " + number(params) + " params): "
+          + fewOf(held, 8) + "; naming it selects them all");
+    });
     if (!info.rngState().isEmpty()) {
       out.println("Random-generator state (saved, not parameters): " + info.rngState().size() + " variables, e.g. "
           + info.rngState().get(0).name());
@@ -177,6 +183,13 @@ final class InspectReport {
       layers.add(l);
     }
     root.add("layers", layers);
+    JsonObject nested = new JsonObject();
+    info.nestedModels().forEach((model, held) -> {
+      JsonArray names = new JsonArray();
+      held.forEach(names::add);
+      nested.add(model, names);
+    });
+    root.add("nested_models", nested);
     JsonArray rng = new JsonArray();
     info.rngState().forEach(v -> rng.add(v.name()));
     root.add("rng_state", rng);

@@ -1,11 +1,18 @@
 package org.finetune.cli;
 
-import java.io.PrintWriter;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import java.util.OptionalInt;
+import java.util.Random;
+import java.util.TreeMap;
+import java.util.function.Consumer;
 import org.finetune.data.ImageDataset;
 import org.finetune.data.ImageFolder;
 import org.finetune.data.ImageOps;
@@ -16,115 +23,294 @@ import org.finetune.train.HeadSpec;
 import org.finetune.train.OptimizerSpec;
 import org.finetune.train.Selector;
 import org.finetune.train.Stage;
+import org.finetune.train.StepResult;
 import org.finetune.train.Trainer;
 import org.finetune.train.TrainingPlan;
 
 /**
  * The seed's claim, measured: a model pretrained on a source task, fine-tuned on a few labelled
- * target images (a new head first, then gradual unfreezing from the top), against the same
- * architecture trained from scratch on the same images with the same budget (epochs, batch size,
- * optimizer, learning rate). Accuracy is on held-out target images.
+ * target images, against the same model with its base frozen (feature extraction) and the same
+ * architecture trained from scratch, on the same images with the same budget (epochs, batch size,
+ * optimizer, no augmentation). Each arm picks its learning rate from {@link #RATES} by accuracy on
+ * a validation split of its own training images (a quarter of each class), then trains on all of
+ * them at that rate; accuracy is on held-out target images, after every epoch.
  */
 final class TransferExperiment {
-  private final int epochsPerStage;
-  static final List<String> GROUPS = List.of("head", "block:block5", "block:block4");
+  /** How the arms train. */
+  enum Arm {
+    /** A new head on block5_pool, then block5, then block4 (gradual unfreezing, lower groups slower). */
+    FINE_TUNED("fine-tuned"),
+    /** The pretrained base frozen: the new head alone. */
+    FEATURE_EXTRACTION("feature extraction"),
+    /** The same architecture untrained, every layer training from the first step. */
+    SCRATCH("from scratch"),
+    /** For forgetting: the new head and every pretrained layer training from the first step. */
+    ALL_LAYERS("all layers at once"),
+    /** For forgetting: fine-tuned as {@link #FINE_TUNED}, with the L2-SP penalty {@link #L2SP}. */
+    L2SP_GRADUAL("fine-tuned, L2-SP");
 
-  /** One arm's run. */
-  record Result(String arm, long seed, double accuracy, List<Fit.Epoch> history, double seconds) {}
+    final String label;
+
+    Arm(String label) {
+      this.label = label;
+    }
+  }
+
+  /** The learning rates (Adam) every arm picks from. */
+  static final List<Double> RATES = List.of(1e-4, 3e-4, 1e-3, 3e-3);
+  static final double BASE_RATE = 1e-3;
+  static final List<String> GROUPS = List.of("head", "block:block5", "block:block4");
+  /** The share of each class's training images that picks the learning rate. */
+  static final double VALIDATION_SHARE = 0.25;
+  /** The L2-SP weight of {@link Arm#L2SP_GRADUAL}, as the legal case study's. */
+  static final double L2SP = LegalStudy.L2SP;
+
+  /**
+   * One arm's run on all its training images at the rate it picked.
+   *
+   * @param validationAccuracy by candidate rate: accuracy on the validation split after the budget
+   * @param history per epoch; its {@code val_} logs are the held-out images'
+   * @param epochSeconds the training time of each epoch (held-out evaluation excluded)
+   */
+  record Run(Arm arm, long seed, int epochs, double rate, Map<Double, Double> validationAccuracy,
+      List<Fit.Epoch> history, List<Double> epochSeconds, double sourceAccuracy) {
+    /** Held-out accuracy after the last epoch. */
+    double accuracy() {
+      return history.get(history.size() - 1).logs().get("val_accuracy");
+    }
+
+    /** Whether the training loss fell from the first epoch to the last. */
+    boolean lossFell() {
+      return history.get(history.size() - 1).logs().get("loss") < history.get(0).logs().get("loss");
+    }
+  }
 
   private final Path pretrained;
   private final Path scratch;
-  private final ImageFolder train;
+  private final Path trainRoot;
   private final ImageFolder test;
   private final int batchSize;
 
-  TransferExperiment(Path pretrained, Path scratch, Path trainDir, Path testDir, int batchSize, int epochsPerStage) {
-    this.epochsPerStage = epochsPerStage;
+  /**
+   * @param trainRoot the training images: {@code seed<k>/} folders of class folders, one per
+   *     seed's draw, or class folders used for every seed
+   */
+  TransferExperiment(Path pretrained, Path scratch, Path trainRoot, Path testDir, int batchSize) {
     this.pretrained = pretrained;
     this.scratch = scratch;
-    this.train = ImageFolder.scan(trainDir);
+    this.trainRoot = trainRoot;
     this.test = ImageFolder.scan(testDir);
-    if (!train.classes().equals(test.classes())) {
-      throw new IllegalArgumentException("train classes " + train.classes() + " differ from test classes "
-          + test.classes());
-    }
     this.batchSize = batchSize;
-  }
-
-  ImageFolder train() {
-    return train;
   }
 
   ImageFolder test() {
     return test;
   }
 
-  int epochs() {
-    return epochsPerStage * GROUPS.size();
+  /** The training images of a seed's draw. */
+  ImageFolder train(long seed) {
+    Path drawn = trainRoot.resolve("seed" + seed);
+    ImageFolder f = ImageFolder.scan(Files.isDirectory(drawn) ? drawn : trainRoot);
+    if (!f.classes().equals(test.classes())) {
+      throw new IllegalArgumentException("training classes " + f.classes() + " differ from test classes "
+          + test.classes());
+    }
+    return f;
   }
 
-  /** Fine-tuning: a new head on block5_pool, then block5, then block4, each stage 4 epochs, lower groups slower. */
-  TrainingPlan fineTuning(long seed) {
-    List<Selector> groups = GROUPS.stream().map(Selector::parse).toList();
-    return TrainingPlan.builder().head(HeadSpec.classifier(train.classes().size()).at("block5_pool").seed(seed))
-        .optimizer(new OptimizerSpec.Adam(1e-3, 0.9, 0.999, 1e-7))
-        .stages(GradualUnfreezing.fromTop(groups, GradualUnfreezing.DEFAULT_FACTOR)).build();
+  /** Whether {@code seed} has its own draw of training images. */
+  boolean drawn(long seed) {
+    return Files.isDirectory(trainRoot.resolve("seed" + seed));
   }
 
-  /** From scratch: the same architecture and head, every layer training from the first step. */
-  TrainingPlan fromScratch(long seed) {
-    return TrainingPlan.builder().head(HeadSpec.classifier(train.classes().size()).at("block5_pool").seed(seed))
-        .optimizer(new OptimizerSpec.Adam(1e-3, 0.9, 0.999, 1e-7)).stage(Stage.of(Selector.parse("all"))).build();
+  TrainingPlan plan(Arm arm, long seed) {
+    TrainingPlan.Builder b = TrainingPlan.builder()
+        .head(HeadSpec.classifier(test.classes().size()).at("block5_pool").seed(seed))
+        .optimizer(new OptimizerSpec.Adam(BASE_RATE, 0.9, 0.999, 1e-7));
+    List<Stage> gradual = GradualUnfreezing.fromTop(GROUPS.stream().map(Selector::parse).toList(),
+        GradualUnfreezing.DEFAULT_FACTOR);
+    return switch (arm) {
+      case FINE_TUNED -> b.stages(gradual).build();
+      case L2SP_GRADUAL -> b.stages(gradual).l2sp(L2SP).build();
+      case FEATURE_EXTRACTION -> b.stage(Stage.of(Selector.parse("head"))).build();
+      case SCRATCH, ALL_LAYERS -> b.stage(Stage.of(Selector.parse("all"))).build();
+    };
   }
 
-  Result run(String arm, Path model, TrainingPlan plan, long seed, List<Fit.Callback> callbacks,
-      Optional<java.util.function.Consumer<Trainer>> after) {
-    long start = System.nanoTime();
+  /**
+   * One arm and seed over the budgets (epochs, each a multiple of the stages): per budget, a run at
+   * every candidate rate on three quarters of the images, scored on the quarter left, then the run
+   * on all of them at the best rate (validation accuracy, then lower validation loss). Every run
+   * starts from the same weights. {@code callbacks} gives each final run's callbacks;
+   * {@code after} sees the trainer after the last budget's final run.
+   */
+  List<Run> run(Arm arm, long seed, List<Integer> budgets, java.util.function.IntFunction<List<Fit.Callback>> callbacks,
+      Optional<Consumer<Trainer>> after) {
+    return run(arm, seed, budgets, callbacks, after, Optional.empty());
+  }
+
+  /**
+   * As above; with {@code source} (held-out images of the source task, class folders named by the
+   * source model's output index), each final run also measures the source task's accuracy after
+   * fine-tuning: the pretrained model's own output, computed with the fine-tuned weights.
+   */
+  List<Run> run(Arm arm, long seed, List<Integer> budgets, java.util.function.IntFunction<List<Fit.Callback>> callbacks,
+      Optional<Consumer<Trainer>> after, Optional<ImageFolder> source) {
+    ImageFolder train = train(seed);
+    List<List<ImageFolder.Item>> split = stratified(train, VALIDATION_SHARE, seed);
     ImageDataset.Options options = ImageDataset.Options.of(32, 32, ImageOps.Preprocess.CAFFE, batchSize).seeded(seed);
-    try (ImageDataset trainData = ImageDataset.open(train.items(), options);
-        ImageDataset testData = ImageDataset.open(test.items(), options.shuffled(false));
-        KerasSavedModel m = KerasSavedModel.open(model); Trainer trainer = new Trainer(m, plan)) {
+    List<Run> runs = new ArrayList<>();
+    Path state = null;
+    try (ImageDataset all = ImageDataset.open(train.items(), options);
+        ImageDataset fit = ImageDataset.open(split.get(0), options);
+        ImageDataset validation = ImageDataset.open(split.get(1), options.shuffled(false));
+        ImageDataset heldOut = ImageDataset.open(test.items(), options.shuffled(false));
+        KerasSavedModel m = KerasSavedModel.open(arm == Arm.SCRATCH ? scratch : pretrained);
+        Trainer trainer = new Trainer(m, plan(arm, seed))) {
       String input = m.info().selectedSignature().inputs().get(0).key();
-      List<Fit.Epoch> history = Fit.run(trainer, Fit.images(trainData, input), Optional.empty(),
-          new Fit.Options(epochs(), plan.stages().size() > 1 ? OptionalInt.of(epochsPerStage) : OptionalInt.empty()),
-          callbacks, Fit.Start.BEGINNING);
-      double accuracy = accuracy(trainer, testData, input);
-      after.ifPresent(a -> a.accept(trainer));
-      return new Result(arm, seed, accuracy, history, (System.nanoTime() - start) / 1e9);
+      for (int i = trainer.stageCount() - 1; i >= 0; i--) {
+        trainer.useStage(i);  // every stage's optimizer slots exist before the state is saved
+      }
+      state = Files.createTempDirectory("finetune-demo-");
+      trainer.saveState(state.resolve("start"));
+      for (int b = 0; b < budgets.size(); b++) {
+        int epochs = budgets.get(b);
+        Map<Double, Double> scores = new TreeMap<>();
+        double best = Double.NaN;
+        double bestAccuracy = -1;
+        double bestLoss = Double.POSITIVE_INFINITY;
+        for (double rate : RATES) {
+          List<Fit.Epoch> h = fitFrom(trainer, state, rate, Fit.images(fit, input), Optional.of(Fit.images(validation,
+              input)), epochs, List.of());
+          Map<String, Double> last = h.get(h.size() - 1).logs();
+          double accuracy = last.get("val_accuracy");
+          double loss = last.get("val_loss");
+          scores.put(rate, accuracy);
+          if (accuracy > bestAccuracy || accuracy == bestAccuracy && loss < bestLoss) {
+            best = rate;
+            bestAccuracy = accuracy;
+            bestLoss = loss;
+          }
+        }
+        EpochTimer timer = new EpochTimer();
+        List<Fit.Callback> cbs = new ArrayList<>(callbacks.apply(epochs));
+        cbs.add(0, timer);
+        List<Fit.Epoch> history = fitFrom(trainer, state, best, Fit.images(all, input),
+            Optional.of(Fit.images(heldOut, input)), epochs, cbs);
+        double forgetting = source.isPresent() && arm != Arm.SCRATCH
+            ? sourceAccuracy(trainer, source.get(), options.shuffled(false)) : Double.NaN;
+        runs.add(new Run(arm, seed, epochs, best, scores, history, timer.seconds, forgetting));
+        if (b == budgets.size() - 1) {
+          after.ifPresent(a -> a.accept(trainer));
+        }
+      }
+      return runs;
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    } finally {
+      if (state != null) {
+        deleteTree(state);
+      }
     }
   }
 
-  Result fineTune(long seed, List<Fit.Callback> callbacks, Optional<java.util.function.Consumer<Trainer>> after) {
-    return run("fine-tuned", pretrained, fineTuning(seed), seed, callbacks, after);
+  /** A run from the saved starting weights at {@code rate}, stages spread evenly over the epochs. */
+  private static List<Fit.Epoch> fitFrom(Trainer trainer, Path state, double rate, Fit.BatchSource data,
+      Optional<Fit.BatchSource> validation, int epochs, List<Fit.Callback> callbacks) {
+    trainer.useStage(0);
+    trainer.restoreState(state.resolve("start"));
+    trainer.setRateScale(rate / BASE_RATE);
+    int stages = trainer.stageCount();
+    OptionalInt every = stages > 1 ? OptionalInt.of(Math.max(1, epochs / stages)) : OptionalInt.empty();
+    return Fit.run(trainer, data, validation, new Fit.Options(epochs, every), callbacks, Fit.Start.BEGINNING);
   }
 
-  Result scratch(long seed) {
-    return run("from scratch", scratch, fromScratch(seed), seed, List.of(), Optional.empty());
-  }
-
-  /** Top-1 accuracy of the trainer's predictions over a dataset. */
-  static double accuracy(Trainer trainer, ImageDataset data, String input) {
-    List<ImageClassifier.Prediction> predictions =
-        ImageClassifier.run(data, images -> trainer.predict(java.util.Map.of(input, images)));
-    long hits = predictions.stream().filter(p -> p.top() == p.label()).count();
-    return predictions.isEmpty() ? Double.NaN : (double) hits / predictions.size();
-  }
-
-  /** Prints the comparison table; returns the mean accuracies {fine-tuned, scratch}. */
-  static double[] table(List<Result> fine, List<Result> scratch, PrintWriter out) {
-    out.printf("%-6s %12s %14s%n", "seed", "fine-tuned", "from scratch");
-    double f = 0;
-    double s = 0;
-    for (int i = 0; i < fine.size(); i++) {
-      out.printf("%-6d %11.1f%% %13.1f%%%n", fine.get(i).seed(), 100 * fine.get(i).accuracy(),
-          100 * scratch.get(i).accuracy());
-      f += fine.get(i).accuracy();
-      s += scratch.get(i).accuracy();
+  /**
+   * Top-1 accuracy of the model's own output (the source classifier, which a new head leaves in the
+   * graph, reading the weights training changed) on the source task's images.
+   */
+  static double sourceAccuracy(Trainer trainer, ImageFolder source, ImageDataset.Options options) {
+    org.finetune.model.FlatSignature flat = trainer.flatSignature();
+    String in = flat.inputs().values().iterator().next();
+    String out = flat.outputs().values().iterator().next();
+    long hits = 0;
+    long n = 0;
+    try (ImageDataset data = ImageDataset.open(source.items(), options);
+        ImageDataset.Batches batches = data.epoch(0, 0)) {
+      while (batches.hasNext()) {
+        ImageDataset.Batch batch = batches.next();
+        float[] scores;
+        try (org.tensorflow.Tensor x = batch.images().toTensor()) {
+          Map<String, org.tensorflow.Tensor> result = trainer.model().run(Map.of(in, x), List.of(out));
+          try (org.tensorflow.Tensor t = result.get(out)) {
+            double[] d = org.finetune.data.NpyArray.of(t).toDoubles();
+            scores = new float[d.length];
+            for (int i = 0; i < d.length; i++) {
+              scores[i] = (float) d[i];
+            }
+          }
+        }
+        double[] labels = batch.labels().toDoubles();
+        int classes = scores.length / labels.length;
+        for (int i = 0; i < labels.length; i++) {
+          int top = 0;
+          for (int c = 1; c < classes; c++) {
+            if (scores[i * classes + c] > scores[i * classes + top]) {
+              top = c;
+            }
+          }
+          hits += top == (int) labels[i] ? 1 : 0;
+          n++;
+        }
+      }
+    } catch (Exception e) {
+      throw e instanceof RuntimeException r ? r : new IllegalStateException(e);
     }
-    f /= fine.size();
-    s /= scratch.size();
-    out.printf("%-6s %11.1f%% %13.1f%%   (fine-tuned minus from scratch: %+.1f points)%n", "mean", 100 * f, 100 * s, 100 * (f - s));
-    return new double[] {f, s};
+    return (double) hits / n;
+  }
+
+  /** Each class's images split (seeded): {@code share} of them, at least one, for validation. */
+  static List<List<ImageFolder.Item>> stratified(ImageFolder folder, double share, long seed) {
+    Map<Integer, List<ImageFolder.Item>> byLabel = new TreeMap<>();
+    folder.items().forEach(i -> byLabel.computeIfAbsent(i.label(), k -> new ArrayList<>()).add(i));
+    List<ImageFolder.Item> fit = new ArrayList<>();
+    List<ImageFolder.Item> validation = new ArrayList<>();
+    Random random = new Random(seed);
+    for (List<ImageFolder.Item> items : byLabel.values()) {
+      List<ImageFolder.Item> shuffled = new ArrayList<>(items);
+      Collections.shuffle(shuffled, random);
+      int n = Math.max(1, (int) Math.round(share * shuffled.size()));
+      if (n >= shuffled.size()) {
+        throw new IllegalArgumentException("a class with " + shuffled.size() + " training images leaves none to fit"
+            + " once " + n + " pick the learning rate");
+      }
+      validation.addAll(shuffled.subList(0, n));
+      fit.addAll(shuffled.subList(n, shuffled.size()));
+    }
+    return List.of(fit, validation);
+  }
+
+  /** The training seconds of each epoch: from its start to its last step, held-out evaluation excluded. */
+  static final class EpochTimer implements Fit.Callback {
+    final List<Double> seconds = new ArrayList<>();
+    private long start;
+    private long last;
+
+    @Override
+    public void onEpochBegin(Fit.Control c) {
+      start = System.nanoTime();
+      last = start;
+    }
+
+    @Override
+    public void onBatchEnd(Fit.Control c, StepResult result, long size) {
+      last = System.nanoTime();
+    }
+
+    @Override
+    public void onEpochEnd(Fit.Control c, Fit.Epoch epoch) {
+      seconds.add((last - start) / 1e9);
+    }
   }
 
   static List<Long> seeds(int n) {
@@ -133,5 +319,13 @@ final class TransferExperiment {
       out.add((long) i);
     }
     return out;
+  }
+
+  private static void deleteTree(Path dir) {
+    try (var walk = Files.walk(dir)) {
+      walk.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+    } catch (IOException e) {
+      // A temporary directory left behind is not worth failing the demo for.
+    }
   }
 }

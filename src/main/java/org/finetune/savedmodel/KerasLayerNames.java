@@ -30,10 +30,20 @@ final class KerasLayerNames {
   private static final Pattern CALL = Pattern.compile("(Stateful)?PartitionedCall(_\\d+)?");
   private static final Pattern SUFFIX = Pattern.compile("_\\d+$");
 
+  /**
+   * The variables with their layers named, and the models nested in the model as layers (a
+   * {@code keras.applications} base called inside a new model), each with the layers it holds in
+   * forward order: Keras's summary lists such a model as one layer, and its
+   * {@code expand_nested=True} lists the layers inside it, whose names the variables carry.
+   */
+  record Named(List<VariableInfo> variables, Map<String, List<String>> nestedModels) {}
+
   /** {@code variables} with their layers named as Keras's summary names them. */
-  static List<VariableInfo> named(MetaGraphDef meta, List<VariableInfo> variables) {
+  static Named named(MetaGraphDef meta, List<VariableInfo> variables) {
     Map<String, Integer> outermost = new HashMap<>();
     Map<String, Set<String>> children = new HashMap<>();
+    // model -> its child scope (plain) -> the scopes directly inside that child (plain)
+    Map<String, Map<String, Set<String>>> grandchildren = new HashMap<>();
     for (FunctionDef f : meta.getGraphDef().getLibrary().getFunctionList()) {
       for (NodeDef n : f.getNodeDefList()) {
         String[] segments = n.getName().split("/");
@@ -47,10 +57,14 @@ final class KerasLayerNames {
         String model = plain(segments[first]);
         outermost.merge(model, 1, Integer::sum);
         children.computeIfAbsent(model, k -> new HashSet<>()).add(segments[first + 1]);
+        if (segments.length - first >= 4) {
+          grandchildren.computeIfAbsent(model, k -> new HashMap<>())
+              .computeIfAbsent(plain(segments[first + 1]), k -> new HashSet<>()).add(plain(segments[first + 2]));
+        }
       }
     }
     if (outermost.isEmpty()) {
-      return variables;
+      return new Named(variables, Map.of());
     }
     String model = outermost.entrySet().stream().max(Map.Entry.comparingByValue()).get().getKey();
     Set<String> layers = new HashSet<>();
@@ -62,6 +76,27 @@ final class KerasLayerNames {
     for (VariableInfo v : variables) {
       out.add(v.kind() == VariableInfo.Kind.WEIGHT ? v.withLayer(layerOf(v.name(), model, layers)) : v);
     }
+    return new Named(out, nested(out, grandchildren.getOrDefault(model, Map.of())));
+  }
+
+  /**
+   * The model's child scopes that hold other layers' weights without holding their own: a nested
+   * model (its layers' variables are named after the layers, not after it), where a layer that
+   * holds layers (attention's query, key, value) has its own name first in its variables' names.
+   */
+  private static Map<String, List<String>> nested(List<VariableInfo> named, Map<String, Set<String>> inside) {
+    java.util.LinkedHashSet<String> weightLayers = new java.util.LinkedHashSet<>();
+    named.stream().filter(VariableInfo::weight).forEach(v -> weightLayers.add(v.layer()));
+    Map<String, List<String>> out = new java.util.TreeMap<>();
+    inside.forEach((child, scopes) -> {
+      if (weightLayers.contains(child)) {
+        return;
+      }
+      List<String> held = weightLayers.stream().filter(l -> !l.equals(child) && scopes.contains(l)).toList();
+      if (!held.isEmpty()) {
+        out.put(child, held);
+      }
+    });
     return out;
   }
 

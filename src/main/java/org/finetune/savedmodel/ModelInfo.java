@@ -23,10 +23,12 @@ import java.util.TreeSet;
  * @param layers the layers that own weights, in forward order
  * @param opCounts op type to number of nodes over the signature's function and all it calls
  * @param gradientGaps ops without a gradient and the layers behind them
+ * @param nestedModels models the model calls as layers (Keras's summary lists each as one layer),
+ *     by name, each with the layers of {@link #layers} it holds in forward order
  */
 public record ModelInfo(Path dir, ExportPath exportPath, Set<String> tags, Map<String, SignatureInfo> signatures,
     String signature, List<VariableInfo> variables, List<LayerInfo> layers, Map<String, Long> opCounts,
-    List<GradientGap> gradientGaps) {
+    List<GradientGap> gradientGaps, Map<String, List<String>> nestedModels) {
   public ModelInfo {
     Objects.requireNonNull(dir, "dir");
     Objects.requireNonNull(exportPath, "exportPath");
@@ -37,6 +39,9 @@ public record ModelInfo(Path dir, ExportPath exportPath, Set<String> tags, Map<S
     layers = List.copyOf(layers);
     opCounts = Collections.unmodifiableMap(new LinkedHashMap<>(opCounts));
     gradientGaps = List.copyOf(gradientGaps);
+    Map<String, List<String>> nested = new LinkedHashMap<>();
+    nestedModels.forEach((k, v) -> nested.put(k, List.copyOf(v)));
+    nestedModels = Collections.unmodifiableMap(nested);
   }
 
   /** Parameters as Keras counts them: the size of every weight; random-generator state is not one. */

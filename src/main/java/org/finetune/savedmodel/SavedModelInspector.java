@@ -38,9 +38,11 @@ public final class SavedModelInspector {
     SignatureInfo sig = signatures.get(chosen);
     VariableResolver.Resolved resolved = VariableResolver.resolve(model.metaGraph(), sig);
     ExportPath path = exportPath(model);
+    Map<String, List<String>> nested = Map.of();
     if (path == ExportPath.KERAS3_EXPORT || path == ExportPath.TF_SAVED_MODEL_KERAS3) {
-      resolved = new VariableResolver.Resolved(KerasLayerNames.named(model.metaGraph(), resolved.variables()),
-          resolved.indexByHandle(), resolved.calls());
+      KerasLayerNames.Named named = KerasLayerNames.named(model.metaGraph(), resolved.variables());
+      resolved = new VariableResolver.Resolved(named.variables(), resolved.indexByHandle(), resolved.calls());
+      nested = named.nestedModels();
     }
     List<String> order = List.of();
     if (path == ExportPath.TF_KERAS) {
@@ -60,7 +62,7 @@ public final class SavedModelInspector {
     }
     OpAudit.Result audit = OpAudit.run(model.metaGraph(), sig, resolved, layers);
     return new ModelInfo(model.dir(), path, Set.copyOf(model.metaGraph().getMetaInfoDef().getTagsList()),
-        signatures, chosen, resolved.variables(), layers, audit.opCounts(), audit.gaps());
+        signatures, chosen, resolved.variables(), layers, audit.opCounts(), audit.gaps(), nested);
   }
 
   static String chooseSignature(Path dir, Map<String, SignatureInfo> signatures, Optional<String> requested) {

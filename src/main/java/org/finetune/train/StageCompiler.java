@@ -312,6 +312,6 @@ final class StageCompiler {
       byLayer.forEach((name, vars) -> layers.add(new LayerInfo(name, vars)));
     }
     return new ModelInfo(info.dir(), info.exportPath(), info.tags(), info.signatures(), info.signature(), all, layers,
-        info.opCounts(), info.gradientGaps());
+        info.opCounts(), info.gradientGaps(), info.nestedModels());
   }
 }

@@ -43,7 +43,7 @@ public record TrainableSet(List<String> variables, List<String> layers) {
     List<LayerInfo> layers = model.layers();
     Set<String> chosen = new LinkedHashSet<>();
     for (Selector s : selectors) {
-      chosen.addAll(select(layers, s, layersAbove));
+      chosen.addAll(select(layers, model.nestedModels(), s, layersAbove));
     }
     List<String> vars = new ArrayList<>();
     List<String> used = new ArrayList<>();
@@ -69,16 +69,26 @@ public record TrainableSet(List<String> variables, List<String> layers) {
     return new TrainableSet(vars, used);
   }
 
-  private static List<String> select(List<LayerInfo> layers, Selector s,
+  /**
+   * A nested model's name (a model called as a layer, one row of Keras's summary) stands for the
+   * layers it holds, wherever a selector names a layer.
+   */
+  private static List<String> select(List<LayerInfo> layers, java.util.Map<String, List<String>> nested, Selector s,
       Function<String, Optional<Set<String>>> layersAbove) {
     List<String> all = names(layers);
     if (s instanceof Selector.All) {
       return all;
     } else if (s instanceof Selector.Layers l) {
+      List<String> out = new ArrayList<>();
       for (String name : l.names()) {
-        requireLayer(all, name);
+        if (nested.containsKey(name) && !all.contains(name)) {
+          out.addAll(nested.get(name));
+        } else {
+          requireLayer(all, name, nested);
+          out.add(name);
+        }
       }
-      return l.names();
+      return out;
     } else if (s instanceof Selector.Glob g) {
       Pattern p = Pattern.compile(globToRegex(g.pattern()));
       return matching(all, p, "glob:" + g.pattern());
@@ -91,33 +101,40 @@ public record TrainableSet(List<String> variables, List<String> layers) {
       }
       return all.subList(r.from(), r.to() + 1);
     } else if (s instanceof Selector.UpTo u) {
-      int i = requireLayer(all, u.layer());
+      List<String> held = nested.get(u.layer());
+      int i = held != null && !all.contains(u.layer()) ? all.indexOf(held.get(held.size() - 1))
+          : requireLayer(all, u.layer(), nested);
       return all.subList(0, i + 1);
     } else if (s instanceof Selector.LastN n) {
       return all.subList(Math.max(0, all.size() - n.n()), all.size());
     } else if (s instanceof Selector.Not n) {
-      List<String> excluded = select(layers, n.inner(), layersAbove);
+      List<String> excluded = select(layers, nested, n.inner(), layersAbove);
       return all.stream().filter(name -> !excluded.contains(name)).toList();
     } else if (s instanceof Selector.Block b) {
       List<String> prefixed = all.stream().filter(n -> n.equals(b.name()) || n.startsWith(b.name() + "_")).toList();
       if (!prefixed.isEmpty()) {
         return prefixed;
       }
+      if (nested.containsKey(b.name())) {
+        return nested.get(b.name());
+      }
       Optional<Set<String>> above = layersAbove.apply(b.name());
       if (above.isPresent()) {
         return all.stream().filter(above.get()::contains).toList();
       }
       throw new org.finetune.hint.BadSettingException("no layer or block named '" + b.name() + "'; layers with"
-          + " weights: " + abbreviate(all), org.finetune.hint.Setting.LAYERS, "name one of them");
+          + " weights: " + abbreviate(all) + (nested.isEmpty() ? "" : "; models nested in it: "
+          + String.join(", ", nested.keySet())), org.finetune.hint.Setting.LAYERS, "name one of them");
     }
     throw new IllegalArgumentException("unsupported selector " + s);
   }
 
-  private static int requireLayer(List<String> all, String name) {
+  private static int requireLayer(List<String> all, String name, java.util.Map<String, List<String>> nested) {
     int i = all.indexOf(name);
     if (i < 0) {
       throw new org.finetune.hint.BadSettingException("no layer named '" + name + "' with weights; they are: "
-          + abbreviate(all), org.finetune.hint.Setting.LAYERS, "name one of them");
+          + abbreviate(all) + (nested.isEmpty() ? "" : "; models nested in it: " + String.join(", ", nested.keySet())),
+          org.finetune.hint.Setting.LAYERS, "name one of them");
     }
     return i;
   }

@@ -17,7 +17,7 @@ import org.junit.jupiter.params.provider.ValueSource;
  * The generality matrix's first two columns on every model scripts/make_array_models.py writes
  * (recurrent layers masked and not, stacked, bidirectional, returning sequences; attention; BERT;
  * two inputs and outputs; EfficientNet's custom gradients; a Keras 3 Sequential CNN; text through
- * TextVectorization and StringLookup): {@code inspect}'s totals are Keras's own count, and
+ * TextVectorization and StringLookup; a base model nested as a layer): {@code inspect}'s totals are Keras's own count, and
  * {@code check} finds every layer with weights trainable and a finite step (exit 0). The third
  * column, training against Keras's fit, is ArrayTaskTest's.
  */
@@ -25,7 +25,7 @@ class ArrayModelsCheckTest {
   @ParameterizedTest
   @ValueSource(strings = {"tabular_mlp", "token_classifier", "image_tabular", "lstm_regressor", "bert_classifier",
       "gru_classifier", "recurrent_stack", "sequence_tagger", "any_length_lstm", "efficientnet_b0", "sequential_cnn",
-      "text_lookup"})
+      "text_lookup", "nested_base"})
   void inspectCountsAsKerasAndCheckPasses(String name) throws IOException {
     Path dir = ArrayTaskTest.arrayCase(name);
     JsonObject keras = JsonParser.parseString(Files.readString(dir.resolve("keras.json"))).getAsJsonObject();

@@ -329,6 +329,16 @@ class ArrayTaskTest {
   }
 
   /**
+   * A base model called as a layer (how a keras.applications base sits in a transfer model): its
+   * layers' variables carry their own names, not the base's, and every one trains as in Keras's fit.
+   */
+  @Test
+  void aModelNestedAsALayerTrainsAsKerasFitDoes() throws IOException {
+    recurrentMatchesKerasFit("nested_base", "image", "labels", "sparse_categorical_crossentropy",
+        "base model nested as a layer (conv, norm) + classes");
+  }
+
+  /**
    * Keras 3's recurrent layers run as While loops over TensorList ops, which have no gradient in
    * the runtime. Over a fixed number of time steps the flattener unrolls them, so every weight of
    * the recurrent layers trains with the layers above, as in Keras's fit; no variable is left out.
@@ -494,7 +504,7 @@ class ArrayTaskTest {
     }
   }
 
-  private static byte[] value(KerasSavedModel model, String name) {
+  static byte[] value(KerasSavedModel model, String name) {
     try (org.finetune.train.Trainer t = new org.finetune.train.Trainer(model,
         org.finetune.train.TrainingPlan.builder().loss(org.finetune.train.LossSpec.MSE).build())) {
       return t.values(List.of(name)).get(name).data();

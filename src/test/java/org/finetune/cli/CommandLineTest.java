@@ -7,6 +7,7 @@ import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.List;
 import org.finetune.data.NpyArray;
 import org.finetune.testing.Fixture;
 import org.junit.jupiter.api.Test;
@@ -128,22 +129,45 @@ class CommandLineTest {
     assertTrue(NpyArray.relativeDifference(keras, java) <= 1e-5);
   }
 
+  /**
+   * The default demo on the bundled Fashion-MNIST files: every arm of every seed and budget trains
+   * (its training loss falls), the table has a row per budget with each arm and the gain over
+   * training from scratch, the pictures are written, and Python loads the export and computes
+   * what Java computes on held-out images. No accuracy is asserted.
+   */
   @Test
-  void demoFineTunesTheBundledDigitsModelComparesWithScratchAndExports(@org.junit.jupiter.api.io.TempDir Path tmp) {
+  void theDefaultDemoComparesThreeArmsOnFashionImagesAndExports(@org.junit.jupiter.api.io.TempDir Path tmp)
+      throws java.io.IOException {
     String previous = System.getProperty("finetune.home");
     System.setProperty("finetune.home", Fixture.projectRoot().toString());
     try {
       Path out = tmp.resolve("demo");
-      CliRun run = CliRun.of("demo", "--out", out.toString(), "--seeds", "2");
+      CliRun run = CliRun.of("demo", "--out", out.toString());
       assertEquals(ExitCode.OK, run.exit(), run.err());
-      assertTrue(run.out().contains("== Budget: 3 epochs") && run.out().contains("== Budget: 6 epochs")
-        && run.out().contains("== Budget: 12 epochs"), run.out());
-      assertEquals(3, run.out().lines().filter(l -> l.startsWith("mean")).count(), run.out());
-      assertTrue(java.nio.file.Files.isRegularFile(out.resolve("export").resolve("saved_model.pb")));
-      assertTrue(java.nio.file.Files.isRegularFile(out.resolve("history.csv")));
-      assertTrue(java.nio.file.Files.isRegularFile(out.resolve("curves.png")));
-      assertTrue(java.nio.file.Files.isDirectory(out.resolve("logs").resolve("train")));
-      run.out().lines().filter(l -> l.startsWith("mean") || l.startsWith("== Budget")).forEach(System.out::println);
+      java.util.regex.Matcher m = java.util.regex.Pattern.compile("seed (\\d), +(\\d+) epochs: (fine-tuned|feature"
+          + " extraction|from scratch) +[0-9.]+% \\(learning rate [0-9e-]+; training loss ([0-9.]+) -> ([0-9.]+);")
+          .matcher(run.out());
+      int runs = 0;
+      while (m.find()) {
+        runs++;
+        assertTrue(Double.parseDouble(m.group(5)) < Double.parseDouble(m.group(4)), "it trained: " + m.group());
+      }
+      assertEquals(DemoCommand.SEEDS * 3 * DemoCommand.BUDGETS.size(), runs, run.out());
+      List<String> lines = run.out().lines().toList();
+      int header = lines.indexOf("epochs   fine-tuned           feature extraction   from scratch         fine-tuned"
+          + " minus from scratch");
+      assertTrue(header > 0, run.out());
+      for (int b = 0; b < DemoCommand.BUDGETS.size(); b++) {
+        assertTrue(lines.get(header + 1 + b).matches(DemoCommand.BUDGETS.get(b) + " +( +[0-9.]+% ± +[0-9.]+){3} +[-+]"
+            + "[0-9.]+ points \\(95%: [-+][0-9.]+ to [-+][0-9.]+\\)"), lines.get(header + 1 + b));
+      }
+      assertTrue(run.out().contains("Time to come within 2 points of its own best (12-epoch runs"), run.out());
+      for (String file : List.of("export/saved_model.pb", "history.csv", "curves.png", "comparison_6.png",
+          "comparison_12.png", "confusion.png")) {
+        assertTrue(java.nio.file.Files.isRegularFile(out.resolve(file)), file);
+      }
+      lines.subList(header, header + 1 + DemoCommand.BUDGETS.size()).forEach(System.out::println);
+      pythonLoadsTheExport(out.resolve("export"), tmp);
     } finally {
       if (previous == null) {
         System.clearProperty("finetune.home");
@@ -151,5 +175,39 @@ class CommandLineTest {
         System.setProperty("finetune.home", previous);
       }
     }
+  }
+
+  /** tf.saved_model.load and TFSMLayer on the demo's export give Java's outputs on 8 held-out images. */
+  private static void pythonLoadsTheExport(Path export, Path tmp) throws java.io.IOException {
+    org.finetune.data.ImageFolder test = org.finetune.data.ImageFolder.scan(Fixture.projectRoot()
+        .resolve(DemoCommand.FASHION_TEST));
+    org.finetune.data.ImageDataset.Options options = org.finetune.data.ImageDataset.Options.of(32, 32,
+        org.finetune.data.ImageOps.Preprocess.CAFFE, 8).shuffled(false);
+    NpyArray images;
+    try (org.finetune.data.ImageDataset data = org.finetune.data.ImageDataset.open(test.items().subList(0, 8),
+        options); org.finetune.data.ImageDataset.Batches batches = data.epoch(0, 0)) {
+      images = batches.next().images();
+    } catch (Exception e) {
+      throw new IllegalStateException(e);
+    }
+    java.util.Map<String, NpyArray> javaOutputs = new java.util.LinkedHashMap<>();
+    String input;
+    try (org.finetune.model.KerasSavedModel model = org.finetune.model.KerasSavedModel.open(export)) {
+      input = model.info().selectedSignature().inputs().get(0).key();
+      try (org.tensorflow.Tensor x = images.toTensor()) {
+        model.predict(java.util.Map.of(input, x)).forEach((k, t) -> {
+          javaOutputs.put(k, NpyArray.of(t));
+          t.close();
+        });
+      }
+    }
+    Path in = tmp.resolve("images.npy");
+    images.write(in);
+    Path python = tmp.resolve("python");
+    org.finetune.export.ExportTest.pythonLoads(export, input, in, python, tmp.resolve("check.json"));
+    double worst = org.finetune.export.ExportTest.compareOutputs("demo export", javaOutputs, python, 1);
+    System.out.printf("demo export: Python (tf.saved_model.load, TFSMLayer) vs Java on 8 held-out images: %.3g%n",
+        worst);
+    assertTrue(worst <= 1e-5, "outputs within 1e-5: " + worst);
   }
 }

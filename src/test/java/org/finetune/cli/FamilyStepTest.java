@@ -19,7 +19,7 @@ import org.junit.jupiter.params.provider.CsvSource;
  * writes one random-weight model each): among them ConvNeXt's depthwise convolutions (Keras runs
  * them as grouped convolutions through XLA; finetune rewrites them, see GroupedConvolutionsTest),
  * MobileNetV3's hard-swish and squeeze-and-excitation, Xception's separable convolutions,
- * EfficientNetV2's fused blocks, NASNet's cells; and ResNet50, whose random-input loss
+ * NASNet's cells; and ResNet50, whose random-input loss
  * {@code check} cannot lower at any rate (its step is right: the loss is steep). One SGD step on
  * every variable from the CLI equals TensorFlow's step through the signature (within 1e-5, or
  * twice TensorFlow's own oneDNN-off-against-on spread where that is larger: MobileNetV2's step
@@ -29,10 +29,18 @@ import org.junit.jupiter.params.provider.CsvSource;
  * saturate in one step (where the outputs would no longer show how the weights moved); VGG19's
  * outputs move by only 1.9e-4 at 1e-3, too little to tell a step from none, so it steps at 0.1.
  *
- * <p>RegNetX002 is not here: with random weights its gradients are so large that a step of 1e-3
- * moves its outputs 87-fold and one of 1e-6 still by 0.45, so that the order of float sums (XLA's
- * grouped convolution against the rewrite: forward outputs agree to 1.2e-5 relative) decides the
- * result; its new-head training is in ApplicationFamiliesTest.
+ * <p>RegNetX002's random-weight gradients are so large that a step of 1e-3 moves its outputs
+ * 200-fold; the order of float sums then shows (XLA's grouped convolution against finetune's
+ * rewrite: forward outputs agree to 1.2e-5 relative), and TensorFlow's own step moves by 3e-5
+ * between its kernel libraries, which the floor above takes in.
+ *
+ * <p>EfficientNetV2B0 is not here: with random weights a step of 1e-5 already saturates its
+ * softmax (the outputs move by 1.02), and TensorFlow's own step disagrees with itself: with oneDNN
+ * off it makes the outputs NaN at 1e-4 and 1e-3, and its stem_conv kernel after the step differs
+ * between the two kernel libraries by 1.1 relative at 1e-5 and 0.99 at 1e-3. No comparison with it
+ * can mean anything; check (gradients reach every layer; steps of 1e-4 and below stay finite,
+ * though none lowers its random-input loss) and ApplicationFamiliesTest (a new head on
+ * top_activation trains) cover it.
  */
 class FamilyStepTest {
   @TempDir
@@ -40,8 +48,8 @@ class FamilyStepTest {
 
   @ParameterizedTest
   @CsvSource({"ConvNeXtTiny, 0.001", "MobileNetV3Small, 0.001", "Xception, 0.001", "ResNet50, 0.001",
-      "EfficientNetV2B0, 0.001", "VGG19, 0.1", "ResNet50V2, 0.001", "InceptionResNetV2, 0.001", "MobileNet, 0.001",
-      "MobileNetV2, 0.001", "DenseNet121, 0.001", "NASNetMobile, 0.001"})
+      "VGG19, 0.1", "ResNet50V2, 0.001", "InceptionResNetV2, 0.001", "MobileNet, 0.001",
+      "MobileNetV2, 0.001", "DenseNet121, 0.001", "NASNetMobile, 0.001", "RegNetX002, 0.001"})
   void oneStepOfTheWholeModelEqualsTensorFlows(String constructor, String lr) throws IOException {
     Path model = Fixture.projectRoot().resolve("savedmodels/generated/families").resolve(constructor)
         .resolve("keras3_export");

@@ -3,7 +3,6 @@ package org.finetune.cli;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.google.gson.Gson;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
@@ -171,20 +170,8 @@ class VideoCommandTest {
     }
     Path in = tmp.resolve("clips.npy");
     batch.write(in);
-    JsonObject spec = new JsonObject();
-    spec.addProperty("export", conv.toString());
-    spec.addProperty("signature", "serving_default");
-    JsonObject inputs = new JsonObject();
-    inputs.addProperty(input, in.toString());
-    spec.add("inputs", inputs);
     Path out = tmp.resolve("python");
-    spec.addProperty("out", out.toString());
-    spec.addProperty("tfsm", true);
-    spec.addProperty("tf_keras", false);
-    spec.addProperty("fingerprint", false);
-    Path file = tmp.resolve("check.json");
-    Files.writeString(file, new Gson().toJson(spec));
-    Python.run("check_export.py", file.toString());
+    ExportTest.pythonLoads(conv, input, in, out, tmp.resolve("check.json"));
     double worst = ExportTest.compareOutputs("video conv", javaOutputs, out, 1);
     System.out.printf(Locale.ROOT, "video export: %d clips [%d, %d, 75, 75, 3]; Python (tf.saved_model.load,"
         + " TFSMLayer) vs Java: %.3g%n", some.size(), some.size(), FRAMES, worst);

@@ -171,6 +171,25 @@ public class ExportTest {
     return taken;
   }
 
+  /**
+   * Runs scripts/check_export.py on an export with one input array (tf.saved_model.load and
+   * TFSMLayer; no tf_keras, no fingerprint); its outputs go under {@code out}.
+   */
+  public static void pythonLoads(Path export, String input, Path array, Path out, Path specFile) throws IOException {
+    JsonObject spec = new JsonObject();
+    spec.addProperty("export", export.toString());
+    spec.addProperty("signature", "serving_default");
+    JsonObject inputs = new JsonObject();
+    inputs.addProperty(input, array.toString());
+    spec.add("inputs", inputs);
+    spec.addProperty("out", out.toString());
+    spec.addProperty("tfsm", true);
+    spec.addProperty("tf_keras", false);
+    spec.addProperty("fingerprint", false);
+    Files.writeString(specFile, new Gson().toJson(spec));
+    Python.run("check_export.py", specFile.toString());
+  }
+
   public static double compareOutputs(String id, Map<String, NpyArray> javaOutputs, Path out, int inputs)
       throws IOException {
     return compareOutputs(id, javaOutputs, out, kerasEndpoints(inputs));
