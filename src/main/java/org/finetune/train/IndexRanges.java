@@ -56,8 +56,13 @@ final class IndexRanges {
 
   /** The placeholders whose values (not only shapes) flow into {@code tensor}. */
   private static Set<String> valueSources(Map<String, NodeDef> nodes, String tensor, Set<String> placeholders) {
-    Set<String> seen = new HashSet<>();
-    Set<String> found = new HashSet<>();
+    return valueSources(nodes, tensor, placeholders, new HashSet<>());
+  }
+
+  /** As above; every node passed on the way is added to {@code seen}. */
+  static Set<String> valueSources(Map<String, NodeDef> nodes, String tensor, Set<String> placeholders,
+      Set<String> seen) {
+    Set<String> found = new java.util.LinkedHashSet<>();
     ArrayDeque<String> todo = new ArrayDeque<>();
     todo.add(TensorNames.nodeOf(tensor));
     while (!todo.isEmpty()) {

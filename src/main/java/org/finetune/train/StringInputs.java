@@ -1,11 +1,9 @@
 package org.finetune.train;
 
-import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
@@ -31,7 +29,6 @@ final class StringInputs {
   private static final Set<String> LOOKUPS = Set.of("LookupTableFindV2", "LookupTableFind");
   private static final Set<String> SPLITS = Set.of("StringSplitV2", "StringSplit", "RegexSplitWithOffsets",
       "WhitespaceTokenizeWithOffsets", "WhitespaceTokenizeWithOffsetsV2", "UnicodeScriptTokenizeWithOffsets");
-  private static final Set<String> SHAPE_ONLY = Set.of("Shape", "ShapeN", "Size", "Rank", "ZerosLike", "OnesLike");
 
   /**
    * The words of the tables an input's values are looked up in (sorted, empty keys and Keras's
@@ -55,7 +52,7 @@ final class StringInputs {
         continue;
       }
       Set<String> visited = new HashSet<>();
-      Set<String> sources = valueSources(nodes, n.getInput(1), inputByPlaceholder.keySet(), visited);
+      Set<String> sources = IndexRanges.valueSources(nodes, n.getInput(1), inputByPlaceholder.keySet(), visited);
       if (sources.isEmpty()) {
         continue;
       }
@@ -118,32 +115,5 @@ final class StringInputs {
       });
     }
     return out;
-  }
-
-  /** The placeholders whose values flow into {@code tensor}; every node passed is added to {@code visited}. */
-  private static Set<String> valueSources(Map<String, NodeDef> nodes, String tensor, Set<String> placeholders,
-      Set<String> visited) {
-    Set<String> found = new LinkedHashSet<>();
-    ArrayDeque<String> todo = new ArrayDeque<>();
-    todo.add(TensorNames.nodeOf(tensor));
-    while (!todo.isEmpty()) {
-      String name = todo.poll();
-      if (!visited.add(name)) {
-        continue;
-      }
-      if (placeholders.contains(name)) {
-        found.add(name);
-      }
-      NodeDef n = nodes.get(name);
-      if (n == null || SHAPE_ONLY.contains(n.getOp())) {
-        continue;
-      }
-      for (String in : n.getInputList()) {
-        if (!in.startsWith("^")) {
-          todo.add(TensorNames.nodeOf(in));
-        }
-      }
-    }
-    return found;
   }
 }

@@ -267,11 +267,7 @@ class ArrayTaskTest {
   @Test
   void aTfmotQuantizationAwareModelTakesTensorFlowsOwnStep() throws IOException {
     Fixture fixture = Fixture.of("qat/tf_keras");
-    float[] targets = new float[12];
-    for (int i = 0; i < targets.length; i++) {
-      targets[i] = i % 3 == i / 3 % 3 ? 1f : 0f;
-    }
-    OneStepParity.check(tmp, fixture.model(), "image", fixture.sampleFile("sample/input_image.npy"), targets,
+    OneStepParity.check(tmp, fixture.model(), "image", fixture.sampleFile("sample/input_image.npy"), oneHot(4),
         "tfmot QAT CNN", "0.1");
   }
 
@@ -288,9 +284,7 @@ class ArrayTaskTest {
         "colour")));
     Path y = firstRows(dir.resolve("data/labels.npy"), "labels");
     Path out = tmp.resolve("export");
-    CliRun run = CliRun.of("train", dir.resolve("keras3_export").toString(), "--task", "arrays", "--data",
-        x.toString(), "--targets", y.toString(), "--batch-size", Integer.toString(BATCH), "--epochs", "1",
-        "--no-shuffle", "--optimizer", "adam", "--lr", "0.01", "--out", out.toString());
+    CliRun run = trainAdam(dir, x, y, "0.01", out);
     assertEquals(0, run.exit(), run.err());
     assertTrue(run.out().contains("(colour [80] U5, text [80] U"), run.out());
     assertTrue(!run.err().contains("left out"), run.err());
@@ -311,11 +305,7 @@ class ArrayTaskTest {
         .rows(new int[] {0, 1, 2, 3});
     Path x = tmp.resolve("images.npy");
     images.write(x);
-    float[] targets = new float[12];
-    for (int i = 0; i < targets.length; i++) {
-      targets[i] = i % 3 == i / 3 % 3 ? 1f : 0f;
-    }
-    OneStepParity.check(tmp, dir.resolve("keras3_export"), "image", x, targets, "EfficientNetB0 (swish)", "0.1");
+    OneStepParity.check(tmp, dir.resolve("keras3_export"), "image", x, oneHot(4), "EfficientNetB0 (swish)", "0.1");
   }
 
   /**
@@ -350,9 +340,7 @@ class ArrayTaskTest {
     npz(x, List.of(firstRows(dir.resolve("data/train.npz"), input)));
     Path y = firstRows(dir.resolve("data/" + targets + ".npy"), targets);
     Path out = tmp.resolve("export");
-    CliRun run = CliRun.of("train", dir.resolve("keras3_export").toString(), "--task", "arrays", "--data",
-        x.toString(), "--targets", y.toString(), "--batch-size", Integer.toString(BATCH), "--epochs", "1",
-        "--no-shuffle", "--optimizer", "adam", "--lr", "0.01", "--out", out.toString());
+    CliRun run = trainAdam(dir, x, y, "0.01", out);
     assertEquals(0, run.exit(), run.err());
     assertTrue(!run.err().contains("left out"), run.err());
     assertMatches(oracle(dir, out, "{\"name\": \"adam\", \"learning_rate\": 0.01}", "--inputs", x.toString(),
@@ -403,9 +391,7 @@ class ArrayTaskTest {
     }
     Path y = firstRows(dir.resolve("data/labels.npy"), "labels");
     Path out = tmp.resolve("export");
-    CliRun run = CliRun.of("train", dir.resolve("keras3_export").toString(), "--task", "arrays", "--data",
-        x.toString(), "--targets", y.toString(), "--batch-size", Integer.toString(BATCH), "--epochs", "1",
-        "--no-shuffle", "--optimizer", "adam", "--lr", "0.005", "--out", out.toString());
+    CliRun run = trainAdam(dir, x, y, "0.005", out);
     assertEquals(0, run.exit(), run.err());
     assertTrue(run.out().contains("(cast: padding_mask int64 -> int32, segment_ids int64 -> int32, token_ids int64 ->"
         + " int32)"), run.out());
@@ -443,6 +429,22 @@ class ArrayTaskTest {
     assertMatches(oracle(dir, out, "{\"name\": \"sgd\", \"learning_rate\": 0.1, \"momentum\": 0.9}", "--inputs",
         x.toString(), "--targets", y.toString(), "--loss",
         "sparse_categorical_crossentropy"), "token classifier (Embedding + attention), SGD", 1);
+  }
+
+  /** One epoch of Adam at {@code lr} from the CLI on the arrays task, batches of {@link #BATCH} in file order. */
+  static CliRun trainAdam(Path dir, Path x, Path y, String lr, Path out) {
+    return CliRun.of("train", dir.resolve("keras3_export").toString(), "--task", "arrays", "--data", x.toString(),
+        "--targets", y.toString(), "--batch-size", Integer.toString(BATCH), "--epochs", "1", "--no-shuffle",
+        "--optimizer", "adam", "--lr", lr, "--out", out.toString());
+  }
+
+  /** Targets for {@code rows} rows of 3 classes, row i one-hot at class i mod 3. */
+  static float[] oneHot(int rows) {
+    float[] targets = new float[rows * 3];
+    for (int i = 0; i < targets.length; i++) {
+      targets[i] = i % 3 == i / 3 % 3 ? 1f : 0f;
+    }
+    return targets;
   }
 
   /** An .npz as numpy.savez writes it: each .npy an array named after its file. */

@@ -42,8 +42,7 @@ final class OneStepParity {
     assertEquals(0, run.exit(), run.err());
     assertTrue(!run.err().contains("left out"), run.err());
     Python.run("python_step.py", "--model", model.toString(), "--input", input + "=" + x, "--target",
-        target.toString(), "--lr", lr, "--out", tmp.resolve("python").toString(), "--java-export", out.toString(),
-        "--onednn", "off");
+        target.toString(), "--lr", lr, "--out", tmp.resolve("python").toString(), "--java-export", out.toString());
     NpyArray python = NpyArray.read(tmp.resolve("python/after.npy"));
     try (KerasSavedModel trained = KerasSavedModel.open(out)) {
       NpyArray jvm = org.finetune.export.ExportTest.signatureOutputs(trained, java.util.Map.of(input, NpyArray.read(x)))
