@@ -23,6 +23,15 @@ Plan::
               "trainable": ["<variable name>", ...],
               "l2sp": 0.0}]}
 
+A plan may enable low-rank adapters on a keras-hub model (``keras_model``), as its backbone's
+``enable_lora(rank)`` does (attention query and value kernels; ``A`` He-uniform, ``B`` zero)::
+
+  "lora": {"rank": 4}
+
+The adapters' start is written beside each case's results (``lora_start`` in ``result.json``), so
+that finetune can start from the same values; the case's ``trainable`` names them
+(``.../lora_kernel_a``).
+
 A plan may also put a new head on the model (what finetune's HeadSpec builds)::
 
   "head": {"at": "<layer>" | null, "hidden": 0, "classes": 3, "activation": "softmax",
@@ -117,6 +126,7 @@ def load_model(plan):
 
             model = keras.saving.load_model(plan["keras_model"], compile=False)
             variables = {v.path: v for v in model.weights}
+            variables["__model__"] = model
             module = keras
 
         def call(inputs):
@@ -201,8 +211,28 @@ def with_head(plan, call, by_name, module):
     return head_call, by_name
 
 
+def enable_lora(plan, case, by_name, out):
+    """Enables keras-hub's adapters on the loaded model; writes their start; returns the new by_name."""
+    model = by_name["__model__"]
+    backbone = getattr(model, "backbone", model)
+    backbone.enable_lora(plan["lora"]["rank"])
+    start, files = os.path.join(out, case["name"], "lora_start"), {}
+    os.makedirs(start, exist_ok=True)
+    named = {v.path: v for v in model.weights}
+    for name, v in named.items():
+        if "/lora_" in name:
+            rel = f"lora_start/{name.replace('/', '_')}.npy"
+            np.save(os.path.join(out, case["name"], rel), v.numpy())
+            files[name] = rel
+    named["__model__"] = model
+    return named, files
+
+
 def run_case(plan, case, out):
     call, by_name, module = load_model(plan)
+    lora_start = {}
+    if plan.get("lora"):
+        by_name, lora_start = enable_lora(plan, case, by_name, out)
     if plan.get("head"):
         call, by_name = with_head(plan, call, by_name, module)
     inputs = {k: tf.constant(np.load(v)) for k, v in plan["inputs"].items()}
@@ -247,7 +277,7 @@ def run_case(plan, case, out):
                 files[n] = rel
             recorded[str(step)] = files
     with open(os.path.join(out, case["name"], "result.json"), "w") as f:
-        json.dump({"losses": losses, "variables": recorded}, f, indent=1)
+        json.dump({"losses": losses, "variables": recorded, "lora_start": lora_start}, f, indent=1)
     print(f"{case['name']}: losses {['%.6f' % x for x in losses]}", flush=True)
 
 

@@ -93,6 +93,7 @@ final class Flags {
       case EXPORT -> "choose another or add --overwrite";
       case GROUPS -> "give --groups G1,G2,... (top first)";
       case LAYERS -> "name one of them in --train, --groups or --unfreeze";
+      case ADAPTERS -> "name the kernels with --lora-targets GLOB,... (globs over variable names)";
       case SEQUENCE_LENGTH -> libraryFix ? "lower --seq-len" : "";
       case VALIDATION -> libraryFix ? "give --val-data or --val-split, not both" : "";
       case AUGMENTATION -> libraryFix ? "leave out --flip, --zoom and --brightness" : "";

@@ -31,8 +31,9 @@ import org.finetune.train.TrainingPlan;
  * fortunes, by {@code scripts/make_general_lm.py}) is fine-tuned on the licences every Debian
  * machine has in {@code /usr/share/common-licenses}, one licence held out, three ways with the
  * same budget: every layer at once, gradual unfreezing from the top (one more group per epoch,
- * lower groups 2.6x slower), and every layer with L2-SP pulling the weights back to the
- * pretrained ones. For each: perplexity on the held-out licence (what fine-tuning is for) and on
+ * lower groups 2.6x slower), every layer with L2-SP pulling the weights back to the pretrained
+ * ones, and low-rank adapters (rank {@link #LORA_RANK}) on the attention query and value kernels
+ * with everything else frozen, as keras-hub's {@code enable_lora}. For each: perplexity on the held-out licence (what fine-tuning is for) and on
  * held-out fortunes (what it forgets), before and after, and a sampled paragraph.
  */
 final class LegalStudy {
@@ -42,6 +43,8 @@ final class LegalStudy {
   static final int LENGTH = 128;
   static final int BATCH = 8;
   static final double L2SP = 0.1;
+  /** The adapters' rank (alpha = rank: Keras's scale of 1), fixed with the arm, as the issue asked. */
+  static final int LORA_RANK = 8;
   static final String PROMPT = "Permission is hereby granted";
 
   /** One arm's outcome. */
@@ -86,9 +89,9 @@ final class LegalStudy {
         new TextDataset.Options(LENGTH, BATCH, shuffle, 1234));
   }
 
-  /** The three arms' plans, top-first layer groups from the model. */
+  /** The arms, by name. */
   static List<String> arms() {
-    return List.of("full fine-tuning", "gradual unfreezing", "L2-SP (" + L2SP + ")");
+    return List.of("full fine-tuning", "gradual unfreezing", "L2-SP (" + L2SP + ")", "LoRA (rank " + LORA_RANK + ")");
   }
 
   private static TrainingPlan plan(String arm, org.finetune.job.ModelFamily lm) {
@@ -97,6 +100,8 @@ final class LegalStudy {
     if (arm.startsWith("gradual")) {
       b.stages(GradualUnfreezing.fromTop(lm.groups().stream().map(Selector::parse).toList(),
           GradualUnfreezing.DEFAULT_FACTOR));
+    } else if (arm.startsWith("LoRA")) {
+      b.lowRank(org.finetune.train.LowRankSpec.of(LORA_RANK)).stage(Stage.of(new Selector.Adapters()));
     } else {
       b.stage(Stage.of(Selector.parse("all")));
     }

@@ -110,6 +110,13 @@ final class TrainCommand implements Command {
     o.addOption(opt("lr", "RATE", "learning rate (default: the optimizer's Keras default)"));
     o.addOption(opt("momentum", "M", "SGD momentum (default: 0.9 with --optimizer sgd)"));
     o.addOption(opt("l2sp", "W", "L2-SP weight pulling weights back to the pretrained ones (default: 0)"));
+    o.addOption(opt("lora", "RANK", "low-rank adapters (LoRA) of this rank on the target kernels, which stay frozen;"
+        + " the adapters alone train unless --train/--freeze say more (select them as 'adapters'); merged at export"));
+    o.addOption(opt("lora-alpha", "A", "with --lora: scale the adapters' update by A/RANK (default: RANK, Keras's 1)"));
+    o.addOption(opt("lora-out", "DIR", "with --lora: also write the adapters apart from the base here (adapters.json"
+        + " and .npy files, for serving.Predictor.putAdapters)"));
+    o.addOption(opt("lora-targets", "GLOB,...", "with --lora: the kernels to adapt, as globs over variable names"
+        + " (default: attention query and value kernels, as keras-hub; else every 2-D Dense kernel)"));
     o.addOption(opt("batch-size", "N", "images per step (default: 32), or blocks of text (default: 8)"));
     o.addOption(opt("epochs", "N", "epochs (default: 5)"));
     o.addOption(opt("val-split", "F", "fraction held out for validation (default: 0.2; 0 for none)"));

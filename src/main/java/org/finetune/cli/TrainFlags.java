@@ -263,6 +263,7 @@ final class TrainFlags {
     }
     job.addProperty("schedule", schedule);
     job.addProperty("l2sp", Flags.doubleValue(line, "l2sp", 0));
+    lowRank(line, job);
     if (line.hasOption("train") && line.hasOption("freeze")) {
       throw new UsageException("give --train or --freeze, not both");
     }
@@ -344,5 +345,44 @@ final class TrainFlags {
       case "average" -> HeadSpec.Temporal.AVERAGE;
       default -> throw new UsageException("--temporal must be conv or average, got '" + t + "'");
     };
+  }
+
+  /** {@code --lora RANK [--lora-alpha A] [--lora-targets GLOB,...]} as the job's {@code lora} object. */
+  private static void lowRank(CommandLine line, JsonObject job) {
+    if (!line.hasOption("lora")) {
+      for (String f : List.of("lora-alpha", "lora-targets", "lora-out")) {
+        if (line.hasOption(f)) {
+          throw new UsageException("--" + f + " needs --lora RANK");
+        }
+      }
+      return;
+    }
+    long rank = Flags.longValue(line, "lora", 0);
+    if (rank < 1 || rank > Integer.MAX_VALUE) {
+      throw new UsageException("--lora takes the adapters' rank, a whole number >= 1 (e.g. 8), got '"
+          + line.getOptionValue("lora") + "'");
+    }
+    JsonObject lora = new JsonObject();
+    lora.addProperty("rank", rank);
+    double alpha = Flags.doubleValue(line, "lora-alpha", rank);
+    if (!(alpha > 0) || Double.isInfinite(alpha)) {
+      throw new UsageException("--lora-alpha must be a positive number, got '" + line.getOptionValue("lora-alpha") + "'");
+    }
+    lora.addProperty("alpha", alpha);
+    JsonArray targets = new JsonArray();
+    if (line.hasOption("lora-targets")) {
+      for (String t : line.getOptionValue("lora-targets").split(",")) {
+        if (t.isBlank()) {
+          throw new UsageException("--lora-targets takes globs over variable names separated by commas, e.g."
+              + " '*/query/kernel,*/value/kernel'");
+        }
+        targets.add(t.trim());
+      }
+    }
+    lora.add("targets", targets);
+    job.add("lora", lora);
+    if (line.hasOption("lora-out")) {
+      job.addProperty("lora_export", line.getOptionValue("lora-out"));
+    }
   }
 }

@@ -44,8 +44,8 @@ final class TransferProtocol {
     JsonObject splits;
     try {
       splits = JsonParser.parseString(Files.readString(splitsFile)).getAsJsonObject();
-      Path data = outDir.resolve("data");
-      materialize(cache.resolve("png"), splits, data);
+      materialize(cache.resolve("png"), splits, sourceClasses(home.resolve(DemoCommand.FASHION_MODEL)),
+          outDir.resolve("data"));
     } catch (IOException e) {
       throw new UncheckedIOException(e);
     }
@@ -130,8 +130,7 @@ final class TransferProtocol {
     double before;
     try (KerasSavedModel m = KerasSavedModel.open(pretrained);
         Trainer t = new Trainer(m, org.finetune.train.TrainingPlan.builder().build())) {
-      before = TransferExperiment.sourceAccuracy(t, source, org.finetune.data.ImageDataset.Options.of(32, 32,
-          org.finetune.data.ImageOps.Preprocess.CAFFE, 64).shuffled(false));
+      before = TransferExperiment.sourceAccuracy(t, source, TransferExperiment.evaluation());
     }
     out.printf(Locale.ROOT, "Forgetting (%d-epoch runs): accuracy on %d held-out source images (Fashion-MNIST 0-4),"
         + " %.1f%% before fine-tuning%n", epochs, source.items().size(), 100 * before);
@@ -156,24 +155,44 @@ final class TransferProtocol {
    * {@code <target>/test/<class>/}, and {@code source/<index>/} (the source model's output index,
    * so that folder order is label order).
    */
-  static void materialize(Path png, JsonObject splits, Path data) throws IOException {
+  static void materialize(Path png, JsonObject splits, List<String> sourceClasses, Path data) throws IOException {
     for (String target : List.of("target_a", "target_b")) {
       JsonObject t = splits.getAsJsonObject(target);
-      link(png, t.getAsJsonArray("test"), data.resolve(target).resolve("test"), false);
+      link(png, t.getAsJsonArray("test"), data.resolve(target).resolve("test"), List.of());
       for (String seed : t.getAsJsonObject("train").keySet()) {
         link(png, t.getAsJsonObject("train").getAsJsonArray(seed), data.resolve(target).resolve("train")
-            .resolve("seed" + seed), false);
+            .resolve("seed" + seed), List.of());
       }
     }
-    link(png, splits.getAsJsonObject("source").getAsJsonArray("heldout"), data.resolve("source"), true);
+    link(png, splits.getAsJsonObject("source").getAsJsonArray("heldout"), data.resolve("source"), sourceClasses);
   }
 
-  private static void link(Path png, JsonArray names, Path into, boolean byIndex) throws IOException {
-    List<String> classes = List.of("t_shirt_top", "trouser", "pullover", "dress", "coat");
+  /**
+   * The source model's classes in output order, as the script that trained it recorded them in the
+   * expected.json beside it.
+   */
+  static List<String> sourceClasses(Path model) throws IOException {
+    Path expected = model.resolveSibling("expected.json");
+    JsonObject e = JsonParser.parseString(Files.readString(expected)).getAsJsonObject();
+    if (!e.has("source_classes")) {
+      throw new IllegalStateException(expected + " names no source_classes; scripts/make_fashion.py --demo writes"
+          + " them with the source model");
+    }
+    List<String> out = new ArrayList<>();
+    e.getAsJsonArray("source_classes").forEach(c -> out.add(c.getAsString()));
+    return out;
+  }
+
+  /** Links each named image into {@code into/<class>/}, or {@code into/<index in byIndex>/} where given. */
+  private static void link(Path png, JsonArray names, Path into, List<String> byIndex) throws IOException {
     for (var e : names) {
       String name = e.getAsString();
       String[] parts = name.split("/");
-      String folder = byIndex ? Integer.toString(classes.indexOf(parts[1])) : parts[1];
+      int index = byIndex.indexOf(parts[1]);
+      if (!byIndex.isEmpty() && index < 0) {
+        throw new IllegalStateException(name + " is of no class the source model knows (" + byIndex + ")");
+      }
+      String folder = byIndex.isEmpty() ? parts[1] : Integer.toString(index);
       Path target = into.resolve(folder).resolve(parts[2]);
       if (Files.exists(target)) {
         continue;

@@ -177,7 +177,8 @@ public record NpyArray(String dtype, long[] shape, byte[] data) implements Examp
     return isText(dtype);
   }
 
-  private static boolean isText(String dtype) {
+  /** Whether a dtype as this class names them ({@code U<n>}, {@code S<n>}, {@code float32}...) is text. */
+  public static boolean isText(String dtype) {
     return dtype.matches("[US][0-9]+");
   }
 
@@ -243,6 +244,13 @@ public record NpyArray(String dtype, long[] shape, byte[] data) implements Examp
     ByteBuffer b = ByteBuffer.allocate(4 * values.length).order(ByteOrder.LITTLE_ENDIAN);
     b.asIntBuffer().put(values);
     return new NpyArray("int32", shape, b.array());
+  }
+
+  /** A float32 array of the given shape from its elements in C order. */
+  public static NpyArray ofFloats(long[] shape, float[] values) {
+    ByteBuffer b = ByteBuffer.allocate(4 * values.length).order(ByteOrder.LITTLE_ENDIAN);
+    b.asFloatBuffer().put(values);
+    return new NpyArray("float32", shape, b.array());
   }
 
   /** The elements of an int32 array, C order. */

@@ -96,7 +96,7 @@ final class AtomicDirectory implements AutoCloseable {
       }
     }
     for (Path p : dead) {
-      deleteTree(p);
+      AtomicFiles.deleteTree(p);
     }
     return Files.exists(t, LinkOption.NOFOLLOW_LINKS);
   }
@@ -125,7 +125,7 @@ final class AtomicDirectory implements AutoCloseable {
       // Renamed before deleting, so that an .old- sibling is always a complete directory.
       Path doomed = reserve(target, DELETING);
       move(old, doomed);
-      deleteTree(doomed);
+      AtomicFiles.deleteTree(doomed);
     }
   }
 
@@ -133,7 +133,7 @@ final class AtomicDirectory implements AutoCloseable {
   public void close() {
     if (!committed) {
       try {
-        deleteTree(temp);
+        AtomicFiles.deleteTree(temp);
       } catch (IOException e) {
         throw new UncheckedIOException("cannot remove the unfinished " + temp + ": " + e.getMessage(), e);
       }
@@ -221,19 +221,6 @@ final class AtomicDirectory implements AutoCloseable {
       try (FileChannel ch = FileChannel.open(p, StandardOpenOption.WRITE)) {
         ch.force(true);
       }
-    }
-  }
-
-  static void deleteTree(Path root) throws IOException {
-    if (!Files.exists(root, LinkOption.NOFOLLOW_LINKS)) {
-      return;
-    }
-    List<Path> all;
-    try (Stream<Path> walk = Files.walk(root)) {
-      all = walk.sorted(Comparator.reverseOrder()).toList();
-    }
-    for (Path p : all) {
-      Files.deleteIfExists(p);
     }
   }
 }

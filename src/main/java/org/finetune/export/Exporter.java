@@ -57,11 +57,47 @@ public final class Exporter {
   public static ExportResult export(Trainer trainer, Path out, ExportOptions options) {
     JsonObject plan = PlanJson.toJson(trainer.plan());
     JsonObject training = training(trainer.iterations(), options);
-    if (trainer.headPlacement().isPresent()) {
-      return write(trainer.model(), out, options, ExportResult.Mode.NEW_HEAD, plan, training,
-          dir -> HeadExport.write(trainer, dir));
+    trainer.adapters().ifPresent(a -> training.addProperty("low_rank_adapters", "merged into their kernels: " + a));
+    // Low-rank adapters are folded into their kernels for the export: the base model's architecture.
+    return trainer.withAdaptersMerged(() -> {
+      if (trainer.headPlacement().isPresent()) {
+        return write(trainer.model(), out, options, ExportResult.Mode.NEW_HEAD, plan, training,
+            dir -> HeadExport.write(trainer, dir));
+      }
+      return sameArchitecture(trainer.model(), out, options, plan, training);
+    });
+  }
+
+  /**
+   * Writes the trainer's low-rank adapters apart from the base model: a folder of
+   * {@link org.finetune.train.AdapterSet} naming the base's directory digest, written whole or not
+   * at all. {@link org.finetune.train.AdaptedModel} (or {@code serving.Predictor}) applies them to
+   * an open base.
+   *
+   * @return the folder written
+   */
+  public static Path exportAdapters(Trainer trainer, Path out, ExportOptions options) {
+    Path base = trainer.model().info().dir().toAbsolutePath().normalize();
+    Path target = out.toAbsolutePath().normalize();
+    if (target.startsWith(base) || base.startsWith(target)) {
+      throw new IllegalArgumentException("the output " + target + " overlaps the base model (" + base + ")");
     }
-    return sameArchitecture(trainer.model(), out, options, plan, training);
+    try (AtomicDirectory atomic = AtomicDirectory.begin(target, options.overwrite())) {
+      trainer.adapterSet().withBaseDigest(DirectoryDigest.of(base)).writeInto(atomic.dir());
+      atomic.commit();
+      return target;
+    } catch (FileAlreadyExistsException e) {
+      throw exists(target, e);
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot write the adapters " + target + ": " + e.getMessage(), e);
+    }
+  }
+
+  private static BadSettingException exists(Path target, FileAlreadyExistsException cause) {
+    BadSettingException bad = new BadSettingException("the output " + target + " exists", Setting.EXPORT,
+        "choose another or allow overwriting it");
+    bad.initCause(cause);
+    return bad;
   }
 
   /** Exports {@code model} with its weights as they are now in the runtime, same architecture. */
@@ -105,10 +141,7 @@ public final class Exporter {
       return new ExportResult(target, mode, variables, bytes, ExportResult.python(target, tfKeras,
           mode == ExportResult.Mode.NEW_HEAD, severalInputs));
     } catch (FileAlreadyExistsException e) {
-      BadSettingException bad = new BadSettingException("the output " + target + " exists", Setting.EXPORT,
-          "choose another or allow overwriting it");
-      bad.initCause(e);
-      throw bad;
+      throw exists(target, e);
     } catch (IOException e) {
       throw new UncheckedIOException("cannot write the export " + target + ": " + e.getMessage(), e);
     }

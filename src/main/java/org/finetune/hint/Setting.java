@@ -30,6 +30,8 @@ public enum Setting {
   PLAN,
   /** Which layers train: the names that selectors, stages and groups give. */
   LAYERS,
+  /** Which kernels get low-rank adapters. */
+  ADAPTERS,
   /** Loading a model whose graph holds ops that touch files, processes or the network. */
   UNSAFE_OPS,
   /** Which of a SavedModel's signatures to use. */

@@ -94,7 +94,7 @@ record ArrayExamples(Path source, Map<String, ExampleArray> inputs, Map<String, 
     for (TensorSpec in : sig.inputs()) {
       ExampleArray a = raw.get(in.key());
       checkShape(data.inputs(), in, a);
-      boolean text = a.dtype().matches("[US][0-9]+");
+      boolean text = NpyArray.isText(a.dtype());
       if (in.dtype().equals("string") != text) {
         throw new JobException("input '" + in.key() + "' takes " + in.dtype() + " and " + data.inputs() + " holds "
             + a.dtype(), Setting.DATA, in.dtype().equals("string") ? "save it as text (a NumPy str array)"

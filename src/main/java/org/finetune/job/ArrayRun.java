@@ -149,6 +149,7 @@ final class ArrayRun {
     }
     listener.message("Plan: " + new GsonBuilder().disableHtmlEscaping().create().toJson(PlanJson.toJson(plan)));
     try (Trainer trainer = new Trainer(model, plan)) {
+      trainer.adapters().ifPresent(a -> listener.message("Adapters: " + a));
       JobRun.Loop loop = run.loop(trainer, resume, val.isPresent() ? "val_loss" : "loss", plan);
       List<Fit.Epoch> history = loop.fit(Fit.arrays(train), val.map(Fit::arrays));
       return loop.finish(history, Provenance.Task.arrays(data.inputs()), ArrayExamples.digest(data));

@@ -14,6 +14,7 @@ import org.finetune.train.Fit;
 import org.finetune.train.GradualUnfreezing;
 import org.finetune.train.HeadSpec;
 import org.finetune.train.LossSpec;
+import org.finetune.train.LowRankSpec;
 import org.finetune.train.OptimizerSpec;
 import org.finetune.train.Selector;
 import org.finetune.train.TrainingPlan;
@@ -123,6 +124,7 @@ public final class FineTuneJob {
     OptimizerSpec optimizer = OptimizerSpec.Adam.defaults();
     Schedule schedule = Schedule.CONSTANT;
     double l2sp;
+    Optional<LowRankSpec> lowRank = Optional.empty();
     Optional<TrainingPlan> plan = Optional.empty();
     Optional<ImageOps.Preprocess> preprocess = Optional.empty();
     Optional<int[]> imageSize = Optional.empty();
@@ -140,6 +142,7 @@ public final class FineTuneJob {
     Optional<Path> tensorBoard = Optional.empty();
     Optional<Path> curves = Optional.empty();
     Optional<Path> exportTo = Optional.empty();
+    Optional<Path> adaptersTo = Optional.empty();
     boolean overwrite;
     Fit.NonFinite onNonFinite = Fit.NonFinite.STOP;
     JobListener listener = JobListener.silent();
@@ -193,10 +196,7 @@ public final class FineTuneJob {
       return this;
     }
 
-    /**
-     * The share of the data held out for validation (default 0.2 of images or clips, 0.1 of text
-     * documents; 0 for none).
-     */
+    /** The share held out for validation (default 0.2 of images or clips, 0.1 of text documents; 0: none). */
     public Builder validationSplit(double fraction) {
       if (!(fraction >= 0 && fraction < 1)) {
         throw new JobException("the validation share must be in [0, 1), got " + fraction,
@@ -234,10 +234,7 @@ public final class FineTuneJob {
       return this;
     }
 
-    /**
-     * Arrays: the new head's outputs (default: one per class for integer targets, else the
-     * targets' width).
-     */
+    /** Arrays: the new head's outputs (default: one per class for integer targets, else the targets' width). */
     public Builder headUnits(int units) {
       if (units < 1) {
         throw new JobException("a head needs at least one output, got " + units, Setting.HEAD, "");
@@ -246,10 +243,7 @@ public final class FineTuneJob {
       return this;
     }
 
-    /**
-     * Arrays: the new head's output activation (default: softmax for class labels, sigmoid for
-     * the binary cross-entropy, linear for values).
-     */
+    /** Arrays: the head's output activation (default: softmax for labels, sigmoid for binary, linear for values). */
     public Builder headActivation(HeadSpec.Activation a) {
       this.headActivation = Optional.of(Objects.requireNonNull(a, "activation"));
       return this;
@@ -264,19 +258,13 @@ public final class FineTuneJob {
       return this;
     }
 
-    /**
-     * Arrays, several outputs: the loss of output {@code output}, as a key of Keras's
-     * {@code compile(loss={...})} (default: read from its targets and activation, and stated).
-     */
+    /** Arrays, several outputs: output {@code output}'s loss, as Keras's {@code compile(loss={...})}. */
     public Builder loss(String output, LossSpec l) {
       this.outputLosses.put(Objects.requireNonNull(output, "output"), Objects.requireNonNull(l, "loss"));
       return this;
     }
 
-    /**
-     * Arrays, several outputs: the weight of output {@code output}'s loss in the sum minimised, as
-     * Keras's {@code loss_weights} (default 1).
-     */
+    /** Arrays, several outputs: output {@code output}'s loss weight, as Keras's {@code loss_weights} (default 1). */
     public Builder lossWeight(String output, double weight) {
       if (!(weight >= 0) || Double.isInfinite(weight)) {
         throw new JobException("a loss weight must be a finite number >= 0, got " + weight + " for " + output,
@@ -355,6 +343,15 @@ public final class FineTuneJob {
     /** L2-SP: pulls trained pretrained weights back towards their start with this weight (default 0). */
     public Builder l2sp(double weight) {
       this.l2sp = weight;
+      return this;
+    }
+
+    /**
+     * Low-rank adapters (LoRA) on chosen kernels, which stay frozen; unless {@link #train} or
+     * {@link #freeze} says otherwise, the adapters alone train (beside a new head). Exports merge them.
+     */
+    public Builder lowRank(LowRankSpec spec) {
+      this.lowRank = Optional.of(Objects.requireNonNull(spec, "lowRank"));
       return this;
     }
 
@@ -461,6 +458,12 @@ public final class FineTuneJob {
     /** Exports the fine-tuned SavedModel here at the end. */
     public Builder exportTo(Path dir) {
       this.exportTo = Optional.of(dir);
+      return this;
+    }
+
+    /** With low-rank adapters: also writes them apart from the base here (see {@code Exporter.exportAdapters}). */
+    public Builder exportAdaptersTo(Path dir) {
+      this.adaptersTo = Optional.of(dir);
       return this;
     }
 

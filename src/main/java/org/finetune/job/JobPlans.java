@@ -44,10 +44,16 @@ final class JobPlans {
     if (job.settings.l2sp != 0) {
       b.l2sp(job.settings.l2sp);
     }
+    job.settings.lowRank.ifPresent(b::lowRank);
+    boolean adapters = job.settings.lowRank.isPresent() && job.settings.train.isEmpty()
+        && job.settings.freeze.isEmpty();
+    // With low-rank adapters and no other choice, the adapters alone train (and a new head beside them).
     Selector first = job.settings.freeze.<Selector>map(Selector.Not::new)
-        .orElseGet(() -> job.settings.train.orElseGet(() -> head.isPresent() ? HEAD : new Selector.All()));
+        .orElseGet(() -> job.settings.train.orElseGet(() -> adapters ? new Selector.Adapters()
+            : head.isPresent() ? HEAD : new Selector.All()));
     // A new layer starts from random weights: it trains beside whatever the first stage names.
-    boolean addHead = head.isPresent() && job.settings.train.isPresent() && !selectsHead(job.settings.train.get());
+    boolean addHead = head.isPresent() && (adapters
+        || job.settings.train.isPresent() && !selectsHead(job.settings.train.get()));
     if (job.settings.unfreezeEvery.isPresent()) {
       List<Selector> groups = job.settings.groups.orElseGet(() -> familyGroups.stream().map(Selector::parse).toList());
       if (groups.isEmpty()) {

@@ -162,6 +162,7 @@ final class JobRun {
           data.root(), data.classes().size(), String.join(", ", data.classes()), data.trainExamples(),
           video ? "clips of " + data.frames() + " frames" : "images", data.valExamples()));
       listener.message("Plan: " + new GsonBuilder().disableHtmlEscaping().create().toJson(PlanJson.toJson(plan)));
+      trainer.adapters().ifPresent(a -> listener.message("Adapters: " + a));
       Set<Path> skipped = new TreeSet<>(train.skipped());
       if (val != null) {
         skipped.addAll(val.skipped());
@@ -306,6 +307,7 @@ final class JobRun {
             validation.get().documents().size(), v.tokens())).orElse("; no validation")));
     listener.message("Plan: " + new GsonBuilder().disableHtmlEscaping().create().toJson(PlanJson.toJson(plan)));
     try (Trainer trainer = new Trainer(model, plan)) {
+      trainer.adapters().ifPresent(a -> listener.message("Adapters: " + a));
       Loop loop = loop(trainer, resume, valData.isPresent() ? "val_loss" : "loss", plan);
       long began = System.nanoTime();
       List<Fit.Epoch> history = loop.fit(Fit.tokens(trainData), valData.map(Fit::tokens));
@@ -436,6 +438,8 @@ final class JobRun {
           throw JobException.of(Setting.EXPORT, e);
         }
       });
+      job.settings.adaptersTo.ifPresent(dir -> listener.message("Adapters written apart to " + Exporter.exportAdapters(
+          trainer, dir, ExportOptions.defaults().overwriting(job.settings.overwrite))));
       return new FineTuneResult(history, earlier, start.epoch(), job.settings.epochs, monitor, bestEpoch,
           bestEpoch.isPresent() ? OptionalDouble.of(best) : OptionalDouble.empty(), stoppedEarly, trainer.plan(),
           export);

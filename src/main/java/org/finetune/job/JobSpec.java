@@ -48,7 +48,9 @@ import org.finetune.train.Selector;
  * {@code feature_cache}; {@code seed}, {@code strict}, {@code batch_size}, {@code epochs},
  * {@code sequence_length}; {@code plan} (a plan object, as the plan files), {@code optimizer} (the
  * plan's optimizer object, Adam when it names none; absent keys take Keras's defaults), {@code schedule}
- * ({@code constant}, {@code cosine} or {@code slanted}), {@code l2sp}; {@code train} or
+ * ({@code constant}, {@code cosine} or {@code slanted}), {@code l2sp}, {@code lora} (low-rank
+ * adapters: {@code {"rank", "alpha", "targets", "seed"}}, as the plan files; {@code lora_export}: where
+ * to write them apart too); {@code train} or
  * {@code freeze} (selectors), {@code unfreeze_every}, {@code discriminative_lr}, {@code groups}
  * (selectors, top first); {@code early_stopping} and {@code reduce_lr_on_plateau} (patience in
  * epochs), {@code on_non_finite} ({@code stop} or {@code skip}); {@code checkpoints},
@@ -64,7 +66,7 @@ public final class JobSpec {
       "optimizer", "schedule", "l2sp", "train", "freeze", "unfreeze_every", "discriminative_lr", "groups",
       "early_stopping", "reduce_lr_on_plateau", "on_non_finite", "checkpoints", "checkpoint_every", "resume", "history",
       "tensorboard", "curves", "export", "overwrite", "result", "targets", "validation_targets", "loss", "loss_weights",
-      "from_logits", "shuffle", "head_units", "head_activation");
+      "from_logits", "shuffle", "head_units", "head_activation", "lora", "lora_export");
   private static final List<String> TASKS = List.of("image-classification", "video-classification", "causal-lm",
       "arrays");
   private static final List<String> ARRAYS_ONLY = List.of("targets", "validation_targets", "loss", "loss_weights",
@@ -341,6 +343,11 @@ public final class JobSpec {
       org.finetune.train.TrainingPlan plan = keys.parse("plan", () -> PlanJson.fromJson(p));
       settings.add(b -> b.plan(plan));
     }
+    if (json.has("lora")) {
+      JsonObject o = keys.object("lora");
+      org.finetune.train.LowRankSpec spec = keys.parse("lora", () -> PlanJson.lowRank(o));
+      settings.add(b -> b.lowRank(spec));
+    }
     if (json.has("optimizer")) {
       JsonObject o = keys.object("optimizer").deepCopy();
       if (!o.has("name")) {
@@ -394,6 +401,7 @@ public final class JobSpec {
       throw JsonKeys.bad("\"checkpoint_every\" needs \"checkpoints\"", "say where the checkpoints go");
     }
     keys.path("export").ifPresent(p -> settings.add(b -> b.exportTo(p)));
+    keys.path("lora_export").ifPresent(p -> settings.add(b -> b.exportAdaptersTo(p)));
     keys.path("checkpoints").ifPresent(p -> settings.add(b -> b.checkpoints(p)));
     whole("checkpoint_every", FineTuneJob.Builder::checkpointEvery);
     keys.path("resume").ifPresent(p -> settings.add(b -> b.resume(p)));

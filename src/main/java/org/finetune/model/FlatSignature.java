@@ -50,6 +50,18 @@ public record FlatSignature(String signature, String prefix, Map<String, String>
     return out;
   }
 
+  /** The same flat graph as imported again under {@code other}. */
+  public FlatSignature withPrefix(String other) {
+    java.util.function.UnaryOperator<String> move = t -> other + "/" + local(t);
+    Map<String, String> in = new LinkedHashMap<>();
+    inputs.forEach((k, t) -> in.put(k, move.apply(t)));
+    Map<String, String> out = new LinkedHashMap<>();
+    outputs.forEach((k, t) -> out.put(k, move.apply(t)));
+    Map<String, String> r = new LinkedHashMap<>();
+    reads.forEach((h, t) -> r.put(h, move.apply(t)));
+    return new FlatSignature(signature, other, in, out, r, nodeCount, graphDef, loops);
+  }
+
   /** A tensor or node name of {@link #graphDef()} as imported. */
   public String imported(String local) {
     return prefix + "/" + local;

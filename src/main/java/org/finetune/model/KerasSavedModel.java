@@ -177,78 +177,9 @@ public final class KerasSavedModel implements AutoCloseable {
   public synchronized Map<String, String> saverAliases() {
     checkOpen();
     if (aliases == null) {
-      aliases = findAliases();
+      aliases = SaverAliases.find(info, files);
     }
     return aliases;
-  }
-
-  private Map<String, String> findAliases() {
-    java.util.Optional<SaverMap> saver = SaverMap.of(files);
-    if (saver.isEmpty()) {
-      return Map.of();
-    }
-    java.util.Set<String> serving = new java.util.HashSet<>();
-    for (org.finetune.savedmodel.VariableInfo v : info.variables()) {
-      if (!v.handle().isEmpty()) {
-        serving.add(v.handle());
-      }
-    }
-    Map<String, String> servingByKey = new java.util.HashMap<>();
-    for (CheckpointKeys.Restore r : CheckpointKeys.forCapturedHandles(files)) {
-      servingByKey.putIfAbsent(r.key(), r.handle());
-    }
-    Map<String, org.tensorflow.proto.NodeDef> nodes = new java.util.HashMap<>();
-    files.metaGraph().getGraphDef().getNodeList().forEach(n -> nodes.put(n.getName(), n));
-    java.util.Set<String> readBySignatures = handlesReadBySignatures(nodes);
-    Map<String, String> out = new LinkedHashMap<>();
-    saver.get().handleByKey().forEach((key, handle) -> {
-      if (serving.contains(handle) || out.containsKey(handle)) {
-        return;
-      }
-      // Only the handles the serving function reads can have been trained; a copy of anything
-      // else still holds what loading gave it.
-      String source = saver.get().sourceOf(handle);
-      if (!serving.contains(source)) {
-        source = servingByKey.get(key);
-      }
-      if (source != null && serving.contains(source) && !source.equals(handle) && isHandle(nodes.get(handle))
-          && isHandle(nodes.get(source)) && !readBySignatures.contains(handle)) {
-        out.put(handle, source);
-      }
-    });
-    return java.util.Collections.unmodifiableMap(out);
-  }
-
-
-  private static boolean isHandle(org.tensorflow.proto.NodeDef n) {
-    return n != null && n.getOp().equals("VarHandleOp");
-  }
-
-  /** Variable handles among the top-level inputs of every signature's outputs (the calls' captures). */
-  private java.util.Set<String> handlesReadBySignatures(Map<String, org.tensorflow.proto.NodeDef> nodes) {
-    java.util.Set<String> seen = new java.util.HashSet<>();
-    java.util.ArrayDeque<String> todo = new java.util.ArrayDeque<>();
-    for (SignatureInfo sig : info.signatures().values()) {
-      sig.outputs().forEach(t -> todo.add(TensorNames.nodeOf(t.tensorName())));
-    }
-    java.util.Set<String> handles = new java.util.HashSet<>();
-    while (!todo.isEmpty()) {
-      String name = todo.pop();
-      if (!seen.add(name)) {
-        continue;
-      }
-      org.tensorflow.proto.NodeDef n = nodes.get(name);
-      if (n == null) {
-        continue;
-      }
-      if (isHandle(n)) {
-        handles.add(name);
-      }
-      for (String input : n.getInputList()) {
-        todo.add(TensorNames.nodeOf(input.startsWith("^") ? input.substring(1) : input));
-      }
-    }
-    return handles;
   }
 
   /**
@@ -400,6 +331,38 @@ public final class KerasSavedModel implements AutoCloseable {
     flat.put(signature, result);
     return result;
   }
+
+  /**
+   * The signature's flat graph changed by {@code rewrite} (which only adds nodes and rewires
+   * inputs), imported beside the plain one under its own prefix: for training through a changed
+   * graph (low-rank adapters) while exports and analysis keep the plain graph, whose nodes all
+   * exist in the changed one under the same local names. Built once per signature and
+   * {@code variant}; later calls return the same.
+   *
+   * @return the plain flat signature's description with this import's prefix, and the rewritten
+   *     graph as it was imported
+   */
+  public synchronized Variant flatSignature(String signature, String variant,
+      java.util.function.UnaryOperator<org.tensorflow.proto.GraphDef> rewrite) {
+    checkOpen();
+    FlatSignature plain = flatSignature(signature);
+    String key = signature + "#" + variant;
+    Variant existing = variants.get(key);
+    if (existing != null) {
+      return existing;
+    }
+    org.tensorflow.proto.GraphDef changed = rewrite.apply(plain.graphDef());
+    String prefix = plain.prefix() + "_" + variant;
+    bundle.graph().importGraphDef(org.finetune.graph.MarkedGradients.forTraining(changed), prefix);
+    Variant result = new Variant(plain.withPrefix(prefix), changed);
+    variants.put(key, result);
+    return result;
+  }
+
+  /** A rewritten flat signature: names under its own prefix, and the graph as imported (local names). */
+  public record Variant(FlatSignature flat, org.tensorflow.proto.GraphDef rewritten) {}
+
+  private final Map<String, Variant> variants = new LinkedHashMap<>();
 
   /**
    * Runs named tensors of this model's graph: feeds by tensor name, fetches by tensor name.

@@ -15,6 +15,11 @@ import org.finetune.savedmodel.TensorSpec;
  * running finish on the old model, which is closed when the last of them returns. No call ever
  * sees a closed or half-loaded model. Inputs and outputs are {@link NpyArray}s, so no native
  * memory escapes; everything native is owned here and freed by {@link #close}.
+ *
+ * <p>Low-rank adapters exported apart ({@code Exporter.exportAdapters}) are applied to the current
+ * model by name ({@link #putAdapters}) and chosen per call ({@link #predict(String, Map)}): many
+ * sets answer side by side from one loaded base, and putting a set under a name already used
+ * switches that name to it for the calls that start afterwards.
  */
 public final class Predictor implements AutoCloseable {
   /** A loaded model and the number of holders: the predictor (while current) and running calls. */
@@ -23,6 +28,9 @@ public final class Predictor implements AutoCloseable {
     final Path dir;
     final long version;
     final AtomicInteger holders = new AtomicInteger(1);
+    /** Adapter sets applied to this model, by the name they were put under. */
+    final java.util.concurrent.ConcurrentHashMap<String, org.finetune.train.AdaptedModel> adapters =
+        new java.util.concurrent.ConcurrentHashMap<>();
 
     Loaded(KerasSavedModel model, Path dir, long version) {
       this.model = model;
@@ -76,6 +84,63 @@ public final class Predictor implements AutoCloseable {
       }
       try {
         return new Prediction(l.model.predictArrays(l.model.info().signature(), inputs), l.dir, l.version);
+      } finally {
+        l.release();
+      }
+    }
+  }
+
+  /**
+   * Applies the adapters in {@code dir} to the current model under {@code name}; calls naming it
+   * that start afterwards use them (a set already under that name answers the calls running).
+   * The adapters belong to the model: a {@link #swap} drops them.
+   *
+   * @throws IllegalArgumentException when the folder holds no adapters, or they were trained on a
+   *     base whose directory digest differs from the current model's
+   */
+  public void putAdapters(String name, java.nio.file.Path dir) {
+    org.finetune.train.AdapterSet set = org.finetune.train.AdapterSet.read(dir);
+    synchronized (swapping) {
+      Loaded l = current.get();
+      if (l == null) {
+        throw new IllegalStateException("this predictor is closed");
+      }
+      if (set.baseDigest().isPresent()) {
+        String digest = org.finetune.export.DirectoryDigest.of(l.dir);
+        if (!digest.equals(set.baseDigest().get())) {
+          throw new IllegalArgumentException("the adapters in " + dir + " were trained on another base (digest "
+              + set.baseDigest().get() + "); the model answering now, " + l.dir + ", has " + digest);
+        }
+      }
+      l.adapters.put(name, org.finetune.train.AdaptedModel.apply(l.model, set));
+    }
+  }
+
+  /** Stops answering with the adapters under {@code name}; calls running with them finish. */
+  public void removeAdapters(String name) {
+    Loaded l = current.get();
+    if (l != null) {
+      l.adapters.remove(name);
+    }
+  }
+
+  /** Runs the current model through the adapters put under {@code adapters}. Thread-safe. */
+  public Prediction predict(String adapters, Map<String, NpyArray> inputs) {
+    while (true) {
+      Loaded l = current.get();
+      if (l == null) {
+        throw new IllegalStateException("this predictor is closed");
+      }
+      if (!l.acquire()) {
+        continue;
+      }
+      try {
+        org.finetune.train.AdaptedModel a = l.adapters.get(adapters);
+        if (a == null) {
+          throw new IllegalArgumentException("no adapters named '" + adapters + "'; there are "
+              + (l.adapters.isEmpty() ? "none" : String.join(", ", new java.util.TreeSet<>(l.adapters.keySet()))));
+        }
+        return new Prediction(a.predict(inputs), l.dir, l.version);
       } finally {
         l.release();
       }

@@ -77,13 +77,7 @@ public final class EarlyStopping implements Fit.Callback {
       c.trainer().restoreState(scratch.resolve("best"));
     }
     if (scratch != null) {
-      try (var walk = Files.walk(scratch)) {
-        for (Path p : walk.sorted(java.util.Comparator.reverseOrder()).toList()) {
-          Files.deleteIfExists(p);
-        }
-      } catch (IOException e) {
-        // A leftover temporary directory is harmless.
-      }
+      org.finetune.export.AtomicFiles.deleteTemporary(scratch);
     }
   }
 

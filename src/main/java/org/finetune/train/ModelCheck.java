@@ -193,7 +193,7 @@ public final class ModelCheck {
           trainer.saveState(saved.resolve("start"));
         } catch (RuntimeException e) {
           // Reference variables (TF1) cannot be written from Java: one step, no shorter ones.
-          deleteTree(saved);
+          org.finetune.export.AtomicFiles.deleteTemporary(saved);
           saved = null;
         }
       }
@@ -227,18 +227,8 @@ public final class ModelCheck {
       throw new java.io.UncheckedIOException(e);
     } finally {
       if (saved != null) {
-        deleteTree(saved);
+        org.finetune.export.AtomicFiles.deleteTemporary(saved);
       }
-    }
-  }
-
-  private static void deleteTree(java.nio.file.Path dir) {
-    try (java.util.stream.Stream<java.nio.file.Path> paths = java.nio.file.Files.walk(dir)) {
-      for (java.nio.file.Path p : paths.sorted(java.util.Comparator.reverseOrder()).toList()) {
-        java.nio.file.Files.deleteIfExists(p);
-      }
-    } catch (java.io.IOException e) {
-      // A temporary directory left behind is harmless; the check's result stands.
     }
   }
 

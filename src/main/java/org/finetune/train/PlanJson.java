@@ -50,6 +50,7 @@ public final class PlanJson {
     }
     o.addProperty("l2sp", plan.l2sp());
     o.add("head", plan.head().<JsonElement>map(PlanJson::head).orElse(JsonNull.INSTANCE));
+    plan.lowRank().ifPresent(l -> o.add("lora", lowRank(l)));
     if (!plan.outputs().isEmpty()) {
       JsonArray outputs = new JsonArray();
       for (OutputLoss ol : plan.outputs()) {
@@ -77,7 +78,7 @@ public final class PlanJson {
     TrainingPlan.Builder b = TrainingPlan.builder();
     try {
       known(o, "the plan", "signature", "output", "loss", "optimizer", "stages", "schedule", "clip_global_norm", "l2sp",
-          "head", "outputs", "from_logits");
+          "head", "outputs", "from_logits", "lora");
       if (has(o, "signature")) {
         b.signature(o.get("signature").getAsString());
       }
@@ -129,6 +130,9 @@ public final class PlanJson {
       }
       if (has(o, "head")) {
         b.head(head(object(o, "head")));
+      }
+      if (has(o, "lora")) {
+        b.lowRank(lowRank(object(o, "lora")));
       }
       if (has(o, "from_logits")) {
         b.fromLogits(o.get("from_logits").getAsBoolean());
@@ -305,6 +309,33 @@ public final class PlanJson {
         throw new IllegalArgumentException("unknown schedule '" + name
             + "'; use constant, step, cosine_warmup or slanted_triangular");
     }
+  }
+
+  /** Low-rank adapters as plan files write them: {@code {"rank", "alpha", "targets": [globs], "seed"}}. */
+  public static JsonObject lowRank(LowRankSpec l) {
+    JsonObject lo = new JsonObject();
+    lo.addProperty("rank", l.rank());
+    lo.addProperty("alpha", l.alpha());
+    JsonArray targets = new JsonArray();
+    l.targets().forEach(targets::add);
+    lo.add("targets", targets);
+    lo.addProperty("seed", l.seed());
+    return lo;
+  }
+
+  /** Reads {@link #lowRank(LowRankSpec)}'s form; only {@code rank} is required (alpha defaults to it). */
+  public static LowRankSpec lowRank(JsonObject lo) {
+    known(lo, "lora", "rank", "alpha", "targets", "seed");
+    if (!has(lo, "rank")) {
+      throw new IllegalArgumentException("\"lora\" needs a \"rank\"");
+    }
+    int rank = lo.get("rank").getAsInt();
+    List<String> targets = new ArrayList<>();
+    if (has(lo, "targets")) {
+      array(lo, "targets").forEach(t -> targets.add(t.getAsString()));
+    }
+    return new LowRankSpec(rank, has(lo, "alpha") ? lo.get("alpha").getAsDouble() : rank, targets,
+        has(lo, "seed") ? lo.get("seed").getAsLong() : LowRankSpec.DEFAULT_SEED);
   }
 
   static JsonObject head(HeadSpec h) {

@@ -70,6 +70,13 @@ public sealed interface Selector {
     }
   }
 
+  /**
+   * The low-rank adapters ({@link LowRankSpec}) of every layer, and nothing else of those layers:
+   * variables named {@code .../lora_<kernel>_a} and {@code _b}, as finetune and Keras's
+   * {@code enable_lora} name them. Selects variables, not layers, so it cannot be negated.
+   */
+  record Adapters() implements Selector {}
+
   /** Every layer the inner selector does not choose (freezing what it names). */
   record Not(Selector inner) implements Selector {
     public Not {

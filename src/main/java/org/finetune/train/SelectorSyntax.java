@@ -16,6 +16,7 @@ import java.util.regex.PatternSyntaxException;
  *   last:4                    the last 4 layers with weights
  *   block:block5              a named block (see Selector.Block)
  *   not:SELECTOR              every layer but those (not:block:block1 freezes block 1)
+ *   adapters                  the low-rank adapters alone (see Selector.Adapters)
  *   NAME                      shorthand for block:NAME
  * </pre>
  */
@@ -29,6 +30,9 @@ final class SelectorSyntax {
     }
     if (t.equals("all")) {
       return new Selector.All();
+    }
+    if (t.equals("adapters")) {
+      return new Selector.Adapters();
     }
     int colon = t.indexOf(':');
     if (colon < 0) {
@@ -72,6 +76,8 @@ final class SelectorSyntax {
   static String format(Selector s) {
     if (s instanceof Selector.All) {
       return "all";
+    } else if (s instanceof Selector.Adapters) {
+      return "adapters";
     } else if (s instanceof Selector.Layers l) {
       return "layers:" + String.join(",", l.names());
     } else if (s instanceof Selector.Glob g) {

@@ -46,6 +46,8 @@ final class StageCompiler {
   private final List<String> sources;
   private final Set<String> inputNodes;
   private final Set<String> headNames;
+  /** Adapter name to the kernel it adapts: an adapter is reachable where its kernel is, and has no pretrained value. */
+  private final Map<String, String> adapterKernels;
   private final boolean hasHead;
   private final List<String> warnings;
   private final Map<String, String> pretrained = new HashMap<>();
@@ -54,7 +56,7 @@ final class StageCompiler {
   record Parts(TrainingPlan plan, FlatSignature flat, Graph graph, Session session, Ops tf,
       Losses.LossGraph lossGraph, Optimizer optimizer, String learningRate, Map<String, Trainer.Tracked> variables,
       ModelInfo selectable, List<String> sources, Set<String> inputNodes, List<String> headVariables,
-      boolean hasHead, List<String> warnings) {}
+      Map<String, String> adapterKernels, boolean hasHead, List<String> warnings) {}
 
   StageCompiler(Parts p) {
     this.plan = p.plan();
@@ -70,6 +72,7 @@ final class StageCompiler {
     this.sources = p.sources();
     this.inputNodes = p.inputNodes();
     this.headNames = new HashSet<>(p.headVariables());
+    this.adapterKernels = p.adapterKernels();
     this.hasHead = p.hasHead();
     this.warnings = p.warnings();
   }
@@ -111,7 +114,7 @@ final class StageCompiler {
     List<String> localReads = new ArrayList<>();
     for (String name : set.variables()) {
       if (!headNames.contains(name)) {
-        localReads.add(flat.local(variables.get(name).read()));
+        localReads.add(flat.local(variables.get(adapterKernels.getOrDefault(name, name)).read()));
       }
     }
     Set<String> reachable = GradientPaths.reachable(flat.graphDef(), sources, localReads, OpDefs.runtime(),
@@ -119,7 +122,8 @@ final class StageCompiler {
     List<String> trained = new ArrayList<>();
     List<String> unreachable = new ArrayList<>();
     for (String name : set.variables()) {
-      boolean ok = headNames.contains(name) || reachable.contains(flat.local(variables.get(name).read()));
+      boolean ok = headNames.contains(name)
+          || reachable.contains(flat.local(variables.get(adapterKernels.getOrDefault(name, name)).read()));
       (ok ? trained : unreachable).add(name);
     }
     if (!unreachable.isEmpty()) {
@@ -133,7 +137,8 @@ final class StageCompiler {
     }
     Ops scope = tf.withSubScope("stage_" + index);
     Operand<TFloat32> loss = lossGraph.loss();
-    List<String> pretrainedTrained = trained.stream().filter(n -> !headNames.contains(n)).toList();
+    List<String> pretrainedTrained = trained.stream()
+        .filter(n -> !headNames.contains(n) && !adapterKernels.containsKey(n)).toList();
     if (plan.l2sp() > 0 && !pretrainedTrained.isEmpty()) {
       loss = scope.math.add(loss, l2sp(scope, pretrainedTrained));
     }
@@ -207,7 +212,7 @@ final class StageCompiler {
     Map<String, List<org.tensorflow.proto.NodeDef>> consumers = null;
     for (String name : trained) {
       Trainer.Tracked v = variables.get(name);
-      if (headNames.contains(name) || !v.read().startsWith(flat.prefix() + "/")) {
+      if (headNames.contains(name) || adapterKernels.containsKey(name) || !v.read().startsWith(flat.prefix() + "/")) {
         continue;
       }
       if (consumers == null) {

@@ -46,6 +46,7 @@ final class StringInputs {
     flat.inputs().forEach((key, tensor) -> inputByPlaceholder.put(TensorNames.nodeOf(flat.local(tensor)), key));
     Map<String, Set<String>> words = new LinkedHashMap<>();
     Map<String, Boolean> split = new HashMap<>();
+    Map<String, List<String>> tables = new HashMap<>();
     for (NodeDef n : flat.graphDef().getNodeList()) {
       if (!LOOKUPS.contains(n.getOp()) || n.getInputCount() < 2
           || n.getAttrMap().get("Tin").getType() != DataType.DT_STRING) {
@@ -57,7 +58,7 @@ final class StringInputs {
         continue;
       }
       boolean splits = visited.stream().map(nodes::get).anyMatch(v -> v != null && SPLITS.contains(v.getOp()));
-      List<String> keys = keys(model, flat, n);
+      List<String> keys = tables.computeIfAbsent(n.getInput(0), t -> keys(model, flat, n));
       for (String placeholder : sources) {
         String key = inputByPlaceholder.get(placeholder);
         words.computeIfAbsent(key, k -> new java.util.TreeSet<>()).addAll(keys);
@@ -92,7 +93,7 @@ final class StringInputs {
     return NpyArray.ofStrings(shape, values);
   }
 
-  /** The string keys of the table a lookup reads, exported from the loaded table. */
+  /** The string keys of the table a lookup reads, exported from the loaded table (once per table). */
   private static List<String> keys(KerasSavedModel model, FlatSignature flat, NodeDef lookup) {
     String handle = flat.imported(TensorNames.nodeOf(lookup.getInput(0)));
     org.tensorflow.Graph graph = model.graph();

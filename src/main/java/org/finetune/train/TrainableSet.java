@@ -42,18 +42,24 @@ public record TrainableSet(List<String> variables, List<String> layers) {
       Function<String, Optional<Set<String>>> layersAbove) {
     List<LayerInfo> layers = model.layers();
     Set<String> chosen = new LinkedHashSet<>();
+    boolean adapters = false;
     for (Selector s : selectors) {
-      chosen.addAll(select(layers, model.nestedModels(), s, layersAbove));
+      if (s instanceof Selector.Adapters) {
+        adapters = true;
+      } else {
+        chosen.addAll(select(layers, model.nestedModels(), s, layersAbove));
+      }
     }
     List<String> vars = new ArrayList<>();
     List<String> used = new ArrayList<>();
     for (LayerInfo layer : layers) {
-      if (!chosen.contains(layer.name())) {
+      boolean whole = chosen.contains(layer.name());
+      if (!whole && !adapters) {
         continue;
       }
       boolean any = false;
       for (VariableInfo v : layer.variables()) {
-        if (v.trainable() && v.weight()) {
+        if (v.trainable() && v.weight() && (whole || isAdapter(v))) {
           vars.add(v.name());
           any = true;
         }
@@ -67,6 +73,12 @@ public record TrainableSet(List<String> variables, List<String> layers) {
           + " trainable weights: " + names(layers.stream().filter(LayerInfo::trainable).toList()));
     }
     return new TrainableSet(vars, used);
+  }
+
+  /** Whether a variable is a low-rank adapter by its name ({@code .../lora_<kernel>_a} or {@code _b}). */
+  static boolean isAdapter(VariableInfo v) {
+    String leaf = v.name().substring(v.name().lastIndexOf('/') + 1);
+    return leaf.startsWith("lora_") && (leaf.endsWith("_a") || leaf.endsWith("_b"));
   }
 
   /**
@@ -107,6 +119,9 @@ public record TrainableSet(List<String> variables, List<String> layers) {
       return all.subList(0, i + 1);
     } else if (s instanceof Selector.LastN n) {
       return all.subList(Math.max(0, all.size() - n.n()), all.size());
+    } else if (s instanceof Selector.Adapters) {
+      throw new IllegalArgumentException("adapters selects variables, not layers: it cannot be negated or bound a"
+          + " range; list it beside other selectors instead");
     } else if (s instanceof Selector.Not n) {
       List<String> excluded = select(layers, nested, n.inner(), layersAbove);
       return all.stream().filter(name -> !excluded.contains(name)).toList();

@@ -48,6 +48,7 @@ public final class Trainer implements AutoCloseable {
   private final Optimizer optimizer;
   private final Map<String, Tracked> variables = new LinkedHashMap<>();
   private final Optional<Head> head;
+  private final Optional<Adapters> adapters;
   /** The model as stages select from it: layers cut away by a head left out, the head's layers added. */
   private final ModelInfo selectable;
   /** Flat-graph tensors (local names) the loss reaches the model through. */
@@ -73,13 +74,16 @@ public final class Trainer implements AutoCloseable {
   public Trainer(KerasSavedModel model, TrainingPlan plan) {
     this.model = model;
     this.plan = plan;
-    this.flat = model.flatSignature(plan.signature());
     this.graph = model.graph();
     this.session = model.session();
     this.tf = Ops.create(graph).withSubScope(SCOPE + "_" + Integer.toHexString(System.identityHashCode(this)));
+    FlatSignature plain = model.flatSignature(plan.signature());
+    this.adapters = plan.lowRank().map(spec -> Adapters.place(model, plain, spec, tf));
+    this.flat = adapters.map(Adapters::flat).orElse(plain);
     LossPlacement placed = LossPlacement.of(model, plan, flat, tf);
     this.head = placed.head();
     this.sources = placed.sources();
+    adapters.ifPresent(a -> a.requireOnTheLossPath(sources));
     this.outputTensor = placed.outputTensor();
     this.lossGraph = placed.lossGraph();
     Placeholder<TFloat32> lr = tf.withName("learning_rate").placeholder(TFloat32.class,
@@ -93,13 +97,15 @@ public final class Trainer implements AutoCloseable {
     }
     head.ifPresent(h -> h.variables().forEach(v -> variables.put(v.info().name(), new Tracked(v.info(), v.handle(),
         v.read()))));
-    this.selectable = StageCompiler.selectable(model.info(), flat, variables, sources, plan.head().isPresent(), head);
+    adapters.ifPresent(a -> a.tracked().forEach(t -> variables.put(t.info().name(), t)));
+    this.selectable = StageCompiler.selectable(adapters.map(a -> a.adapt(model.info())).orElse(model.info()), flat,
+        variables, sources, plan.head().isPresent(), head);
     for (int i = 0; i < plan.stages().size(); i++) {
       compiled.add(null);
     }
     this.compiler = new StageCompiler(new StageCompiler.Parts(plan, flat, graph, session, tf, lossGraph, optimizer,
         learningRate, variables, selectable, sources, flat.inputNodes(), headVariables(),
-        head.isPresent(), warnings));
+        adapters.map(Adapters::kernels).orElse(Map.of()), head.isPresent(), warnings));
     compiler.checkSelectors();
     this.stateFiles = new StateFiles(graph, session, tf);
     this.feeder = new BatchFeeder(plan, flat, lossGraph, flat.imported(sources.get(0)), head,
@@ -123,6 +129,44 @@ public final class Trainer implements AutoCloseable {
       h.variables().forEach(v -> reads.put(v.info().name(), v.read()));
       return new HeadPlacement(h.spec(), sources.get(0), reads);
     });
+  }
+
+  /** The plan's low-rank adapters in one line (rank, scale, which kernels, how chosen); empty without them. */
+  public Optional<String> adapters() {
+    return adapters.map(Adapters::describe);
+  }
+
+  /** The adapters' variable names (A then B per kernel); empty without them. */
+  public List<String> adapterVariables() {
+    return adapters.map(a -> a.tracked().stream().map(t -> t.info().name()).toList()).orElse(List.of());
+  }
+
+  /** The adapters' values now, apart from the base (see {@link AdapterSet}). */
+  public AdapterSet adapterSet() {
+    checkOpen();
+    return adapters.orElseThrow(() -> new IllegalStateException("the plan has no low-rank adapters"))
+        .values(plan.signature());
+  }
+
+  /**
+   * Runs {@code action} (an export) with the adapters folded into their kernels
+   * ({@code W + scale A B}), then puts the kernels back bit for bit; without adapters, just runs it.
+   */
+  public <T> T withAdaptersMerged(java.util.function.Supplier<T> action) {
+    checkOpen();
+    return adapters.isPresent() ? adapters.get().merged(action) : action.get();
+  }
+
+  /**
+   * Sets float32 variables (the model's the signature reads, a new head's, adapters') to the given
+   * values, as Keras's {@code variable.assign}: e.g. to start from weights computed elsewhere.
+   *
+   * @throws IllegalArgumentException naming a variable this trainer does not have, or a shape or
+   *     dtype that does not fit
+   */
+  public void assign(Map<String, NpyArray> values) {
+    checkOpen();
+    Adapters.Assign.run(graph, session, tf.withSubScope("assign"), variables, values);
   }
 
   /** The model this trainer trains (not owned by it). */

@@ -20,11 +20,13 @@ import org.finetune.savedmodel.SavedModelInspector;
  *     cross-entropy applies the softmax (sigmoid) itself (with several outputs, each
  *     {@link OutputLoss} says it for its own)
  * @param l2sp weight of the L2-SP penalty {@code l2sp / 2 * sum ||w - w_pretrained||^2} over the
- *     pretrained variables a stage trains (a new head's are not: they have no pretrained value; 0: off); it
+ *     pretrained variables a stage trains (a new head's are not: they have no pretrained value; 0: off)
+ * @param lowRank low-rank adapters (LoRA) on chosen kernels, which then stay frozen while their
+ *     adapters train wherever a stage selects the kernel's layer; merged into the kernels at export
  */
 public record TrainingPlan(String signature, Optional<String> output, LossSpec loss, OptimizerSpec optimizer,
     List<Stage> stages, LearningRateSchedule schedule, OptionalDouble clipGlobalNorm, double l2sp,
-    Optional<HeadSpec> head, List<OutputLoss> outputs, boolean fromLogits) {
+    Optional<HeadSpec> head, List<OutputLoss> outputs, boolean fromLogits, Optional<LowRankSpec> lowRank) {
   public TrainingPlan {
     Objects.requireNonNull(signature, "signature");
     Objects.requireNonNull(output, "output");
@@ -33,6 +35,7 @@ public record TrainingPlan(String signature, Optional<String> output, LossSpec l
     Objects.requireNonNull(schedule, "schedule");
     Objects.requireNonNull(clipGlobalNorm, "clipGlobalNorm");
     Objects.requireNonNull(head, "head");
+    Objects.requireNonNull(lowRank, "lowRank");
     if (head.isPresent() && output.isPresent() && head.get().at().isPresent()) {
       throw new IllegalArgumentException("a head on layer " + head.get().at().get() + " replaces the model's outputs;"
           + " do not name output " + output.get() + " too");
@@ -79,6 +82,7 @@ public record TrainingPlan(String signature, Optional<String> output, LossSpec l
     private HeadSpec head;
     private final List<OutputLoss> outputs = new ArrayList<>();
     private boolean fromLogits;
+    private LowRankSpec lowRank;
 
     private Builder() {}
 
@@ -150,12 +154,18 @@ public record TrainingPlan(String signature, Optional<String> output, LossSpec l
       return this;
     }
 
+    /** Trains low-rank adapters on chosen kernels instead of the kernels themselves (see {@link LowRankSpec}). */
+    public Builder lowRank(LowRankSpec spec) {
+      this.lowRank = spec;
+      return this;
+    }
+
     public TrainingPlan build() {
       List<Stage> s = stages.isEmpty() ? List.of(Stage.of(new Selector.All())) : stages;
       LearningRateSchedule lr = schedule != null ? schedule
           : new LearningRateSchedule.Constant(optimizer.learningRate());
       return new TrainingPlan(signature, output, loss, optimizer, s, lr, clip, l2sp, Optional.ofNullable(head),
-          outputs, fromLogits);
+          outputs, fromLogits, Optional.ofNullable(lowRank));
     }
   }
 }
