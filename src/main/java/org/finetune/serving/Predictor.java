@@ -31,6 +31,8 @@ public final class Predictor implements AutoCloseable {
     /** Adapter sets applied to this model, by the name they were put under. */
     final java.util.concurrent.ConcurrentHashMap<String, org.finetune.train.AdaptedModel> adapters =
         new java.util.concurrent.ConcurrentHashMap<>();
+    /** The model directory's digest, computed at the first adapters put (it reads every file). */
+    String digest;
 
     Loaded(KerasSavedModel model, Path dir, long version) {
       this.model = model;
@@ -106,7 +108,10 @@ public final class Predictor implements AutoCloseable {
         throw new IllegalStateException("this predictor is closed");
       }
       if (set.baseDigest().isPresent()) {
-        String digest = org.finetune.export.DirectoryDigest.of(l.dir);
+        if (l.digest == null) {
+          l.digest = org.finetune.export.DirectoryDigest.of(l.dir);
+        }
+        String digest = l.digest;
         if (!digest.equals(set.baseDigest().get())) {
           throw new IllegalArgumentException("the adapters in " + dir + " were trained on another base (digest "
               + set.baseDigest().get() + "); the model answering now, " + l.dir + ", has " + digest);

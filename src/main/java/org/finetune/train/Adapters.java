@@ -64,6 +64,14 @@ final class Adapters {
     List<VariableInfo> read = model.info().variables().stream()
         .filter(v -> !v.handle().isEmpty() && plain.reads().containsKey(v.handle())).toList();
     LowRankSpec.Choice choice = spec.choose(read);
+    for (VariableInfo k : choice.kernels()) {
+      org.tensorflow.GraphOperation op = model.graph().operation(k.handle());
+      if (op == null || !op.type().equals("VarHandleOp")) {
+        throw new org.finetune.hint.BadSettingException(k.name() + " is a TF1 reference variable ("
+            + (op == null ? "no handle" : op.type()) + "); adapters are merged into resource variables only",
+            org.finetune.hint.Setting.ADAPTERS, "leave it out of the targets");
+      }
+    }
     // One import per rank, scale and set of kernels; its adapters' resources are named after it.
     String variant = "lora" + namespace + "_r" + spec.rank() + "_" + Integer.toHexString(
         (spec.alpha() + " " + choice.kernels().stream().map(VariableInfo::name).toList()).hashCode());

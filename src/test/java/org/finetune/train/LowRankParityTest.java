@@ -138,6 +138,11 @@ class LowRankParityTest {
           plan(LowRankSpec.of(4).withTargets(List.of("*/self_attention_layer_norm/gamma")))));
       assertTrue(e.getMessage().contains("no trainable float kernel of rank 2 or more"), e.getMessage());
     }
+    try (KerasSavedModel tf1 = KerasSavedModel.open(Fixture.of("tf1_linear/tf1").model())) {
+      Exception e = assertThrows(RuntimeException.class, () -> new Trainer(tf1, TrainingPlan.builder()
+          .loss(LossSpec.MSE).lowRank(LowRankSpec.of(2)).stage(Stage.of(new Selector.Adapters())).build()));
+      assertTrue(e.getMessage().contains("dense/kernel is a TF1 reference variable (VariableV2)"), e.getMessage());
+    }
   }
 
   @Test
