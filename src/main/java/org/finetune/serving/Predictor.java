@@ -76,6 +76,12 @@ public final class Predictor implements AutoCloseable {
 
   /** Runs the current model on {@code inputs} (by signature input name). Thread-safe. */
   public Prediction predict(Map<String, NpyArray> inputs) {
+    return withCurrent(l -> new Prediction(l.model.predictArrays(l.model.info().signature(), inputs), l.dir,
+        l.version));
+  }
+
+  /** Runs {@code call} on the current model, held so that no swap or close frees it meanwhile. */
+  private Prediction withCurrent(java.util.function.Function<Loaded, Prediction> call) {
     while (true) {
       Loaded l = current.get();
       if (l == null) {
@@ -85,7 +91,7 @@ public final class Predictor implements AutoCloseable {
         continue; // swapped out and released between the read and the acquire: take the new one
       }
       try {
-        return new Prediction(l.model.predictArrays(l.model.info().signature(), inputs), l.dir, l.version);
+        return call.apply(l);
       } finally {
         l.release();
       }
@@ -131,25 +137,14 @@ public final class Predictor implements AutoCloseable {
 
   /** Runs the current model through the adapters put under {@code adapters}. Thread-safe. */
   public Prediction predict(String adapters, Map<String, NpyArray> inputs) {
-    while (true) {
-      Loaded l = current.get();
-      if (l == null) {
-        throw new IllegalStateException("this predictor is closed");
+    return withCurrent(l -> {
+      org.finetune.train.AdaptedModel a = l.adapters.get(adapters);
+      if (a == null) {
+        throw new IllegalArgumentException("no adapters named '" + adapters + "'; there are "
+            + (l.adapters.isEmpty() ? "none" : String.join(", ", new java.util.TreeSet<>(l.adapters.keySet()))));
       }
-      if (!l.acquire()) {
-        continue;
-      }
-      try {
-        org.finetune.train.AdaptedModel a = l.adapters.get(adapters);
-        if (a == null) {
-          throw new IllegalArgumentException("no adapters named '" + adapters + "'; there are "
-              + (l.adapters.isEmpty() ? "none" : String.join(", ", new java.util.TreeSet<>(l.adapters.keySet()))));
-        }
-        return new Prediction(a.predict(inputs), l.dir, l.version);
-      } finally {
-        l.release();
-      }
-    }
+      return new Prediction(a.predict(inputs), l.dir, l.version);
+    });
   }
 
   /**

@@ -81,17 +81,10 @@ final class Adapters {
       targets.add(new LowRankAdapters.Target(plain.local(plain.reads().get(v.handle())), shape, spec.rank(),
           spec.scale(), "finetune_" + variant + "/" + v.name()));
     }
-    Map<String, LowRankAdapters.Placed> placed = new LinkedHashMap<>();
-    KerasSavedModel.Variant v = model.flatSignature(plain.signature(), variant, g -> {
-      LowRankAdapters.Result r = LowRankAdapters.rewrite(g, targets);
-      placed.putAll(r.adapters());
-      return r.graphDef();
-    });
-    if (placed.isEmpty()) {
-      // Imported earlier by another trainer on this model: the rewrite is the same, so are its names.
-      placed.putAll(LowRankAdapters.rewrite(plain.graphDef(), targets).adapters());
-    }
-    FlatSignature flat = v.flat();
+    // The rewrite names the adapters' nodes; an import made earlier for this variant used the same names.
+    LowRankAdapters.Result rewritten = LowRankAdapters.rewrite(plain.graphDef(), targets);
+    Map<String, LowRankAdapters.Placed> placed = rewritten.adapters();
+    FlatSignature flat = model.flatSignature(plain.signature(), variant, g -> rewritten.graphDef()).flat();
     List<Pair> pairs = new ArrayList<>();
     for (int i = 0; i < choice.kernels().size(); i++) {
       VariableInfo k = choice.kernels().get(i);
@@ -176,8 +169,6 @@ final class Adapters {
 
   /** The adapters' values now, by kernel, in the model's order. */
   AdapterSet values(String signature) {
-    Map<String, Trainer.Tracked> byName = new LinkedHashMap<>();
-    tracked().forEach(t -> byName.put(t.info().name(), t));
     Session.Runner runner = session.runner();
     tracked().forEach(t -> runner.fetch(t.read()));
     List<AdapterSet.Pair> out = new ArrayList<>();

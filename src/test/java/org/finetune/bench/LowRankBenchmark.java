@@ -3,8 +3,6 @@ package org.finetune.bench;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
-import java.util.Map;
-import org.finetune.data.NpyArray;
 import org.finetune.model.KerasSavedModel;
 import org.finetune.testing.Fixture;
 import org.finetune.train.Batch;
@@ -58,8 +56,10 @@ public final class LowRankBenchmark {
       }
       List<String> trained = t.trainedVariables(0);
       long weights = 0;
-      for (Map.Entry<String, NpyArray> e : t.values(trained).entrySet()) {
-        weights += e.getValue().size();
+      for (org.finetune.savedmodel.VariableInfo v : t.selectableModel().variables()) {
+        if (trained.contains(v.name())) {
+          weights += v.shape().stream().mapToLong(Long::longValue).reduce(1, (x, y) -> x * y);
+        }
       }
       double[] sorted = s.clone();
       Arrays.sort(sorted);
